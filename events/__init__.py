@@ -17,8 +17,15 @@ from events.catalogue import (
 from events.clinical import *  # noqa: F403 - the catalogue is the package's surface
 from events.envelope import SPONSOR_SITE, TRIAL_PATIENT, ZERO_HASH, Envelope
 from events.hashing import canonical_json, event_hash, hash_is_valid, seal_stored
-from events.safety import AeReported, AeReportedData, AeUpdated, AeUpdatedData, Attribution
-from events.safety import SaeAcknowledged, SaeAcknowledgedData
+from events.safety import (
+    AeReported,
+    AeReportedData,
+    AeUpdated,
+    AeUpdatedData,
+    Attribution,
+    SaeAcknowledged,
+    SaeAcknowledgedData,
+)
 from events.scans import Lesion, PvttAssessment, ReaderCalls, ScanRead, ScanReadData
 from events.trial import (
     EventCorrected,
@@ -33,12 +40,42 @@ from events.trial import (
 )
 
 __all__ = [
-    "CURRENT_VERSION", "EVENT_ADAPTER", "EVENT_CLASSES", "EVENT_TYPES", "SPONSOR_SITE",
-    "TRIAL_PATIENT", "ZERO_HASH", "AeReported", "AeReportedData", "AeUpdated", "AeUpdatedData",
-    "Attribution", "Envelope", "EventCorrected", "EventCorrectedData", "EventRetracted",
-    "EventRetractedData", "LedgerEvent", "LedgerSealed", "LedgerSealedData", "Lesion",
-    "NewerSchemaVersion", "ProtocolParameters", "ProtocolParametersSet",
-    "ProtocolParametersSetData", "PvttAssessment", "ReaderCalls", "SaeAcknowledged",
-    "SaeAcknowledgedData", "ScanRead", "ScanReadData", "UnknownEventType", "canonical_json",
-    "decode", "event_hash", "hash_is_valid", "seal_stored", "upcast",
+    "CURRENT_VERSION",
+    "EVENT_ADAPTER",
+    "EVENT_CLASSES",
+    "EVENT_TYPES",
+    "SPONSOR_SITE",
+    "TRIAL_PATIENT",
+    "ZERO_HASH",
+    "AeReported",
+    "AeReportedData",
+    "AeUpdated",
+    "AeUpdatedData",
+    "Attribution",
+    "Envelope",
+    "EventCorrected",
+    "EventCorrectedData",
+    "EventRetracted",
+    "EventRetractedData",
+    "LedgerEvent",
+    "LedgerSealed",
+    "LedgerSealedData",
+    "Lesion",
+    "NewerSchemaVersion",
+    "ProtocolParameters",
+    "ProtocolParametersSet",
+    "ProtocolParametersSetData",
+    "PvttAssessment",
+    "ReaderCalls",
+    "SaeAcknowledged",
+    "SaeAcknowledgedData",
+    "ScanRead",
+    "ScanReadData",
+    "UnknownEventType",
+    "canonical_json",
+    "decode",
+    "event_hash",
+    "hash_is_valid",
+    "seal_stored",
+    "upcast",
 ]

@@ -22,8 +22,8 @@ from events.clinical import (
     TreatmentDiscontinued,
     Withdrawn,
 )
-from events.scans import ScanRead
 from events.safety import AeReported, AeUpdated, SaeAcknowledged
+from events.scans import ScanRead
 from events.trial import (
     EventCorrected,
     EventRetracted,
@@ -56,9 +56,22 @@ EVENT_ADAPTER: TypeAdapter[LedgerEvent] = TypeAdapter(LedgerEvent)
 EVENT_CLASSES: dict[str, type[Any]] = {
     cls.model_fields["type"].default: cls
     for cls in (
-        Enrolled, InfusionGiven, DoseModified, ScanRead, AeReported, AeUpdated, Death,
-        FollowUpContact, SubsequentTherapyStarted, TreatmentDiscontinued, Withdrawn,
-        EventCorrected, EventRetracted, SaeAcknowledged, ProtocolParametersSet, LedgerSealed,
+        Enrolled,
+        InfusionGiven,
+        DoseModified,
+        ScanRead,
+        AeReported,
+        AeUpdated,
+        Death,
+        FollowUpContact,
+        SubsequentTherapyStarted,
+        TreatmentDiscontinued,
+        Withdrawn,
+        EventCorrected,
+        EventRetracted,
+        SaeAcknowledged,
+        ProtocolParametersSet,
+        LedgerSealed,
     )
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
@@ -101,7 +114,9 @@ def upcast(raw: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def decode(raw: Mapping[str, Any], *, mode: Literal["strict", "tolerant"] = "tolerant") -> LedgerEvent:
+def decode(
+    raw: Mapping[str, Any], *, mode: Literal["strict", "tolerant"] = "tolerant"
+) -> LedgerEvent:
     """Decode a stored or submitted event dict into its model (after upcasting)."""
     extra: Literal["forbid", "ignore"] = "forbid" if mode == "strict" else "ignore"
     return EVENT_ADAPTER.validate_python(upcast(raw), extra=extra)

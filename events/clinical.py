@@ -61,7 +61,9 @@ class DoseModifiedData(Model):
     action: Literal["start", "reduce", "interrupt", "resume", "discontinue"]
     dose_mg: float | None = Field(default=None, ge=0, le=1000)
     ae_event_id: str | None = None
-    cause: Literal["adverse_event", "progression", "patient_decision", "protocol", "other"] = "protocol"
+    cause: Literal["adverse_event", "progression", "patient_decision", "protocol", "other"] = (
+        "protocol"
+    )
 
 
 class DeathData(Model):
@@ -87,8 +89,12 @@ class TreatmentDiscontinuedData(Model):
     """The patient stops all study treatment and enters follow-up."""
 
     cause: Literal[
-        "progression", "adverse_event", "patient_decision", "physician_decision",
-        "completed", "other",
+        "progression",
+        "adverse_event",
+        "patient_decision",
+        "physician_decision",
+        "completed",
+        "other",
     ]
     ae_event_id: str | None = None
 
@@ -138,9 +144,23 @@ class Withdrawn(Envelope):
 
 
 __all__ = [
-    "Agent", "BaselineLabs", "Death", "DeathData", "DoseModified", "DoseModifiedData",
-    "Enrolled", "EnrolledData", "FollowUpContact", "FollowUpContactData", "InfusionGiven",
-    "InfusionGivenData", "SubsequentTherapyStarted", "SubsequentTherapyStartedData",
-    "TreatmentDiscontinued", "TreatmentDiscontinuedData", "VpGrade", "Withdrawn",
+    "Agent",
+    "BaselineLabs",
+    "Death",
+    "DeathData",
+    "DoseModified",
+    "DoseModifiedData",
+    "Enrolled",
+    "EnrolledData",
+    "FollowUpContact",
+    "FollowUpContactData",
+    "InfusionGiven",
+    "InfusionGivenData",
+    "SubsequentTherapyStarted",
+    "SubsequentTherapyStartedData",
+    "TreatmentDiscontinued",
+    "TreatmentDiscontinuedData",
+    "VpGrade",
+    "Withdrawn",
     "WithdrawnData",
 ]

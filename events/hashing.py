@@ -22,7 +22,9 @@ def event_hash(stored: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def seal_stored(event: Mapping[str, Any], *, recorded_at: str, prev_hash: str | None) -> dict[str, Any]:
+def seal_stored(
+    event: Mapping[str, Any], *, recorded_at: str, prev_hash: str | None
+) -> dict[str, Any]:
     """The stored form of an accepted event: writer fields set, hash computed last."""
     stored = dict(event)
     stored["recorded_at"] = recorded_at

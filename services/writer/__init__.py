@@ -1,0 +1,1 @@
+"""The writer service: validating intake → immutable ledger."""

@@ -1,0 +1,76 @@
+"""Composition root of the writer: FastStream answers the intake, nats-py appends."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client
+from nats.js import api as js_api
+
+from projections.ctcae import check_ae
+from services.ledger_io import ensure_streams, ledger_head
+from services.nats_conn import connect, connect_options
+from services.settings import Settings
+from services.writer.core import Writer
+
+log = structlog.get_logger("writer")
+
+INTAKE_SUBJECT = "intake.*.*"
+QUEUE_GROUP = "writers"
+
+
+@dataclass
+class WriterApp:
+    broker: NatsBroker
+    writer: Writer
+    nc: Client
+    tail: Any = None
+
+    async def start(self) -> None:
+        await self.writer.load()
+        await self._follow_other_writers()
+        await self.broker.start()
+        log.info("writer_started", indexed=len(self.writer.index))
+
+    async def _follow_other_writers(self) -> None:
+        js = self.nc.jetstream()
+        head = await ledger_head(js)
+
+        async def seen(msg: Any) -> None:
+            meta = msg.metadata
+            self.writer.observe(int(meta.sequence.stream), msg.subject, (msg.headers or {}).get("Nats-Msg-Id"))
+
+        self.tail = await js.subscribe(
+            "ledger.>", cb=seen, ordered_consumer=True, headers_only=True,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, config=js_api.ConsumerConfig(opt_start_seq=head + 1),
+        )
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        if self.tail is not None:
+            with contextlib.suppress(Exception):
+                await self.tail.unsubscribe()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+
+async def create_app(settings: Settings, *, create_streams: bool = True, max_workers: int = 64) -> WriterApp:
+    """Nothing connects at import time; everything is built here from `settings`."""
+    assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
+    creds = settings.creds_for("writer")
+    nc = await connect(settings.nats_url, creds, name="writer")
+    js = nc.jetstream()
+    if create_streams:
+        await ensure_streams(js)
+    writer = Writer(js, check_ae=check_ae)
+    broker = NatsBroker(settings.nats_url, logger=None, name="writer-intake", **connect_options(creds))
+
+    @broker.subscriber(INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers)
+    async def intake(msg: NatsMessage) -> dict[str, Any]:
+        return await writer.handle(msg.raw_message.subject, msg.body)
+
+    return WriterApp(broker, writer, nc)

@@ -1,0 +1,303 @@
+"""The writer: judges each submission, appends accepted events to LEDGER exactly once.
+
+Correctness across several writer instances rests on JetStream, not on this process:
+every append carries the patient's expected last sequence (optimistic concurrency over the
+patient's subject wildcard) and `Nats-Msg-Id` = event_id. A stale cache can only cost a
+retry, never a wrong chain, a lost event or a second entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
+from pydantic import ValidationError
+
+from events import (
+    EVENT_CLASSES,
+    SPONSOR_SITE,
+    TRIAL_PATIENT,
+    ZERO_HASH,
+    LedgerEvent,
+    NewerSchemaVersion,
+    ProtocolParameters,
+    ProtocolParametersSet,
+    UnknownEventType,
+    decode,
+    seal_stored,
+)
+from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
+from events.subjects import ledger_subject, parse_intake_subject, patient_wildcard
+from projections.history import Recorded
+from projections.intake_rules import AeCheck, FieldError, check_event, error_path, patient_facts
+from services.ledger_io import read_stream
+
+log = structlog.get_logger("writer")
+
+MAX_BATCH = 500
+MAX_EVENT_BYTES = 256 * 1024
+WRONG_LAST_SEQUENCE = 10071
+WRITER_FIELDS = ("recorded_at", "prev_hash", "hash")
+# The latest calendar date anywhere on Earth (UTC+14): a site's "today" is never in our future.
+EARLIEST_OFFSET = dt.timedelta(hours=14)
+
+PatientKey = tuple[str, str, str]
+
+
+@dataclass
+class PatientLog:
+    recorded: list[Recorded] = field(default_factory=list)
+    last_seq: int = 0
+    head_hash: str = ZERO_HASH
+
+
+@dataclass
+class Counters:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+
+
+def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
+    return {
+        "event_id": event_id if isinstance(event_id, str) else None,
+        "status": "rejected",
+        "errors": [e.as_dict() for e in errors],
+    }
+
+
+def validation_errors(exc: ValidationError) -> list[FieldError]:
+    return [FieldError(error_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+
+
+class Writer:
+    """Judge and append. `handle(subject, payload)` is the whole intake contract."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        check_ae: AeCheck,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        cache_patients: int = 4096,
+        max_retries: int = 20,
+    ) -> None:
+        self.js = js
+        self.check_ae = check_ae
+        self.now = now
+        self.cache_patients = cache_patients
+        self.max_retries = max_retries
+        self.index: dict[str, int] = {}
+        self.trials: dict[str, ProtocolParametersSet] = {}
+        self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
+        self.locks: dict[PatientKey, asyncio.Lock] = {}
+        self.counters = Counters()
+        self.on_append: list[Callable[[int, dict[str, Any]], None]] = []
+
+    # -- start-up -----------------------------------------------------------------------
+    async def load(self) -> None:
+        """Index every event_id already in the ledger, and every trial's parameters."""
+        async for msg in read_stream(self.js, headers_only=True):
+            event_id = (msg.headers or {}).get("Nats-Msg-Id")
+            if event_id:
+                self.index[event_id] = msg.seq
+        async for msg in read_stream(self.js, f"ledger.*.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"):
+            self._learn_trial(decode(msg.json()))
+        log.info("writer_loaded", events=len(self.index), trials=sorted(self.trials))
+
+    def observe(self, seq: int, subject: str, event_id: str | None) -> None:
+        """Another writer appended `seq`: index it and drop our now-stale patient cache."""
+        if event_id:
+            self.index.setdefault(event_id, seq)
+        parts = subject.split(".")
+        if len(parts) == 5:
+            key = (parts[1], parts[2], parts[3])
+            cached = self.patients.get(key)
+            if cached is not None and seq > cached.last_seq:
+                del self.patients[key]
+
+    def _learn_trial(self, event: LedgerEvent) -> None:
+        if isinstance(event, ProtocolParametersSet):
+            known = self.trials.get(event.trial_id)
+            if known is None or event.data.version > known.data.version:
+                self.trials[event.trial_id] = event
+
+    # -- intake -------------------------------------------------------------------------
+    async def handle(self, subject: str, payload: bytes) -> dict[str, Any]:
+        """One submission (an event or `{"events": [...]}`) → its reply (DESIGN.md)."""
+        try:
+            trial_id, site_id = parse_intake_subject(subject)
+        except ValueError as exc:
+            return rejected(None, [FieldError("subject", str(exc))])
+        try:
+            body = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return rejected(None, [FieldError("body", f"not valid JSON: {exc}")])
+        if isinstance(body, dict) and "events" in body and "event_id" not in body:
+            items = body["events"]
+            if not isinstance(items, list) or not items:
+                return rejected(None, [FieldError("events", "a batch is a non-empty list of events")])
+            if len(items) > MAX_BATCH:
+                return rejected(None, [FieldError("events", f"a batch holds at most {MAX_BATCH} events")])
+            return {"results": await self._judge_batch(trial_id, site_id, items)}
+        return await self._judge(trial_id, site_id, body)
+
+    async def _judge_batch(self, trial_id: str, site_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        """Each event judged on its own; one patient's events in order, patients in parallel."""
+        groups: dict[Any, list[int]] = {}
+        for position, item in enumerate(items):
+            key = item.get("patient_id") if isinstance(item, dict) else None
+            groups.setdefault(key if isinstance(key, str) else position, []).append(position)
+        results: list[dict[str, Any]] = [{} for _ in items]
+
+        async def run(positions: list[int]) -> None:
+            for position in positions:
+                results[position] = await self._judge(trial_id, site_id, items[position])
+
+        await asyncio.gather(*(run(positions) for positions in groups.values()))
+        return results
+
+    async def _judge(self, trial_id: str, site_id: str, raw: Any) -> dict[str, Any]:
+        result = await self._judge_inner(trial_id, site_id, raw)
+        status = result["status"]
+        setattr(self.counters, status, getattr(self.counters, status) + 1)
+        return result
+
+    async def _judge_inner(self, trial_id: str, site_id: str, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            return rejected(None, [FieldError("event", "an event is a JSON object")])
+        event_id = raw.get("event_id")
+        if isinstance(event_id, str) and event_id in self.index:
+            return {"event_id": event_id, "status": "duplicate", "seq": self.index[event_id]}
+        if len(json.dumps(raw)) > MAX_EVENT_BYTES:
+            return rejected(event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")])
+        forbidden = [FieldError(name, "set by the writer, never by a site") for name in WRITER_FIELDS if name in raw]
+        if forbidden:
+            return rejected(event_id, forbidden)
+        if raw.get("type") in WRITER_ONLY_TYPES:
+            return rejected(event_id, [FieldError("type", f"{raw['type']} events are written by the writer only")])
+        try:
+            event = decode(raw, mode="strict")
+        except UnknownEventType:
+            known = ", ".join(sorted(EVENT_CLASSES))
+            return rejected(event_id, [FieldError("type", f"unknown event type {raw.get('type')!r}; known: {known}")])
+        except NewerSchemaVersion as exc:
+            return rejected(event_id, [FieldError("schema_version", str(exc))])
+        except ValidationError as exc:
+            return rejected(event_id, validation_errors(exc))
+        event_id = str(event.event_id)
+        errors = self._envelope_rules(trial_id, site_id, event)
+        if errors:
+            return rejected(event_id, errors)
+        return await self._append(event)
+
+    def _envelope_rules(self, trial_id: str, site_id: str, event: LedgerEvent) -> list[FieldError]:
+        errors: list[FieldError] = []
+        if event.trial_id != trial_id:
+            errors.append(FieldError("trial_id", f"submitted on trial {trial_id}'s intake but names {event.trial_id}"))
+        if event.site_id != site_id:
+            errors.append(FieldError("site_id", f"site {site_id} may only submit events of its own site, not {event.site_id}"))
+        trial_level = event.event_type in TRIAL_LEVEL_TYPES
+        if trial_level != (event.site_id == SPONSOR_SITE and event.patient_id == TRIAL_PATIENT):
+            errors.append(FieldError(
+                "site_id",
+                f"trial-level events use site {SPONSOR_SITE} and patient {TRIAL_PATIENT}; patient events never do",
+            ))
+        params = self.trials.get(event.trial_id)
+        if isinstance(event, ProtocolParametersSet):
+            current = params.data.version if params else 0
+            if event.data.version <= current:
+                errors.append(FieldError("data.version", f"parameters version must be above the current {current}"))
+        elif params is None:
+            errors.append(FieldError("trial_id", f"unknown trial {event.trial_id}: its protocol parameters are not in the ledger"))
+        elif params.data.parameters.sites and event.site_id not in params.data.parameters.sites:
+            errors.append(FieldError("site_id", f"{event.site_id} is not a site of trial {event.trial_id}"))
+        return errors
+
+    def parameters(self, trial_id: str) -> ProtocolParameters:
+        known = self.trials.get(trial_id)
+        return known.data.parameters if known else ProtocolParameters()
+
+    # -- append -------------------------------------------------------------------------
+    async def _append(self, event: LedgerEvent) -> dict[str, Any]:
+        key: PatientKey = event.patient_key
+        event_id = str(event.event_id)
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            for _attempt in range(self.max_retries):
+                patient = await self._patient(key)
+                if any(str(r.event.event_id) == event_id for r in patient.recorded):
+                    seq = next(r.seq for r in patient.recorded if str(r.event.event_id) == event_id)
+                    return {"event_id": event_id, "status": "duplicate", "seq": seq}
+                if event.event_type not in TRIAL_LEVEL_TYPES:
+                    today = (self.now() + EARLIEST_OFFSET).date()
+                    facts = patient_facts(patient.recorded)
+                    errors = check_event(facts, event, self.parameters(event.trial_id), today, self.check_ae)
+                    if errors:
+                        return rejected(event_id, errors)
+                outcome = await self._publish(key, patient, event)
+                if outcome is not None:
+                    return outcome
+                self.patients.pop(key, None)  # stale: another writer appended; re-read
+        return rejected(event_id, [FieldError("event", "the patient's history kept changing; retry")])
+
+    async def _publish(self, key: PatientKey, patient: PatientLog, event: LedgerEvent) -> dict[str, Any] | None:
+        event_id = str(event.event_id)
+        recorded_at = self.now().isoformat().replace("+00:00", "Z")
+        body = event.model_dump(mode="json", exclude=set(WRITER_FIELDS))
+        stored = seal_stored(body, recorded_at=recorded_at, prev_hash=patient.head_hash)
+        payload = json.dumps(stored, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            "Nats-Msg-Id": event_id,
+            "Nats-Expected-Last-Subject-Sequence": str(patient.last_seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": patient_wildcard(*key),
+        }
+        subject = ledger_subject(*key, event.event_type)
+        try:
+            ack = await self.js.publish(subject, payload, headers=headers, timeout=10)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                return None
+            raise
+        if ack.duplicate:
+            self.index[event_id] = ack.seq
+            self.patients.pop(key, None)
+            return {"event_id": event_id, "status": "duplicate", "seq": ack.seq}
+        stored_event = decode(stored)
+        patient.recorded.append(Recorded(ack.seq, stored_event))
+        patient.last_seq = ack.seq
+        patient.head_hash = stored["hash"]
+        self.index[event_id] = ack.seq
+        self._learn_trial(stored_event)
+        for listener in self.on_append:
+            listener(ack.seq, stored)
+        log.debug("event_appended", event_id=event_id, seq=ack.seq, trial_id=key[0], patient_id=key[2])
+        return {"event_id": event_id, "status": "accepted", "seq": ack.seq, "hash": stored["hash"]}
+
+    async def _patient(self, key: PatientKey) -> PatientLog:
+        cached = self.patients.get(key)
+        if cached is not None:
+            self.patients.move_to_end(key)
+            return cached
+        patient = PatientLog()
+        async for msg in read_stream(self.js, patient_wildcard(*key)):
+            stored = msg.json()
+            patient.recorded.append(Recorded(msg.seq, decode(stored)))
+            patient.last_seq = msg.seq
+            patient.head_hash = str(stored.get("hash", ZERO_HASH))
+        self.patients[key] = patient
+        while len(self.patients) > self.cache_patients:
+            self.patients.popitem(last=False)
+        return patient
+
+    def stats(self) -> Mapping[str, int]:
+        return {"accepted": self.counters.accepted, "duplicate": self.counters.duplicate,
+                "rejected": self.counters.rejected, "indexed": len(self.index)}
