@@ -163,7 +163,7 @@ def _type_rules(
         case ScanRead():
             return _lesion_rules(facts, event)
         case AeReported(data=ae):
-            found = [FieldError(f, m) for f, m in check_ae(ae.term, ae.grade, ae.verbatim)]
+            found = [FieldError(_in_data(f), m) for f, m in check_ae(ae.term, ae.grade, ae.verbatim)]
             if ae.grade == 5 and facts.death_on is None:
                 found.append(
                     FieldError(
@@ -332,3 +332,7 @@ def error_path(loc: Sequence[int | str]) -> str:
     for part in parts:
         path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
     return path or "event"
+
+
+def _in_data(field_name: str) -> str:
+    return field_name if field_name.startswith("data.") else f"data.{field_name}"

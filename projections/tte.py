@@ -1,22 +1,51 @@
 """Time-to-event endpoints: OS, the PFS family and duration of response, as ADTTE records.
 
-DOMAIN.md "Time origin and units" and "Time-to-event endpoints". The general rule is admiral's
-`derive_param_tte`: the earliest qualifying event wins; otherwise the latest censoring date;
-an event beats a censoring on the same date; ADT ≥ STARTDT; AVAL = ADT − STARTDT + 1 days.
-The inputs are small values (`PatientCourse`, `Assessment`) so this module does not depend on
-how tumour responses are computed; `projections.tte_rules.course_from_history` reads a
-`PatientCourse` from a patient's effective history.
+DOMAIN.md "Time origin and units" and "Time-to-event endpoints": STARTDT is the first dose of
+any study agent; AVAL = ADT − STARTDT + 1 days (admiral); ADT ≥ STARTDT. The censoring rules
+themselves live in `projections.tte_rules`. The inputs are small values (`PatientCourse`,
+`Assessment`), so this module does not depend on how tumour responses are computed;
+`course_from_history` reads a `PatientCourse` from a patient's effective history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Literal
 
-from events import ProtocolParameters
+from events import (
+    Death,
+    DoseModified,
+    EventCorrected,
+    EventRetracted,
+    InfusionGiven,
+    LedgerEvent,
+    LedgerSealed,
+    ProtocolParameters,
+    ProtocolParametersSet,
+    SaeAcknowledged,
+    ScanRead,
+    SubsequentTherapyStarted,
+    Withdrawn,
+)
+from projections.history import Effective
+from projections.tte_rules import (
+    Assessment,
+    Cnsr,
+    Dated,
+    Outcome,
+    first_response,
+    missed_assessments_gap_days,
+    os_outcome,
+    progression_outcome,
+)
+
+__all__ = [
+    "DAYS_PER_MONTH", "PARAM_LABELS", "Assessment", "Cnsr", "PatientCourse", "PfsParamcd",
+    "TteParamcd", "TteRecord", "course_from_history", "derive_dor", "derive_os", "derive_pfs",
+    "missed_assessments_gap_days", "months", "study_day",
+]
 
 DAYS_PER_MONTH = 30.4375
 
@@ -32,51 +61,6 @@ PARAM_LABELS: dict[TteParamcd, str] = {
     "PFSPVTT": "Progression-Free Survival of PVTT",
     "DOR": "Duration of Response",
 }
-
-DEATH = "DEATH"
-PROGRESSION = "DISEASE PROGRESSION"
-
-
-class Cnsr(IntEnum):
-    """ADTTE CNSR: 0 is an event; each positive code says why the record is censored.
-
-    | code | reason                                                   | ADT (CNSDTDSC)               |
-    |------|----------------------------------------------------------|------------------------------|
-    | 0    | event: death (OS); first PD or death (PFS, DOR)           | event date                   |
-    | 1    | no PD, alive                                             | last adequate assessment     |
-    | 2    | no baseline / no adequate post-baseline assessment       | STARTDT                      |
-    | 3    | subsequent anticancer therapy before PD                  | last adequate assessment on  |
-    |      |                                                          | or before the therapy start  |
-    | 4    | PD or death after ≥ `missed_visits_censor` missed scans  | last adequate assessment     |
-    |      |                                                          | before the gap (or STARTDT)  |
-    | 5    | the event (or the alive evidence) lies after the cut-off | cut-off (OS); last adequate  |
-    |      |                                                          | assessment on/before (PFS)   |
-    | 6    | alive (OS)                                               | last known alive date        |
-    """
-
-    EVENT = 0
-    LAST_ADEQUATE_ASSESSMENT = 1
-    NO_ASSESSMENT = 2
-    SUBSEQUENT_THERAPY = 3
-    MISSED_ASSESSMENTS = 4
-    DATA_CUTOFF = 5
-    LAST_KNOWN_ALIVE = 6
-
-
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    """One post-baseline response timepoint under the endpoint's criterion.
-
-    `progressed`: the overall response is PD (an event even if some lesions were not assessed:
-    RECIST 1.1 lets PD be declared with targets missing). `adequate`: an evaluable response
-    (not NE). `responded`: CR or PR (only duration of response reads it).
-    """
-
-    on: dt.date
-    progressed: bool
-    adequate: bool = True
-    responded: bool = False
-    seqs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,47 +123,24 @@ def months(days: float) -> float:
     return days / DAYS_PER_MONTH
 
 
-def missed_assessments_gap_days(params: ProtocolParameters) -> int:
-    """Longest gap (days) between the last adequate assessment and PD/death that still counts
-    the event: `missed_visits_censor × scan_interval_days + scan_window_days` (2 × 42 + 7 = 91).
-
-    FDA 2018 guidance, appendix tables: death or progression after more than one missed visit
-    is censored at the last adequate assessment. The k-th scheduled scan after an assessment
-    on day d is due on d + k × interval and is missed once its window (+ window days) has passed
-    without a scan, so an event later than d + N × interval + window follows N missed scans.
-    NE timepoints are not adequate and so do not restart the count.
-    """
-    return params.missed_visits_censor * params.scan_interval_days + params.scan_window_days
-
-
 def derive_os(course: PatientCourse, params: ProtocolParameters) -> TteRecord | None:
     """Overall survival (DOMAIN.md "Time-to-event endpoints", OS).
 
     Event = death of any cause. Otherwise censored at the last date known alive (CNSR 6),
-    or at STARTDT when there was no contact after it. The data cut-off caps everything: a
-    death or a sign of life after the cut-off shows the patient alive on it, so the record is
-    censored at the cut-off (CNSR 5). A patient never treated (no STARTDT, or STARTDT after the
-    cut-off) is not in the treated population: no record.
+    or at STARTDT when there was no contact after it; a death or a sign of life after the data
+    cut-off censors at the cut-off (CNSR 5). A patient never treated (no STARTDT, or STARTDT
+    after the cut-off) is not in the treated population: no record.
     """
-    start = course.startdt
-    cutoff = params.data_cutoff
-    if start is None or (cutoff is not None and start > cutoff):
+    start = _treated_start(course, params)
+    if start is None:
         return None
-    record = _recorder(course, "OS", start)
-    death = course.death_on
-    if death is not None and (cutoff is None or death <= cutoff):
-        return record(death, Cnsr.EVENT, DEATH, None, course.death_seqs)
-    alive = course.last_known_alive_on
-    if cutoff is not None and death is not None:
-        return record(cutoff, Cnsr.DATA_CUTOFF, "DEATH AFTER DATA CUT-OFF", "DATA CUT-OFF",
-                      course.death_seqs)
-    if cutoff is not None and alive is not None and alive > cutoff:
-        return record(cutoff, Cnsr.DATA_CUTOFF, "ALIVE AT DATA CUT-OFF", "DATA CUT-OFF",
-                      course.last_known_alive_seqs)
-    if alive is None or alive <= start:
-        return record(start, Cnsr.LAST_KNOWN_ALIVE, "ALIVE", "STARTDT", course.startdt_seqs)
-    return record(alive, Cnsr.LAST_KNOWN_ALIVE, "ALIVE", "LAST KNOWN ALIVE DATE",
-                  course.last_known_alive_seqs)
+    outcome = os_outcome(
+        Dated(start, course.startdt_seqs),
+        _dated(course.death_on, course.death_seqs),
+        _dated(course.last_known_alive_on, course.last_known_alive_seqs),
+        params.data_cutoff,
+    )
+    return _record(course, "OS", start, outcome)
 
 
 def derive_pfs(
@@ -195,25 +156,27 @@ def derive_pfs(
     One machine for PFS (mRECIST), PFSRECIST, PFSIH, PFSEH and PFSPVTT: the caller passes the
     timepoints of the matching criterion and `eligible=False` for a patient outside the
     endpoint's population (PFSPVTT: no baseline PVTT) — no record then, as for the untreated.
-    Event = first PD or death; PD wins a tie with death on the same day. Censoring, in order:
-    no baseline assessment → STARTDT (CNSR 2, even if the patient died: FDA table, first row);
-    subsequent anticancer therapy before the event → last adequate assessment on or before the
-    therapy start (CNSR 3); PD/death more than `missed_assessments_gap_days` after the last
-    adequate assessment (or STARTDT) → that assessment (CNSR 4) — so death before the first
-    post-baseline scan is an event when it falls inside the window of the first missed scans;
-    no event → last adequate assessment (CNSR 1), STARTDT if none (CNSR 2), CNSR 5 when the
-    only PD/death lies after the data cut-off. Timepoints on or before STARTDT are baseline.
+    No baseline assessment → censored at STARTDT (CNSR 2), even if the patient died: the FDA
+    table's first row. Otherwise `tte_rules.progression_outcome` from STARTDT (event = first PD
+    or death; censoring for subsequent therapy, missed scans, cut-off). Timepoints on or before
+    STARTDT are baseline and ignored.
     """
-    start = course.startdt
-    cutoff = params.data_cutoff
-    if not eligible or start is None or (cutoff is not None and start > cutoff):
+    start = _treated_start(course, params)
+    if not eligible or start is None:
         return None
     if course.baseline_assessment_on is None:
-        return _recorder(course, paramcd, start)(
-            start, Cnsr.NO_ASSESSMENT, "NO BASELINE ASSESSMENT", "STARTDT", course.startdt_seqs)
-    later = [a for a in assessments if a.on > start]
+        no_baseline = Outcome(start, Cnsr.NO_ASSESSMENT, "NO BASELINE ASSESSMENT", "STARTDT",
+                              course.startdt_seqs)
+        return _record(course, paramcd, start, no_baseline)
     origin = Assessment(start, progressed=False, adequate=False, seqs=course.startdt_seqs)
-    return _progression_record(course, paramcd, origin, later, params)
+    outcome = progression_outcome(
+        origin,
+        [a for a in assessments if a.on > start],
+        _dated(course.death_on, course.death_seqs),
+        _dated(course.subsequent_therapy_on, course.subsequent_therapy_seqs),
+        params,
+    )
+    return _record(course, paramcd, start, outcome)
 
 
 def derive_dor(
@@ -221,123 +184,128 @@ def derive_dor(
     assessments: Iterable[Assessment],
     params: ProtocolParameters,
 ) -> TteRecord | None:
-    """Duration of response (DOMAIN.md, optional endpoint; admiralonco DOR).
+    """Duration of response (DOMAIN.md, optional endpoint; admiralonco DOR): responders only.
 
-    Responders only: origin = the first CR/PR timepoint (`responded`) after STARTDT, before the
-    first PD and on or before any subsequent anticancer therapy, on or before the cut-off.
-    From there the PFS rules apply unchanged (event = PD or death; therapy, missed-scan and
-    cut-off censoring); the response itself is the first adequate assessment, so a responder
-    with nothing after it is censored at the response date (AVAL 1).
+    Origin = the first CR/PR timepoint after STARTDT within the BOR window
+    (`tte_rules.first_response`); from there the PFS rules apply unchanged. The response is
+    itself an adequate assessment, so a responder with nothing after it is censored at the
+    response date (AVAL 1). For confirmed-response DOR, mark `responded` only on confirmed
+    timepoints.
     """
-    start = course.startdt
-    cutoff = params.data_cutoff
-    if start is None or (cutoff is not None and start > cutoff):
+    start = _treated_start(course, params)
+    if start is None:
         return None
-    ordered = sorted((a for a in assessments if a.on > start), key=lambda a: a.on)
-    therapy = course.subsequent_therapy_on
-    first: Assessment | None = None
-    for a in ordered:
-        if a.progressed or (cutoff is not None and a.on > cutoff):
-            break
-        if therapy is not None and a.on > therapy:
-            break
-        if a.responded and a.adequate:
-            first = a
-            break
+    therapy = _dated(course.subsequent_therapy_on, course.subsequent_therapy_seqs)
+    after_start = [a for a in assessments if a.on > start]
+    response = first_response(after_start, therapy, params.data_cutoff)
+    if response is None:
+        return None
+    outcome = progression_outcome(
+        response,
+        [a for a in after_start if a.on > response.on],
+        _dated(course.death_on, course.death_seqs),
+        therapy,
+        params,
+    )
+    return _record(course, "DOR", response.on, outcome)
+
+
+def course_from_history(
+    events: Iterable[Effective], params: ProtocolParameters
+) -> PatientCourse | None:
+    """A patient's course from the effective history (DOMAIN.md "Time origin and units").
+
+    STARTDT = earliest HAIC or PD-1 infusion or lenvatinib start. Baseline scan = the last
+    `scan_read` on or before STARTDT and at most `screening_window_days` before it. Last known
+    alive = latest clinical date of any patient event except the death itself, a declaration of
+    loss to follow-up (not a contact) and sponsor-side records. Subsequent therapy = the
+    earliest anticancer `subsequent_therapy_started`. None for an empty history.
+    """
+    starts: list[Dated] = []
+    scans: list[Dated] = []
+    deaths: list[Dated] = []
+    alive: list[Dated] = []
+    therapies: list[Dated] = []
+    first: Effective | None = None
+    for entry in events:
+        first = entry if first is None else first
+        event, seen = entry.event, Dated(entry.event.occurred_on, entry.seqs)
+        if _shows_alive(event):
+            alive.append(seen)
+        match event:
+            case Death():
+                deaths.append(seen)
+            case InfusionGiven():
+                starts.append(seen)
+            case DoseModified(data=d) if d.agent == "lenvatinib" and d.action == "start":
+                starts.append(seen)
+            case ScanRead():
+                scans.append(seen)
+            case SubsequentTherapyStarted(data=t) if t.anticancer:
+                therapies.append(seen)
+            case _:
+                pass
     if first is None:
         return None
-    later = [a for a in ordered if a.on > first.on]
-    return _progression_record(course, "DOR", first, later, params)
+    start = _earliest(starts)
+    window = dt.timedelta(days=params.screening_window_days)
+    baseline = None if start is None else _latest(
+        [s for s in scans if start.on - window <= s.on <= start.on])
+    death, last_alive, therapy = _earliest(deaths), _latest(alive), _earliest(therapies)
+    return PatientCourse(
+        trial_id=first.event.trial_id, site_id=first.event.site_id,
+        patient_id=first.event.patient_id,
+        startdt=start.on if start else None, startdt_seqs=start.seqs if start else (),
+        baseline_assessment_on=baseline.on if baseline else None,
+        death_on=death.on if death else None, death_seqs=death.seqs if death else (),
+        last_known_alive_on=last_alive.on if last_alive else None,
+        last_known_alive_seqs=last_alive.seqs if last_alive else (),
+        subsequent_therapy_on=therapy.on if therapy else None,
+        subsequent_therapy_seqs=therapy.seqs if therapy else (),
+    )
 
 
-def _progression_record(
-    course: PatientCourse,
-    paramcd: TteParamcd,
-    origin: Assessment,
-    assessments: Sequence[Assessment],
-    params: ProtocolParameters,
-) -> TteRecord:
-    """The shared PFS/DOR censoring rules from `origin` (STARTDT, or the first response).
+def _shows_alive(event: LedgerEvent) -> bool:
+    match event:
+        case Death():
+            return False
+        case Withdrawn(data=w) if w.kind == "lost_to_follow_up":
+            return False  # the site's declaration that contact was lost, not a contact
+        case SaeAcknowledged() | ProtocolParametersSet() | LedgerSealed():
+            return False  # sponsor-side records: the patient was not seen
+        case EventCorrected() | EventRetracted():
+            return False
+        case _:
+            return True
 
-    `origin.adequate` says whether the origin is itself an adequate assessment (DOR) or only
-    the fallback censoring date (PFS: STARTDT).
-    """
+
+def _treated_start(course: PatientCourse, params: ProtocolParameters) -> dt.date | None:
+    # Treated after the cut-off means not yet treated as of the analysis.
     cutoff = params.data_cutoff
-    record = _recorder(course, paramcd, origin.on)
-    seen = sorted(
-        (a for a in assessments if cutoff is None or a.on <= cutoff), key=lambda a: a.on)
-    adequate = [origin] if origin.adequate else []
-    adequate += [a for a in seen if a.adequate and not a.progressed]
-    events: list[tuple[dt.date, str, tuple[int, ...]]] = []
-    first_pd = next((a for a in seen if a.progressed), None)
-    if first_pd is not None:
-        events.append((first_pd.on, PROGRESSION, first_pd.seqs))
-    death = course.death_on
-    if death is not None and (cutoff is None or death <= cutoff):
-        events.append((max(death, origin.on), DEATH, course.death_seqs))
-    # min() keeps the first of equal dates: PD, listed first, wins a same-day tie with death.
-    event = min(events, key=lambda e: e[0]) if events else None
-
-    def censor_at_last_adequate(upto: dt.date, inclusive: bool, cnsr: Cnsr, why: str) -> TteRecord:
-        last = [a for a in adequate if a.on < upto or (inclusive and a.on == upto)]
-        if last:
-            return record(last[-1].on, cnsr, why, "LAST ADEQUATE ASSESSMENT", last[-1].seqs)
-        return record(origin.on, cnsr, why, "STARTDT", origin.seqs)
-
-    therapy = course.subsequent_therapy_on
-    if therapy is not None and (cutoff is None or therapy <= cutoff) and (
-        event is None or therapy < event[0]
-    ):
-        return censor_at_last_adequate(
-            therapy, True, Cnsr.SUBSEQUENT_THERAPY, "SUBSEQUENT ANTICANCER THERAPY BEFORE PD")
-    if event is not None:
-        on, what, seqs = event
-        before = [a.on for a in adequate if a.on < on]
-        anchor = before[-1] if before else origin.on
-        if (on - anchor).days > missed_assessments_gap_days(params):
-            why = f"{what} AFTER {params.missed_visits_censor} OR MORE MISSED ASSESSMENTS"
-            return censor_at_last_adequate(on, False, Cnsr.MISSED_ASSESSMENTS, why)
-        return record(on, Cnsr.EVENT, what, None, seqs)
-    late = _first_event_after_cutoff(course, assessments, cutoff)
-    if late is not None:
-        return censor_at_last_adequate(
-            dt.date.max, True, Cnsr.DATA_CUTOFF, f"{late} AFTER DATA CUT-OFF")
-    if adequate:
-        return censor_at_last_adequate(
-            dt.date.max, True, Cnsr.LAST_ADEQUATE_ASSESSMENT, "NO PROGRESSION, ALIVE")
-    return record(origin.on, Cnsr.NO_ASSESSMENT, "NO ADEQUATE POST-BASELINE ASSESSMENT",
-                  "STARTDT", origin.seqs)
-
-
-def _first_event_after_cutoff(
-    course: PatientCourse, assessments: Sequence[Assessment], cutoff: dt.date | None
-) -> str | None:
-    if cutoff is None:
+    if course.startdt is None or (cutoff is not None and course.startdt > cutoff):
         return None
-    if any(a.progressed and a.on > cutoff for a in assessments):
-        return PROGRESSION
-    if course.death_on is not None and course.death_on > cutoff:
-        return DEATH
-    return None
+    return course.startdt
 
 
-class _Recorder:
-    """Builds the patient's records for one parameter from one origin; ADT ≥ origin always."""
-
-    def __init__(self, course: PatientCourse, paramcd: TteParamcd, origin: dt.date) -> None:
-        self.course, self.paramcd, self.origin = course, paramcd, origin
-
-    def __call__(
-        self, adt: dt.date, cnsr: Cnsr, evntdesc: str, cnsdtdsc: str | None,
-        srcseqs: tuple[int, ...],
-    ) -> TteRecord:
-        c = self.course
-        return TteRecord(
-            trial_id=c.trial_id, site_id=c.site_id, patient_id=c.patient_id,
-            paramcd=self.paramcd, param=PARAM_LABELS[self.paramcd], startdt=self.origin,
-            adt=max(adt, self.origin), cnsr=cnsr, evntdesc=evntdesc, cnsdtdsc=cnsdtdsc,
-            srcseqs=srcseqs,
-        )
+def _dated(on: dt.date | None, seqs: tuple[int, ...]) -> Dated | None:
+    return None if on is None else Dated(on, seqs)
 
 
-_recorder = _Recorder
+def _earliest(dates: list[Dated]) -> Dated | None:
+    # min/max keep the first of equal dates: the earlier ledger entry names the source.
+    return min(dates, key=lambda d: d.on) if dates else None
+
+
+def _latest(dates: list[Dated]) -> Dated | None:
+    return max(dates, key=lambda d: d.on) if dates else None
+
+
+def _record(
+    course: PatientCourse, paramcd: TteParamcd, origin: dt.date, outcome: Outcome
+) -> TteRecord:
+    return TteRecord(
+        trial_id=course.trial_id, site_id=course.site_id, patient_id=course.patient_id,
+        paramcd=paramcd, param=PARAM_LABELS[paramcd], startdt=origin,
+        adt=max(outcome.adt, origin), cnsr=outcome.cnsr, evntdesc=outcome.evntdesc,
+        cnsdtdsc=outcome.cnsdtdsc, srcseqs=outcome.srcseqs,
+    )

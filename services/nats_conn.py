@@ -21,7 +21,9 @@ def connect_options(creds: str | None) -> dict[str, Any]:
     return {"user": user, "password": password}
 
 
-async def connect(url: str, creds: str | None = None, name: str = "trial-ledger", **extra: Any) -> Client:
+async def connect(
+    url: str, creds: str | None = None, name: str = "trial-ledger", **extra: Any
+) -> Client:
     options: dict[str, Any] = {
         "servers": [u.strip() for u in url.split(",")],
         "name": name,

@@ -42,11 +42,17 @@ class WriterApp:
 
         async def seen(msg: Any) -> None:
             meta = msg.metadata
-            self.writer.observe(int(meta.sequence.stream), msg.subject, (msg.headers or {}).get("Nats-Msg-Id"))
+            self.writer.observe(
+                int(meta.sequence.stream), msg.subject, (msg.headers or {}).get("Nats-Msg-Id")
+            )
 
         self.tail = await js.subscribe(
-            "ledger.>", cb=seen, ordered_consumer=True, headers_only=True,
-            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, config=js_api.ConsumerConfig(opt_start_seq=head + 1),
+            "ledger.>",
+            cb=seen,
+            ordered_consumer=True,
+            headers_only=True,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+            config=js_api.ConsumerConfig(opt_start_seq=head + 1),
         )
 
     async def stop(self) -> None:
@@ -58,7 +64,9 @@ class WriterApp:
             await self.nc.drain()
 
 
-async def create_app(settings: Settings, *, create_streams: bool = True, max_workers: int = 64) -> WriterApp:
+async def create_app(
+    settings: Settings, *, create_streams: bool = True, max_workers: int = 64
+) -> WriterApp:
     """Nothing connects at import time; everything is built here from `settings`."""
     assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
     creds = settings.creds_for("writer")
@@ -67,7 +75,9 @@ async def create_app(settings: Settings, *, create_streams: bool = True, max_wor
     if create_streams:
         await ensure_streams(js)
     writer = Writer(js, check_ae=check_ae)
-    broker = NatsBroker(settings.nats_url, logger=None, name="writer-intake", **connect_options(creds))
+    broker = NatsBroker(
+        settings.nats_url, logger=None, name="writer-intake", **connect_options(creds)
+    )
 
     @broker.subscriber(INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers)
     async def intake(msg: NatsMessage) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Writer:
         self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
         self.locks: dict[PatientKey, asyncio.Lock] = {}
         self.counters = Counters()
+        self._trial_misses: dict[str, float] = {}
         self.on_append: list[Callable[[int, dict[str, Any]], None]] = []
 
     # -- start-up -----------------------------------------------------------------------
@@ -109,9 +111,23 @@ class Writer:
             event_id = (msg.headers or {}).get("Nats-Msg-Id")
             if event_id:
                 self.index[event_id] = msg.seq
-        async for msg in read_stream(self.js, f"ledger.*.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"):
+        async for msg in read_stream(
+            self.js, f"ledger.*.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"
+        ):
             self._learn_trial(decode(msg.json()))
         log.info("writer_loaded", events=len(self.index), trials=sorted(self.trials))
+
+    async def _refresh_trial(self, trial_id: str) -> None:
+        """Re-read a trial's parameters; a burst of submissions for an unknown trial reads once."""
+        now = time.monotonic()
+        if now - self._trial_misses.get(trial_id, -10.0) < 1.0:
+            return
+        self._trial_misses[trial_id] = now
+        if len(self._trial_misses) > 10_000:
+            self._trial_misses.clear()
+        subject = f"ledger.{trial_id}.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"
+        async for msg in read_stream(self.js, subject):
+            self._learn_trial(decode(msg.json()))
 
     def observe(self, seq: int, subject: str, event_id: str | None) -> None:
         """Another writer appended `seq`: index it and drop our now-stale patient cache."""
@@ -144,13 +160,19 @@ class Writer:
         if isinstance(body, dict) and "events" in body and "event_id" not in body:
             items = body["events"]
             if not isinstance(items, list) or not items:
-                return rejected(None, [FieldError("events", "a batch is a non-empty list of events")])
+                return rejected(
+                    None, [FieldError("events", "a batch is a non-empty list of events")]
+                )
             if len(items) > MAX_BATCH:
-                return rejected(None, [FieldError("events", f"a batch holds at most {MAX_BATCH} events")])
+                return rejected(
+                    None, [FieldError("events", f"a batch holds at most {MAX_BATCH} events")]
+                )
             return {"results": await self._judge_batch(trial_id, site_id, items)}
         return await self._judge(trial_id, site_id, body)
 
-    async def _judge_batch(self, trial_id: str, site_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    async def _judge_batch(
+        self, trial_id: str, site_id: str, items: list[Any]
+    ) -> list[dict[str, Any]]:
         """Each event judged on its own; one patient's events in order, patients in parallel."""
         groups: dict[Any, list[int]] = {}
         for position, item in enumerate(items):
@@ -178,22 +200,36 @@ class Writer:
         if isinstance(event_id, str) and event_id in self.index:
             return {"event_id": event_id, "status": "duplicate", "seq": self.index[event_id]}
         if len(json.dumps(raw)) > MAX_EVENT_BYTES:
-            return rejected(event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")])
-        forbidden = [FieldError(name, "set by the writer, never by a site") for name in WRITER_FIELDS if name in raw]
+            return rejected(
+                event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")]
+            )
+        forbidden = [
+            FieldError(name, "set by the writer, never by a site")
+            for name in WRITER_FIELDS
+            if name in raw
+        ]
         if forbidden:
             return rejected(event_id, forbidden)
         if raw.get("type") in WRITER_ONLY_TYPES:
-            return rejected(event_id, [FieldError("type", f"{raw['type']} events are written by the writer only")])
+            return rejected(
+                event_id,
+                [FieldError("type", f"{raw['type']} events are written by the writer only")],
+            )
         try:
             event = decode(raw, mode="strict")
         except UnknownEventType:
             known = ", ".join(sorted(EVENT_CLASSES))
-            return rejected(event_id, [FieldError("type", f"unknown event type {raw.get('type')!r}; known: {known}")])
+            return rejected(
+                event_id,
+                [FieldError("type", f"unknown event type {raw.get('type')!r}; known: {known}")],
+            )
         except NewerSchemaVersion as exc:
             return rejected(event_id, [FieldError("schema_version", str(exc))])
         except ValidationError as exc:
             return rejected(event_id, validation_errors(exc))
         event_id = str(event.event_id)
+        if event.trial_id not in self.trials:
+            await self._refresh_trial(event.trial_id)  # another writer may have registered it
         errors = self._envelope_rules(trial_id, site_id, event)
         if errors:
             return rejected(event_id, errors)
@@ -202,24 +238,46 @@ class Writer:
     def _envelope_rules(self, trial_id: str, site_id: str, event: LedgerEvent) -> list[FieldError]:
         errors: list[FieldError] = []
         if event.trial_id != trial_id:
-            errors.append(FieldError("trial_id", f"submitted on trial {trial_id}'s intake but names {event.trial_id}"))
+            errors.append(
+                FieldError(
+                    "trial_id", f"submitted on trial {trial_id}'s intake but names {event.trial_id}"
+                )
+            )
         if event.site_id != site_id:
-            errors.append(FieldError("site_id", f"site {site_id} may only submit events of its own site, not {event.site_id}"))
+            errors.append(
+                FieldError(
+                    "site_id",
+                    f"site {site_id} may only submit events of its own site, not {event.site_id}",
+                )
+            )
         trial_level = event.event_type in TRIAL_LEVEL_TYPES
         if trial_level != (event.site_id == SPONSOR_SITE and event.patient_id == TRIAL_PATIENT):
-            errors.append(FieldError(
-                "site_id",
-                f"trial-level events use site {SPONSOR_SITE} and patient {TRIAL_PATIENT}; patient events never do",
-            ))
+            errors.append(
+                FieldError(
+                    "site_id",
+                    f"trial-level events use site {SPONSOR_SITE} and patient {TRIAL_PATIENT}; patient events never do",
+                )
+            )
         params = self.trials.get(event.trial_id)
         if isinstance(event, ProtocolParametersSet):
             current = params.data.version if params else 0
             if event.data.version <= current:
-                errors.append(FieldError("data.version", f"parameters version must be above the current {current}"))
+                errors.append(
+                    FieldError(
+                        "data.version", f"parameters version must be above the current {current}"
+                    )
+                )
         elif params is None:
-            errors.append(FieldError("trial_id", f"unknown trial {event.trial_id}: its protocol parameters are not in the ledger"))
+            errors.append(
+                FieldError(
+                    "trial_id",
+                    f"unknown trial {event.trial_id}: its protocol parameters are not in the ledger",
+                )
+            )
         elif params.data.parameters.sites and event.site_id not in params.data.parameters.sites:
-            errors.append(FieldError("site_id", f"{event.site_id} is not a site of trial {event.trial_id}"))
+            errors.append(
+                FieldError("site_id", f"{event.site_id} is not a site of trial {event.trial_id}")
+            )
         return errors
 
     def parameters(self, trial_id: str) -> ProtocolParameters:
@@ -240,16 +298,22 @@ class Writer:
                 if event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
                     facts = patient_facts(patient.recorded)
-                    errors = check_event(facts, event, self.parameters(event.trial_id), today, self.check_ae)
+                    errors = check_event(
+                        facts, event, self.parameters(event.trial_id), today, self.check_ae
+                    )
                     if errors:
                         return rejected(event_id, errors)
                 outcome = await self._publish(key, patient, event)
                 if outcome is not None:
                     return outcome
                 self.patients.pop(key, None)  # stale: another writer appended; re-read
-        return rejected(event_id, [FieldError("event", "the patient's history kept changing; retry")])
+        return rejected(
+            event_id, [FieldError("event", "the patient's history kept changing; retry")]
+        )
 
-    async def _publish(self, key: PatientKey, patient: PatientLog, event: LedgerEvent) -> dict[str, Any] | None:
+    async def _publish(
+        self, key: PatientKey, patient: PatientLog, event: LedgerEvent
+    ) -> dict[str, Any] | None:
         event_id = str(event.event_id)
         recorded_at = self.now().isoformat().replace("+00:00", "Z")
         body = event.model_dump(mode="json", exclude=set(WRITER_FIELDS))
@@ -279,7 +343,9 @@ class Writer:
         self._learn_trial(stored_event)
         for listener in self.on_append:
             listener(ack.seq, stored)
-        log.debug("event_appended", event_id=event_id, seq=ack.seq, trial_id=key[0], patient_id=key[2])
+        log.debug(
+            "event_appended", event_id=event_id, seq=ack.seq, trial_id=key[0], patient_id=key[2]
+        )
         return {"event_id": event_id, "status": "accepted", "seq": ack.seq, "hash": stored["hash"]}
 
     async def _patient(self, key: PatientKey) -> PatientLog:
@@ -299,5 +365,9 @@ class Writer:
         return patient
 
     def stats(self) -> Mapping[str, int]:
-        return {"accepted": self.counters.accepted, "duplicate": self.counters.duplicate,
-                "rejected": self.counters.rejected, "indexed": len(self.index)}
+        return {
+            "accepted": self.counters.accepted,
+            "duplicate": self.counters.duplicate,
+            "rejected": self.counters.rejected,
+            "indexed": len(self.index),
+        }

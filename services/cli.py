@@ -1,0 +1,179 @@
+"""`trial-ledger`: the one command-line entry point (DESIGN.md, "CLI")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from services.logs import configure_logging
+from services.settings import Settings, default_data_dir
+
+app = typer.Typer(help="Event-sourced ledger for oncology clinical trials.", no_args_is_help=True)
+serve_app = typer.Typer(
+    help="Run one service against the running system's servers.", no_args_is_help=True
+)
+alerts_app = typer.Typer(help="Serious-AE alerts for safety officers.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(alerts_app, name="alerts")
+console = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default $LEDGER_DATA_DIR or ./.ledger)."),
+]
+
+
+def _data_dir(value: Path | None) -> Path:
+    return (value or default_data_dir()).resolve()
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    api_port: Annotated[int, typer.Option(help="HTTP port (0 = free port).")] = 0,
+) -> None:
+    """Start everything: embedded NATS + PostgreSQL (unless URLs are set) and every service."""
+    configure_logging()
+    from services.system import System
+
+    async def main() -> None:
+        system = await System(_data_dir(data_dir)).start(api_port=api_port or None)
+        console.print(
+            f"[green]trial-ledger is up[/green]; runtime: {system.data_dir / 'runtime.json'}"
+        )
+        console.print_json(json.dumps(system.runtime))
+        try:
+            await _wait_for_stop()
+        finally:
+            await system.stop()
+
+    _run(main())
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    sites: int = 6,
+    patients: int = 72,
+    seed: int = 7,
+) -> None:
+    """Up + a simulated multi-site trial + a summary, then stop."""
+    configure_logging("WARNING")
+    from services.demo import run_demo
+
+    _run(run_demo(_data_dir(data_dir), sites=sites, patients=patients, seed=seed, console=console))
+
+
+@app.command()
+def simulate(
+    data_dir: DataDir = None,
+    sites: int = 6,
+    patients: int = 72,
+    seed: int = 7,
+) -> None:
+    """Submit a simulated trial to the running system, like real sites would."""
+    configure_logging("WARNING")
+    from services.demo import simulate_into
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    report = _run(
+        simulate_into(settings, sites=sites, patients=patients, seed=seed, console=console)
+    )
+    sys.exit(0 if report.rejected == 0 else 1)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="JSON Lines: one event per line.")],
+    trial: Annotated[str, typer.Option("--trial", help="Trial id.")],
+    site: Annotated[str, typer.Option("--site", help="Your site id.")],
+    data_dir: DataDir = None,
+    batch: Annotated[int, typer.Option(help="Events per request.")] = 50,
+) -> None:
+    """Submit events from a JSON Lines file and print each verdict."""
+    configure_logging("WARNING")
+    from services.client import SiteClient
+    from services.nats_conn import connect
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    lines = [line for line in file.read_text().splitlines() if line.strip()]
+
+    async def main() -> int:
+        assert settings.nats_url, "no running system found (runtime.json) and LEDGER_NATS_URL unset"
+        nc = await connect(
+            settings.nats_url, settings.creds_for(f"site:{site}"), name=f"site-{site}"
+        )
+        client = SiteClient(nc, trial, site)
+        bad = 0
+        try:
+            for start in range(0, len(lines), batch):
+                chunk: list[dict[str, Any]] = []
+                for number, line in enumerate(lines[start : start + batch], start + 1):
+                    try:
+                        chunk.append(json.loads(line))
+                    except ValueError as exc:
+                        console.print(f"line {number}: [red]rejected[/red] not valid JSON: {exc}")
+                        bad += 1
+                for result in await client.submit_batch(chunk) if chunk else []:
+                    bad += result.get("status") == "rejected"
+                    console.print_json(json.dumps(result))
+        finally:
+            await nc.close()
+        return bad
+
+    sys.exit(1 if _run(main()) else 0)
+
+
+@app.command()
+def schema(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write into.")] = Path("schema"),
+) -> None:
+    """Write <type>.schema.json and a valid <type>.example.json for every event type."""
+    from services.schema_export import write_schemas
+
+    written = write_schemas(out)
+    console.print(f"wrote {len(written)} files to {out}")
+
+
+@serve_app.command("writer")
+def serve_writer(data_dir: DataDir = None) -> None:
+    """The validating writer (answers intake.<trial>.<site>; run several for a queue group)."""
+    configure_logging()
+    from services.writer.app import create_app
+
+    async def main() -> None:
+        writer = await create_app(Settings.from_env(_data_dir(data_dir)))
+        await writer.start()
+        try:
+            await _wait_for_stop()
+        finally:
+            await writer.stop()
+
+    _run(main())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
