@@ -89,6 +89,7 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 
 
 def alert_id(trigger_event_id: str) -> str:
+    """The alert's id, also its Nats-Msg-Id, so a re-derived alert is deduplicated (DESIGN.md)."""
     return f"sae-{trigger_event_id}"
 
 

@@ -55,6 +55,7 @@ class CtcaeTable:
         return frozenset(entry.soc for entry in self.terms.values())
 
     def lookup(self, term: str) -> CtcaeTerm | None:
+        """The term's entry, or None when it is not a CTCAE v5.0 term."""
         return self.terms.get(_key(term))
 
     def get(self, term: str) -> CtcaeTerm:
@@ -70,12 +71,15 @@ class CtcaeTable:
         return tuple(self.terms[key].term for key in close)
 
     def allowed_grades(self, term: str) -> tuple[int, ...]:
+        """The grades CTCAE v5.0 defines for the term (not always 1..5)."""
         return self.get(term).allowed_grades
 
     def soc(self, term: str) -> str:
+        """The term's MedDRA system organ class."""
         return self.get(term).soc
 
     def requires_verbatim(self, term: str) -> bool:
+        """True for the "<SOC> - Other, specify" terms."""
         return self.get(term).requires_verbatim
 
 

@@ -19,9 +19,9 @@ Rules, each with the R source it reproduces:
   time in the table. The CI limits apply the same rule to the pointwise bands: the lower limit
   comes from the lower band, the upper limit from the upper band (Brookmeyer–Crowley style).
   A band that never gets to 1 − p gives None. ``findq`` sorts a band's points by level before
-  looking the level up, so where a band rises again (small risk sets) R answers with the
-  band's *lowest* level at or past 1 − p, not necessarily the first time it got there. This
-  module does the same.
+  looking the level up, so where a band rises again (small risk sets) R answers with the time
+  at which the band is highest while still ≤ 1 − p, not necessarily the first time it got
+  there. This module does the same, to match R.
 * Landmarks (``summary.survfit(times=)``, default ``extend=FALSE``): the row at the last time
   ≤ t. Before the first time: S = 1 with CI [1, 1]. After the last time: all None.
 * Number at risk at t (``summary.survfit`` n.risk): how many subjects have time ≥ t.

@@ -326,7 +326,8 @@ def assess_lesions(
             flags.append("no_baseline_disease")
         flags += [f"equivocal_new_lesion_confirmed_later:{k}" for k, n in new.items() if n.redated]
         flags += ["malignant_ascites"] if ascites else []
-        total = sum(sizes) if baseline.targets and None not in sizes else None  # type: ignore[arg-type]
+        measured = [size for size in sizes if size is not None]
+        total = sum(measured) if baseline.targets and len(measured) == len(sizes) else None
         liver_sizes = [sizes[k] for k in liver]
         liver_known = sum(size for size in liver_sizes if size is not None)
         intrahepatic_pd = (

@@ -322,5 +322,5 @@ def patient_safety(events: Iterable[Effective], parameters: ProtocolParameters) 
         patient_key=ordered[0].event.patient_key,
         dates=dates,
         episodes=ae_episodes(ordered, parameters, dates),
-        death=deaths[0] if deaths else None,
+        death=min(deaths, key=lambda record: (record.occurred_on, record.seq), default=None),
     )

@@ -108,7 +108,7 @@ def os_outcome(
     """
     if death is not None and (cutoff is None or death.on <= cutoff):
         return Outcome(death.on, Cnsr.EVENT, DEATH, None, death.seqs)
-    if cutoff is not None and death is not None:
+    if cutoff is not None and death is not None:  # died after the cut-off: alive on it
         return Outcome(cutoff, Cnsr.DATA_CUTOFF, "DEATH AFTER DATA CUT-OFF", CUTOFF, death.seqs)
     if cutoff is not None and last_alive is not None and last_alive.on > cutoff:
         return Outcome(cutoff, Cnsr.DATA_CUTOFF, "ALIVE AT DATA CUT-OFF", CUTOFF, last_alive.seqs)

@@ -21,11 +21,10 @@ Event = dict[str, Any]
 
 CYCLE_DAYS = 21
 SCAN_INTERVAL_DAYS = 42
-SCAN_WINDOW_DAYS = 7
 TEAE_WINDOW_DAYS = 30
 LENVATINIB_STEPS = (12, 8, 4)
 
-# term (CTCAE v5.0 spelling), highest non-fatal grade the table allows, usual attribution,
+# CTCAE v5.0 term, highest non-fatal grade the table allows, usual attribution,
 # immune-related, relative frequency under this regimen.
 AE_TERMS: tuple[tuple[str, int, dict[str, str], bool, int], ...] = (
     ("Hypertension", 4, {"lenvatinib": "probable"}, False, 14),
@@ -46,7 +45,7 @@ AE_TERMS: tuple[tuple[str, int, dict[str, str], bool, int], ...] = (
     ("Pneumonitis", 4, {"pd1": "probable"}, True, 1),
     ("Colitis", 4, {"pd1": "probable"}, True, 1),
 )
-# Fatal events of this population and regimen (all allow grade 5 in CTCAE v5.0).
+# Fatal events of this population and regimen; each allows grade 5 in CTCAE v5.0.
 FATAL_TERMS: tuple[tuple[str, dict[str, str]], ...] = (
     ("Hepatic failure", {"haic": "possible", "lenvatinib": "possible"}),
     ("Upper gastrointestinal hemorrhage", {"lenvatinib": "possible"}),
@@ -54,36 +53,25 @@ FATAL_TERMS: tuple[tuple[str, dict[str, str]], ...] = (
 )
 LENVATINIB_TOXICITIES = frozenset(
     {
-        "Hypertension",
-        "Palmar-plantar erythrodysesthesia syndrome",
-        "Proteinuria",
-        "Diarrhea",
-        "Fatigue",
-        "Anorexia",
-        "Platelet count decreased",
+        "Hypertension", "Palmar-plantar erythrodysesthesia syndrome", "Proteinuria",
+        "Diarrhea", "Fatigue", "Anorexia", "Platelet count decreased",
     }
-)
+)  # fmt: skip
 PRIOR_THERAPIES = (
-    ("atezolizumab + bevacizumab",),
-    ("sorafenib",),
-    ("lenvatinib",),
-    ("durvalumab + tremelimumab",),
-    ("atezolizumab + bevacizumab", "sorafenib"),
-)
-PD1_AGENTS = (("sintilimab", 200.0), ("tislelizumab", 200.0), ("camrelizumab", 200.0))
+    ("atezolizumab + bevacizumab",), ("sorafenib",), ("lenvatinib",),
+    ("durvalumab + tremelimumab",), ("atezolizumab + bevacizumab", "sorafenib"),
+)  # fmt: skip
+PD1_AGENTS = ("sintilimab", "tislelizumab", "camrelizumab")
 LATER_THERAPIES = (
-    ("regorafenib", "systemic"),
-    ("cabozantinib", "systemic"),
-    ("ramucirumab", "systemic"),
-    ("TACE", "locoregional"),
-    ("SBRT to PVTT", "radiotherapy"),
-    ("apatinib", "systemic"),
-)
+    ("regorafenib", "systemic"), ("cabozantinib", "systemic"), ("ramucirumab", "systemic"),
+    ("TACE", "locoregional"), ("SBRT to PVTT", "radiotherapy"), ("apatinib", "systemic"),
+)  # fmt: skip
+SERIOUSNESS = ("hospitalisation", "important_medical_event", "life_threatening")
 
 
 @dataclass(frozen=True)
 class Fate:
-    """Rare outcomes the trial assigns on purpose, so every run shows them."""
+    """Rare outcomes the trial hands out on purpose, so that every run shows them."""
 
     consent_withdrawal: bool = False
     lost_to_follow_up: bool = False
@@ -92,7 +80,7 @@ class Fate:
 
 @dataclass
 class Entry:
-    """An event with the day the site types it in, which sets the submission order."""
+    """An event and the day the site types it in, which sets the submission order."""
 
     entered: date
     n: int
@@ -108,7 +96,6 @@ class PlannedAe:
     attribution: dict[str, str]
     immune: bool
     serious: bool
-    action: str = "none"
     event: Event | None = None
 
 
@@ -117,7 +104,8 @@ def days(n: int) -> timedelta:
 
 
 class Course:
-    """Builds one patient's events; `emit` drops anything after the patient's last day."""
+    """Builds one patient's events; `emit` drops anything after the patient's last day
+    (death, withdrawal or the cut-off), so no clinical date lies in the future."""
 
     def __init__(
         self,
@@ -133,6 +121,7 @@ class Course:
         self.rng = rng
         self.trial_id, self.site_id, self.patient_id = trial_id, site_id, patient_id
         self.enrolled_on, self.cutoff, self.fate = enrolled_on, cutoff, fate
+        self.start = enrolled_on
         self.last_day = cutoff
         self.entries: list[Entry] = []
         self._entered: dict[str, date] = {}
@@ -154,147 +143,141 @@ class Course:
         r = self.rng
         event: Event = {
             "event_id": str(uuid.UUID(int=r.getrandbits(128), version=4)),
-            "type": kind,
-            "schema_version": 1,
-            "trial_id": self.trial_id,
-            "site_id": self.site_id,
-            "patient_id": self.patient_id,
+            "type": kind, "schema_version": 1, "trial_id": self.trial_id,
+            "site_id": self.site_id, "patient_id": self.patient_id,
             "occurred_on": on.isoformat(),
             "recorded_by": user or f"{self.site_id}.crc{r.randint(1, 2)}",
-        }
+        }  # fmt: skip
         if reason is not None:
             event["reason"] = reason
         event["data"] = data
-        # Sites type most entries within a week; enrollment comes first, dependants after.
+        # Most entries are typed within a week; none before the enrollment or the event it
+        # refers to, so the site's order keeps every reference pointing backwards.
         entered = on + days(r.choice((0, 0, 1, 1, 2, 3, 5, 8)) if lag is None else lag)
-        floors = [entered, self._entered.get("enrolled", entered)]
+        floors = [entered, *(entry.entered for entry in self.entries[:1])]
         if after is not None:
             floors.append(self._entered[after["event_id"]])
-        entered = max(floors)
-        self._entered.setdefault("enrolled", entered)
-        self._entered[event["event_id"]] = entered
-        self.entries.append(Entry(entered, len(self.entries), event))
+        self._entered[event["event_id"]] = max(floors)
+        self.entries.append(Entry(max(floors), len(self.entries), event))
         return event
 
     def entered_on(self, event: Event) -> date:
         return self._entered[event["event_id"]]
 
     def build(self) -> None:
+        """Enrollment, plan, treatment with its AEs, scans, follow-up and death."""
         r = self.rng
-        pvtt = r.random() < 0.35
-        extrahepatic = r.random() < 0.3
+        pvtt, extrahepatic = r.random() < 0.35, r.random() < 0.3
         weight = round(r.uniform(42.0, 88.0), 1)
         vp = r.choice(("Vp1", "Vp2", "Vp3", "Vp3", "Vp4")) if pvtt else None
-        self.emit(
-            "enrolled",
-            self.enrolled_on,
-            {
-                "bclc_stage": "C" if pvtt or extrahepatic or r.random() < 0.2 else "B",
-                "child_pugh": r.choices(("A5", "A6", "B7"), (55, 35, 10))[0],
-                "ecog": r.choices((0, 1), (55, 45))[0],
-                "prior_systemic_therapy": list(r.choice(PRIOR_THERAPIES)),
-                "baseline_pvtt": pvtt,
-                "baseline_pvtt_vp": vp,
-                "baseline_extrahepatic_spread": extrahepatic,
-                "body_weight_kg": weight,
-                "age_years": r.randint(34, 79),
-                "sex": r.choices(("M", "F"), (82, 18))[0],
-                "baseline_labs": self._baseline_labs(),
-            },
-            lag=0,
-        )
+        self.emit("enrolled", self.enrolled_on, self._enrollment(pvtt, vp, extrahepatic, weight))
         self.start = self.enrolled_on + days(r.randint(1, 7))
         plan = ScanPlan.draw(r, pvtt_vp=vp, extrahepatic=extrahepatic)
-        scan_days = self._scan_days(plan)
-        pd_on = (
-            scan_days[plan.pd_scan - 1] if plan.pd_scan and plan.pd_scan <= len(scan_days) else None
-        )
+        scan_days = self._scan_days()
+        pd_on = None
+        if plan.pd_scan is not None and plan.pd_scan <= len(scan_days):
+            pd_on = scan_days[plan.pd_scan - 1]
         death_on, death_cause, fatal_ae = self._plan_death(pd_on)
         withdrawal = self._plan_withdrawal(pd_on)
-        self.last_day = min(d for d in (self.cutoff, death_on, withdrawal and withdrawal[1]) if d)
+        for end in (death_on, withdrawal[1] if withdrawal else None):
+            self.last_day = min(self.last_day, end or self.last_day)
         eot, eot_cause = self._plan_end_of_treatment(pd_on, withdrawal)
         aes = self._plan_aes(eot)
-        if (r.random() < 0.1 and eot_cause == "progression") or r.random() < 0.06:
-            severe = [ae for ae in aes if ae.grade >= 3 and ae.onset < eot - days(7)]
-            if severe:
-                eot, eot_cause = severe[0].onset + days(r.randint(1, 7)), "adverse_event"
-                aes = [ae for ae in aes if ae.onset <= eot + days(TEAE_WINDOW_DAYS)]
-        if fatal_ae is not None and fatal_ae.onset <= self.cutoff:
+        stopping_ae = None
+        severe = [ae for ae in aes if ae.grade >= 3 and ae.onset < eot - days(7)]
+        if severe and r.random() < 0.15:
+            stopping_ae = severe[0]
+            eot, eot_cause = stopping_ae.onset + days(r.randint(1, 7)), "adverse_event"
+            aes = [ae for ae in aes if ae.onset <= eot + days(TEAE_WINDOW_DAYS)]
+        if fatal_ae is not None:
             aes.append(fatal_ae)
-        self._treat(weight, aes, eot, eot_cause, severe_ae=aes[0] if aes else None)
+        self._treat(weight, aes, eot, eot_cause, stopping_ae)
         baseline_on = self.enrolled_on - days(r.randint(1, 21))
         for on, data in scan_reads(r, plan, baseline_on, scan_days):
             self.emit("scan_read", on, data, user=f"{self.site_id}.radiology", lag=r.randint(1, 6))
         self._after_treatment(eot, eot_cause, pd_on, withdrawal)
-        if death_on is not None and death_on <= self.cutoff:
+        if death_on is not None:
             ae_event = fatal_ae.event if fatal_ae is not None else None
+            data = {"cause": death_cause, "autopsy": r.random() < 0.1}
+            if ae_event is not None:
+                data["ae_event_id"] = ae_event["event_id"]
             self.emit(
                 "death",
                 death_on,
-                {
-                    "cause": death_cause,
-                    "ae_event_id": ae_event and ae_event["event_id"],
-                    "autopsy": r.random() < 0.1,
-                },
+                data,
                 after=ae_event,
                 lag=r.randint(1, 30),
-                user=f"{self.site_id}.investigator",
+                user=f"{self.site_id}.pi",
             )
 
-    def _baseline_labs(self) -> dict[str, float]:
+    def _enrollment(
+        self, pvtt: bool, vp: str | None, extrahepatic: bool, weight: float
+    ) -> dict[str, Any]:
         r = self.rng
-        return {
-            "alt_u_per_l": float(r.randint(15, 85)),
-            "alt_uln": 40.0,
-            "ast_u_per_l": float(r.randint(20, 110)),
-            "ast_uln": 40.0,
-            "bilirubin_umol_per_l": float(r.randint(6, 32)),
-            "bilirubin_uln": 21.0,
+        labs = {
+            "alt_u_per_l": float(r.randint(15, 85)), "alt_uln": 40.0,
+            "ast_u_per_l": float(r.randint(20, 110)), "ast_uln": 40.0,
+            "bilirubin_umol_per_l": float(r.randint(6, 32)), "bilirubin_uln": 21.0,
             "albumin_g_per_l": float(r.randint(30, 46)),
             "platelets_10e9_per_l": float(r.randint(75, 320)),
             "neutrophils_10e9_per_l": round(r.uniform(1.6, 6.0), 1),
             "afp_ng_per_ml": round(r.lognormvariate(5.0, 2.0), 1),
-        }
+        }  # fmt: skip
+        return {
+            "bclc_stage": "C" if pvtt or extrahepatic or r.random() < 0.2 else "B",
+            "child_pugh": r.choices(("A5", "A6", "B7"), (55, 35, 10))[0],
+            "ecog": r.choices((0, 1), (55, 45))[0],
+            "prior_systemic_therapy": list(r.choice(PRIOR_THERAPIES)),
+            "baseline_pvtt": pvtt, "baseline_pvtt_vp": vp,
+            "baseline_extrahepatic_spread": extrahepatic, "body_weight_kg": weight,
+            "age_years": r.randint(34, 79), "sex": r.choices(("M", "F"), (82, 18))[0],
+            "baseline_labs": labs,
+        }  # fmt: skip
 
-    def _scan_days(self, plan: ScanPlan) -> list[date]:
-        """Scheduled assessments every 42 days from STARTDT, each within its ±7-day window."""
-        jitter = self.rng.randint
-        scans, k = [], 1
-        while (
-            on := self.start + days(SCAN_INTERVAL_DAYS * k + jitter(-5, SCAN_WINDOW_DAYS))
-        ) <= self.cutoff:
+    def _scan_days(self) -> list[date]:
+        """Scheduled assessments every 42 days from STARTDT, each inside its ±7-day window."""
+        scans: list[date] = []
+        while True:
+            on = self.start + days(SCAN_INTERVAL_DAYS * (len(scans) + 1) + self.rng.randint(-5, 7))
+            if on > self.cutoff:
+                return scans
             scans.append(on)
-            k += 1
-        return scans
 
     def _plan_death(self, pd_on: date | None) -> tuple[date | None, str, PlannedAe | None]:
         r = self.rng
+        if self.fate.lost_to_follow_up:
+            return None, "unknown", None  # whatever happens, the site never learns of it
         if self.fate.fatal_ae:
-            on = self.start + days(r.randint(20, 200))
-            if pd_on is None or on < pd_on:
+            on = self.start + days(r.randint(20, self._days_before(pd_on, 200)))
+            if on <= self.cutoff:
                 term, attribution = r.choice(FATAL_TERMS)
-                ae = PlannedAe(on, term, 5, 5, attribution, False, True)
-                return on, "adverse_event", ae
+                return on, "adverse_event", PlannedAe(on, term, 5, 5, attribution, False, True)
         if pd_on is not None:
-            return pd_on + days(int(r.expovariate(1 / 280)) + 5), "disease_progression", None
+            on = pd_on + days(int(r.expovariate(1 / 360)) + 5)
+            return (on if on <= self.cutoff else None), "disease_progression", None
         if r.random() < 0.06:
-            return self.start + days(r.randint(40, 500)), r.choice(("other", "unknown")), None
+            on = self.start + days(r.randint(40, 500))
+            return (on if on <= self.cutoff else None), r.choice(("other", "unknown")), None
         return None, "unknown", None
 
     def _plan_withdrawal(self, pd_on: date | None) -> tuple[str, date] | None:
         r = self.rng
         if self.fate.consent_withdrawal:
-            on = self.start + days(r.randint(30, 150))
-            return ("consent_withdrawn", on) if pd_on is None or on < pd_on else None
+            return "consent_withdrawn", self.start + days(
+                r.randint(30, self._days_before(pd_on, 150))
+            )
         if self.fate.lost_to_follow_up:
-            return "lost_to_follow_up", (pd_on or self.start) + days(r.randint(60, 200))
+            return "lost_to_follow_up", (pd_on or self.start) + days(r.randint(30, 150))
         return None
 
+    def _days_before(self, pd_on: date | None, latest: int) -> int:
+        """Days from STARTDT to the day before progression, at most `latest`."""
+        return latest if pd_on is None else min(latest, (pd_on - self.start).days - 1)
+
     def _plan_end_of_treatment(
-        self,
-        pd_on: date | None,
-        withdrawal: tuple[str, date] | None,
+        self, pd_on: date | None, withdrawal: tuple[str, date] | None
     ) -> tuple[date, str]:
+        """Treatment runs until progression or withdrawal; death or the cut-off just stop it."""
         candidates = [(self.last_day + days(1), "ongoing")]
         if pd_on is not None:
             candidates.append((pd_on + days(self.rng.randint(0, 7)), "progression"))
@@ -308,11 +291,10 @@ class Course:
         window = (min(eot + days(TEAE_WINDOW_DAYS), self.last_day) - self.start).days
         aes = []
         for _ in range(r.randint(3, 6) if window > 3 else 0):
-            term, max_grade, attribution, immune, _ = r.choices(AE_TERMS, [t[4] for t in AE_TERMS])[
-                0
-            ]
+            choice = r.choices(AE_TERMS, [term[4] for term in AE_TERMS])[0]
+            term, max_grade, attribution, immune, _ = choice
             grade = min(max_grade, r.choices((1, 2, 3, 4), (45, 35, 16, 4))[0])
-            serious = r.random() < (0.45 if grade >= 3 else 0.05)
+            serious = r.random() < (0.5 if grade >= 3 else 0.07)
             onset = self.start + days(r.randint(3, window))
             aes.append(PlannedAe(onset, term, grade, max_grade, attribution, immune, serious))
         return sorted(aes, key=lambda ae: ae.onset)
@@ -323,16 +305,14 @@ class Course:
         aes: list[PlannedAe],
         eot: date,
         eot_cause: str,
-        severe_ae: PlannedAe | None,
+        stopping_ae: PlannedAe | None,
     ) -> None:
-        """HAIC and PD-1 every 21 days, lenvatinib daily; AEs reduce, interrupt or hold."""
+        """Lenvatinib 8 mg (< 60 kg) or 12 mg daily, reduced 12 → 8 → 4 mg or interrupted for
+        its toxicities; PD-1 held for grade ≥ 3 immune AEs; HAIC and PD-1 every 21 days."""
         r = self.rng
         lenvatinib = 8 if weight < 60 else 12
-        self.emit(
-            "dose_modified",
-            self.start,
-            {"agent": "lenvatinib", "action": "start", "dose_mg": lenvatinib, "cause": "protocol"},
-        )
+        start = {"agent": "lenvatinib", "action": "start", "dose_mg": lenvatinib}
+        self.emit("dose_modified", self.start, {**start, "cause": "protocol"})
         pd1_held: list[tuple[date, date]] = []
         lenvatinib_off_until = self.start
         for ae in aes:
@@ -345,73 +325,50 @@ class Course:
                 pd1_held.append((ae.onset, back))
                 if back < eot:
                     self._modify("pd1", "resume", back, None, ae)
-            if (
-                ae.term not in LENVATINIB_TOXICITIES
-                or lenvatinib == 0
-                or ae.onset < lenvatinib_off_until
-            ):
+            held = ae.onset < lenvatinib_off_until
+            if ae.term not in LENVATINIB_TOXICITIES or lenvatinib == 0 or held:
                 continue
-            lower = next((d for d in LENVATINIB_STEPS if d < lenvatinib), 0)
+            lower = next((dose for dose in LENVATINIB_STEPS if dose < lenvatinib), 0)
             if ae.grade >= 3 and lower == 0:
                 self._modify("lenvatinib", "discontinue", ae.onset, None, ae)
-                lenvatinib = 0
             elif ae.grade >= 3:
                 lenvatinib_off_until = ae.onset + days(r.randint(7, 14))
                 self._modify("lenvatinib", "interrupt", ae.onset, None, ae)
                 if lenvatinib_off_until < eot:
                     self._modify("lenvatinib", "resume", lenvatinib_off_until, lower, ae)
-                lenvatinib = lower
             elif ae.grade == 2 and lower and r.random() < 0.5:
-                self._modify("lenvatinib", "reduce", ae.onset + days(r.randint(0, 3)), lower, ae)
-                lenvatinib = lower
-        agent, pd1_dose = r.choice(PD1_AGENTS)
+                on = min(eot, ae.onset + days(r.randint(0, 3)))
+                self._modify("lenvatinib", "reduce", on, lower, ae)
+            else:
+                continue
+            lenvatinib = lower
+        self._infusions(eot, pd1_held)
+        if eot_cause == "ongoing" or eot > self.last_day:
+            return
+        if lenvatinib:
+            self._modify("lenvatinib", "discontinue", eot, None, stopping_ae, cause=eot_cause)
+        ae_event = stopping_ae.event if stopping_ae is not None else None
+        data = {"cause": eot_cause}
+        if ae_event is not None:
+            data["ae_event_id"] = ae_event["event_id"]
+        self.emit("treatment_discontinued", eot, data, after=ae_event)
+
+    def _infusions(self, eot: date, pd1_held: list[tuple[date, date]]) -> None:
+        """HAIC FOLFOX for 6-8 cycles and the PD-1 antibody every 21 days (a few days' delay
+        now and then) until the end of treatment; held PD-1 doses are skipped."""
+        r = self.rng
+        agent = r.choice(PD1_AGENTS)
         haic_cycles, given_haic, given_pd1, day = r.randint(6, 8), 0, 0, self.start
         while day < eot:
             if given_haic < haic_cycles:
                 given_haic += 1
-                self.emit(
-                    "infusion_given",
-                    day,
-                    {
-                        "agent": "haic",
-                        "cycle": given_haic,
-                        "regimen": "FOLFOX",
-                        "dose": 85.0,
-                        "dose_unit": "mg/m2",
-                    },
-                )
+                haic = {"agent": "haic", "cycle": given_haic, "regimen": "FOLFOX"}
+                self.emit("infusion_given", day, {**haic, "dose": 85.0, "dose_unit": "mg/m2"})
             if not any(held <= day < back for held, back in pd1_held):
                 given_pd1 += 1
-                self.emit(
-                    "infusion_given",
-                    day,
-                    {
-                        "agent": "pd1",
-                        "cycle": given_pd1,
-                        "regimen": agent,
-                        "dose": pd1_dose,
-                        "dose_unit": "mg",
-                    },
-                )
+                pd1 = {"agent": "pd1", "cycle": given_pd1, "regimen": agent}
+                self.emit("infusion_given", day, {**pd1, "dose": 200.0, "dose_unit": "mg"})
             day += days(CYCLE_DAYS + r.choice((0, 0, 0, 1, 2, 3, 7)))
-        if eot_cause == "ongoing" or eot > self.last_day:
-            return
-        cause = {"progression": "progression", "adverse_event": "adverse_event"}.get(eot_cause)
-        ae_event = severe_ae.event if eot_cause == "adverse_event" and severe_ae else None
-        if lenvatinib:
-            self._modify(
-                "lenvatinib", "discontinue", eot, None, None, cause=cause or "patient_decision"
-            )
-        self.emit(
-            "treatment_discontinued",
-            eot,
-            {
-                "cause": eot_cause,
-                "ae_event_id": ae_event and ae_event["event_id"],
-            },
-            after=ae_event,
-            user=f"{self.site_id}.investigator",
-        )
 
     def _modify(
         self,
@@ -423,122 +380,68 @@ class Course:
         *,
         cause: str = "adverse_event",
     ) -> None:
-        if ae is not None and ae.action == "none":
-            ae.action = (
-                "withdrawn"
-                if action == "discontinue"
-                else ("dose_reduced" if action == "reduce" else "interrupted")
-            )
         ae_event = ae.event if ae is not None else None
-        self.emit(
-            "dose_modified",
-            on,
-            {
-                "agent": agent,
-                "action": action,
-                "dose_mg": dose,
-                "ae_event_id": ae_event and ae_event["event_id"],
-                "cause": cause,
-            },
-            after=ae_event,
-        )
+        data: dict[str, Any] = {"agent": agent, "action": action, "dose_mg": dose, "cause": cause}
+        if ae_event is not None:
+            data["ae_event_id"] = ae_event["event_id"]
+            if ae_event["data"]["action_taken"] == "none":
+                # Not yet submitted: the report states the action the AE led to.
+                taken = {"discontinue": "withdrawn", "reduce": "dose_reduced"}
+                ae_event["data"]["action_taken"] = taken.get(action, "interrupted")
+        self.emit("dose_modified", on, data, after=ae_event)
 
     def _report_ae(self, ae: PlannedAe) -> Event | None:
-        """CTCAE v5.0 term and grade, ICH E2A seriousness, site awareness, then grade changes."""
+        """CTCAE v5.0 term and grade, ICH E2A seriousness, site awareness, grade changes."""
         r = self.rng
         late = r.random() < 0.06
         lag = r.randint(2, 9) if late else r.choice((0, 0, 1))
-        aware_hour = r.randint(7, 19)
-        aware_on = ae.onset + days(max(0, lag - (0 if late else 1)) if not late else 0)
-        suspected = {agent: c for agent, c in ae.attribution.items()}
-        seriousness = (
-            ["death"]
-            if ae.grade == 5
-            else (
-                [
-                    r.choices(
-                        ("hospitalisation", "important_medical_event", "life_threatening"),
-                        (70, 20, 10),
-                    )[0]
-                ]
-                if ae.serious
-                else []
-            )
-        )
-        if ae.grade == 4 and ae.serious:
-            seriousness = ["life_threatening", "hospitalisation"]
-        expected = not (ae.serious and r.random() < 0.3)
+        # Aware on the day of entry, or days before it when the entry is late; never after
+        # the cut-off, whose hours may not have passed yet.
+        aware_on = min(ae.onset if late else ae.onset + days(lag), self.cutoff)
+        clock = f"{r.randint(7, 19):02d}:{r.randint(0, 59):02d}"
+        seriousness = [r.choices(SERIOUSNESS, (70, 20, 10))[0]] if ae.serious else []
+        if ae.serious and ae.grade >= 4:
+            seriousness = ["death"] if ae.grade == 5 else ["life_threatening", "hospitalisation"]
         data: dict[str, Any] = {
-            "term": ae.term,
-            "grade": ae.grade,
-            "serious": ae.serious,
-            "seriousness": seriousness,
-            "attribution": suspected,
-            "expected": expected,
-            "immune_related": ae.immune,
-            "action_taken": ae.action,
-            "outcome": "fatal" if ae.grade == 5 else "not_recovered",
-            "site_aware_at": f"{aware_on.isoformat()}T{aware_hour:02d}:{r.randint(0, 59):02d}:00Z",
-        }
-        event = self.emit(
-            "ae_reported", ae.onset, data, lag=lag, user=f"{self.site_id}.investigator"
-        )
+            "term": ae.term, "grade": ae.grade, "serious": ae.serious,
+            "seriousness": seriousness, "attribution": dict(ae.attribution),
+            "expected": not (ae.serious and r.random() < 0.3), "immune_related": ae.immune,
+            "action_taken": "none", "outcome": "fatal" if ae.grade == 5 else "not_recovered",
+            "site_aware_at": f"{aware_on.isoformat()}T{'00:05' if aware_on == self.cutoff else clock}:00Z",
+        }  # fmt: skip
+        event = self.emit("ae_reported", ae.onset, data, lag=lag, user=f"{self.site_id}.pi")
         if event is None or ae.grade == 5:
             return event
         grade, on = ae.grade, ae.onset
         if r.random() < 0.5:
             on += days(r.randint(5, 21))
             grade = max(1, min(ae.max_grade, grade + r.choice((-1, 1, 1))))
-            change: dict[str, Any] = {
-                "ae_event_id": event["event_id"],
-                "grade": grade,
-                "outcome": "not_recovered",
-            }
+            change: dict[str, Any] = {"ae_event_id": event["event_id"], "grade": grade}
             if grade >= 3 and not ae.serious and r.random() < 0.4:
                 change.update(serious=True, seriousness=["hospitalisation"])
             if grade != ae.grade:
                 self.emit("ae_updated", on, change, after=event)
         if r.random() < 0.65:
             on += days(r.randint(7, 45))
-            self.emit(
-                "ae_updated",
-                on,
-                {
-                    "ae_event_id": event["event_id"],
-                    "outcome": "recovered",
-                    "resolved_on": on.isoformat(),
-                },
-                after=event,
-            )
+            resolved = {"outcome": "recovered", "resolved_on": on.isoformat()}
+            self.emit("ae_updated", on, {"ae_event_id": event["event_id"], **resolved}, after=event)
         return event
 
     def _after_treatment(
-        self,
-        eot: date,
-        eot_cause: str,
-        pd_on: date | None,
-        withdrawal: tuple[str, date] | None,
+        self, eot: date, eot_cause: str, pd_on: date | None, withdrawal: tuple[str, date] | None
     ) -> None:
-        """Subsequent therapy after progression, contacts every 2-3 months, withdrawals."""
+        """Subsequent therapy after progression, contacts every 2-3 months, withdrawal."""
         r = self.rng
         if eot_cause == "ongoing":
             return
         if pd_on is not None and r.random() < 0.55:
             therapy, kind = r.choice(LATER_THERAPIES)
-            self.emit(
-                "subsequent_therapy_started",
-                max(eot, pd_on) + days(r.randint(14, 60)),
-                {"therapy": therapy, "kind": kind, "anticancer": True},
-            )
+            on = max(eot, pd_on) + days(r.randint(14, 60))
+            self.emit("subsequent_therapy_started", on, {"therapy": therapy, "kind": kind})
         on = eot
         while (on := on + days(r.randint(60, 90))) < self.last_day:
             self.emit("follow_up_contact", on, {"method": r.choice(("visit", "phone", "phone"))})
         if withdrawal is not None and withdrawal[1] == self.last_day:
             kind, on = withdrawal
-            self.emit(
-                "withdrawn",
-                on,
-                {"kind": kind},
-                lag=r.randint(1, 90) if kind == "lost_to_follow_up" else 0,
-                user=f"{self.site_id}.investigator",
-            )
+            lag = r.randint(30, 90) if kind == "lost_to_follow_up" else 0
+            self.emit("withdrawn", on, {"kind": kind}, lag=lag, user=f"{self.site_id}.pi")

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from pydantic import JsonValue
 
 from events import LedgerEvent, decode
 from projections.audit import RETRACTED, AuditRow, FieldChange, audit_trail, json_diff
@@ -169,7 +170,7 @@ def test_the_json_form_lists_changes_as_field_old_new() -> None:
 
 
 def test_an_added_lesion_reads_as_absent_before() -> None:
-    lesion = {"lesion_id": "N1", "status": "present"}
+    lesion: JsonValue = {"lesion_id": "N1", "status": "present"}
     assert json_diff({"lesions": []}, {"lesions": [lesion]}) == [
         FieldChange("lesions[0]", None, lesion),
     ]

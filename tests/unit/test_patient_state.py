@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from functools import reduce
 from typing import Any
 
@@ -394,19 +393,12 @@ def test_the_course_reads_as_hand_derived() -> None:
     assert (state.event_count, state.last_seq, state.last_hash) == (17, 17, f"{17:064x}")
 
 
-def test_folding_two_thousand_events_takes_under_fifty_milliseconds() -> None:
+def test_folding_two_thousand_infusions_counts_every_one() -> None:
     start = dt.date(2025, 2, 5)
     history = [Effective(1, enrolled(1, "2025-02-03"))] + [
         Effective(n, infusion(n, (start + dt.timedelta(days=n % 700)).isoformat(),
                               agent="pd1" if n % 2 else "haic", cycle=1 + n % 200))
         for n in range(2, 2001)
     ]
-    best = min(_seconds(lambda: fold(history)) for _ in range(5))
-    assert best < 0.050
-    assert fold(history).haic_cycles + fold(history).pd1_infusions == 1999
-
-
-def _seconds(work: Any) -> float:
-    began = time.perf_counter()
-    work()
-    return time.perf_counter() - began
+    state = fold(history)
+    assert (state.haic_cycles, state.pd1_infusions) == (1000, 999)  # even n: HAIC, odd n: PD-1

@@ -1,0 +1,374 @@
+"""A patient's tumour response per timepoint and best overall response, per criterion.
+
+Criteria: RECIST 1.1 (recist.py), mRECIST (mrecist.py) and PVTT (pvtt.py); DOMAIN.md "Tumour
+response per timepoint" and "Best overall response and ORR". Best overall response follows
+pharmaverse admiralonco `derive_param_bor` / `derive_param_confirmed_bor`: its unit tests are
+the worked examples in tests/unit/test_bor.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from events import ProtocolParameters, ScanRead
+from projections.history import Effective
+from projections.mrecist import MRecist
+from projections.pvtt import assess_pvtt, has_pvtt
+from projections.recist import (
+    CR,
+    NE,
+    NON_CR_NON_PD,
+    PD,
+    PR,
+    SD,
+    Assessment,
+    Recist,
+    assess_lesions,
+    select_baseline,
+    tenths,
+)
+
+RECIST, MRECIST, PVTT = "RECIST 1.1", "mRECIST", "PVTT"
+CRITERIA = (RECIST, MRECIST, PVTT)
+MISSING = "MISSING"
+
+# admiralonco ADRS template `worst_resp()`: several reads on one date keep the worst, and
+# any real response outranks NE.
+_WORST_ON_A_DATE = {NE: 1, CR: 2, PR: 3, SD: 4, NON_CR_NON_PD: 5, PD: 6}
+# admiralonco `aval_resp()`: best first.
+_BEST = {CR: 1, PR: 2, SD: 3, NON_CR_NON_PD: 4, PD: 5, NE: 6}
+
+
+@dataclass(frozen=True, slots=True)
+class TimepointResponse:
+    """One criterion's response at one follow-up scan, with the scan's ledger seq.
+
+    `target_sum_mm` is the sum of target diameters (viable ones for mRECIST, the thrombus
+    diameter for PVTT), None unless every target was measured. `pd_date` is the date a PD
+    is dated from: earlier than `occurred_on` when an equivocal new lesion was confirmed.
+    """
+
+    criterion: str
+    occurred_on: dt.date
+    seq: int
+    target_response: str | None
+    non_target_response: str | None
+    new_lesion: bool
+    overall: str
+    target_sum_mm: Decimal | None
+    pct_change_from_baseline: float | None
+    pct_change_from_nadir: float | None
+    pd_date: dt.date | None
+    intrahepatic_pd: bool
+    extrahepatic_pd: bool
+    reader_call: str | None
+    disagrees: bool
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionBaseline:
+    """What the baseline scan gives one criterion; `measurable` decides the ORR denominator."""
+
+    criterion: str
+    target_sum_mm: Decimal | None
+    measurable: bool
+    has_disease: bool
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BestResponse:
+    """A best overall response and the assessment it comes from (none for MISSING)."""
+
+    response: str
+    occurred_on: dt.date | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class PatientResponses:
+    """Everything the response engine derives for one patient."""
+
+    startdt: dt.date | None
+    subsequent_therapy_on: dt.date | None
+    params: ProtocolParameters
+    baseline_seq: int | None
+    baseline_on: dt.date | None
+    has_pvtt: bool
+    baselines: Mapping[str, CriterionBaseline]
+    timepoints: Mapping[str, tuple[TimepointResponse, ...]]
+
+    def measurable(self, criterion: str) -> bool:
+        return self.baselines[criterion].measurable
+
+    def best_response(self, criterion: str) -> BestResponse:
+        return best_response(
+            self.timepoints[criterion], self.startdt, self.params, self.subsequent_therapy_on
+        )
+
+    def confirmed_best_response(self, criterion: str) -> BestResponse:
+        return confirmed_best_response(
+            self.timepoints[criterion], self.startdt, self.params, self.subsequent_therapy_on
+        )
+
+    def best_pct_change(self, criterion: str) -> float | None:
+        """The deepest change of the target sum from baseline (the waterfall bar)."""
+        window = evaluable_timepoints(
+            self.timepoints[criterion], self.startdt, self.subsequent_therapy_on
+        )
+        changes = [tp.pct_change_from_baseline for tp in window]
+        present = [change for change in changes if change is not None]
+        return min(present) if present else None
+
+
+def assess_patient(
+    scans: Sequence[Effective],
+    startdt: dt.date | None,
+    params: ProtocolParameters,
+    subsequent_therapy_on: dt.date | None = None,
+) -> PatientResponses:
+    """Responses per criterion at every follow-up scan of one patient's effective history.
+
+    Entries that are not scan reads are ignored. Scans are taken in clinical-date order
+    (then seq), whatever order they were entered in.
+    """
+    reads = sorted(_scan_reads(scans), key=lambda read: (read[1].occurred_on, read[0]))
+    base = baseline_scan(reads, startdt, params)
+    follow_ups = _follow_ups(reads, base, startdt)
+    dated = [(scan.occurred_on, scan.data) for _, scan in follow_ups]
+    baselines: dict[str, CriterionBaseline] = {}
+    timepoints: dict[str, tuple[TimepointResponse, ...]] = {}
+    rules: Recist
+    for rules in (Recist.from_parameters(params), MRecist.from_parameters(params)):
+        lesions = None if base is None else select_baseline(rules, base[1].data)
+        baselines[rules.name] = CriterionBaseline(
+            criterion=rules.name,
+            target_sum_mm=_mm(None if lesions is None else lesions.target_sum),
+            measurable=lesions is not None and lesions.measurable,
+            has_disease=lesions is not None and lesions.has_disease,
+            flags=("no_baseline",) if lesions is None else lesions.flags,
+        )
+        assessed = assess_lesions(rules, lesions, dated, params)
+        timepoints[rules.name] = _timepoints(rules.name, follow_ups, assessed)
+    pvtt = base[1].data.pvtt if base is not None and has_pvtt(base[1].data) else None
+    baselines[PVTT] = CriterionBaseline(
+        criterion=PVTT,
+        target_sum_mm=_mm(
+            None if pvtt is None or pvtt.thrombus_diameter_mm is None
+            else tenths(pvtt.thrombus_diameter_mm)
+        ),
+        measurable=pvtt is not None,
+        has_disease=pvtt is not None,
+        flags=() if pvtt is not None else ("no_baseline_pvtt",),
+    )
+    timepoints[PVTT] = (
+        () if pvtt is None else _timepoints(PVTT, follow_ups, assess_pvtt(pvtt, dated, params))
+    )
+    return PatientResponses(
+        startdt=startdt,
+        subsequent_therapy_on=subsequent_therapy_on,
+        params=params,
+        baseline_seq=None if base is None else base[0],
+        baseline_on=None if base is None else base[1].occurred_on,
+        has_pvtt=pvtt is not None,
+        baselines=baselines,
+        timepoints=timepoints,
+    )
+
+
+def baseline_scan(
+    reads: Sequence[tuple[int, ScanRead]], startdt: dt.date | None, params: ProtocolParameters
+) -> tuple[int, ScanRead] | None:
+    """The baseline: the last scan on or before STARTDT and no more than
+    `screening_window_days` before it (DOMAIN.md "Time origin"); without a STARTDT, the first
+    scan the site marked as baseline. `reads` are in (date, seq) order."""
+    if startdt is None:
+        marked = [read for read in reads if read[1].data.timepoint == "baseline"]
+        return marked[0] if marked else None
+    earliest = startdt - dt.timedelta(days=params.screening_window_days)
+    window = [read for read in reads if earliest <= read[1].occurred_on <= startdt]
+    return window[-1] if window else None
+
+
+def evaluable_timepoints(
+    timepoints: Sequence[TimepointResponse],
+    startdt: dt.date | None,
+    subsequent_therapy_on: dt.date | None = None,
+) -> tuple[TimepointResponse, ...]:
+    """The assessments a best response is chosen from (DOMAIN.md "Best overall response").
+
+    On or after STARTDT, strictly before the first subsequent anticancer therapy, up to and
+    including the first PD; of several reads on one date the worst is kept (admiralonco
+    `worst_resp`). A patient without STARTDT was never treated and has none.
+    """
+    if startdt is None:
+        return ()
+    by_date: dict[dt.date, TimepointResponse] = {}
+    for tp in timepoints:
+        if tp.occurred_on < startdt:
+            continue
+        if subsequent_therapy_on is not None and tp.occurred_on >= subsequent_therapy_on:
+            continue
+        kept = by_date.get(tp.occurred_on)
+        if kept is None or _WORST_ON_A_DATE[tp.overall] > _WORST_ON_A_DATE[kept.overall]:
+            by_date[tp.occurred_on] = tp
+    window: list[TimepointResponse] = []
+    for day in sorted(by_date):
+        window.append(by_date[day])
+        if by_date[day].overall == PD:
+            break
+    return tuple(window)
+
+
+def best_response(
+    timepoints: Sequence[TimepointResponse],
+    startdt: dt.date | None,
+    params: ProtocolParameters,
+    subsequent_therapy_on: dt.date | None = None,
+) -> BestResponse:
+    """Unconfirmed best overall response (admiralonco `derive_param_bor`).
+
+    Order CR, PR, SD, NON-CR/NON-PD, PD, NE, MISSING; SD and NON-CR/NON-PD count only on or
+    after STARTDT + `sd_min_days`, earlier they are NE. Ties go to the earliest assessment.
+    """
+    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
+    if startdt is None or not window:
+        return BestResponse(MISSING)
+    sd_from = startdt + dt.timedelta(days=params.sd_min_days)
+
+    def rank(tp: TimepointResponse) -> tuple[int, dt.date]:
+        early = tp.overall in (SD, NON_CR_NON_PD) and tp.occurred_on < sd_from
+        return (_BEST[NE] if early else _BEST[tp.overall], tp.occurred_on)
+
+    best = min(window, key=rank)
+    response = NE if rank(best)[0] == _BEST[NE] else best.overall
+    return BestResponse(response, best.occurred_on, best.seq)
+
+
+def confirmed_best_response(
+    timepoints: Sequence[TimepointResponse],
+    startdt: dt.date | None,
+    params: ProtocolParameters,
+    subsequent_therapy_on: dt.date | None = None,
+) -> BestResponse:
+    """Confirmed best overall response (admiralonco `derive_param_confirmed_bor`).
+
+    CR: a later CR ≥ `confirm_days` after it, only CR/NE in between, ≤ `max_ne_between` NE.
+    PR: a later CR/PR ≥ `confirm_days` after it, only CR/PR/NE in between (the confirming
+    read included), ≤ `max_ne_between` NE and no PR after a CR. Otherwise the SD rules
+    apply: an unconfirmed CR/PR on or after STARTDT + `sd_min_days` counts as SD, before it
+    as NE. Ties go to the earliest assessment.
+    """
+    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
+    if startdt is None or not window:
+        return BestResponse(MISSING)
+    sd_from = startdt + dt.timedelta(days=params.sd_min_days)
+    candidates: list[tuple[int, dt.date, str, int]] = []
+    for index, tp in enumerate(window):
+        late = tp.occurred_on >= sd_from
+        if tp.overall == CR and _confirmed(window, index, {CR}, {CR, NE}, params):
+            response = CR
+        elif tp.overall == PR and _confirmed(window, index, {CR, PR}, {CR, PR, NE}, params):
+            response = PR
+        elif tp.overall in (CR, PR, SD):
+            response = SD if late else NE
+        elif tp.overall == NON_CR_NON_PD:
+            response = NON_CR_NON_PD if late else NE
+        else:
+            response = tp.overall
+        candidates.append((_BEST[response], tp.occurred_on, response, tp.seq))
+    _, day, response, seq = min(candidates)
+    return BestResponse(response, day, seq)
+
+
+def _confirmed(
+    window: Sequence[TimepointResponse],
+    index: int,
+    confirming: set[str],
+    allowed: set[str],
+    params: ProtocolParameters,
+) -> bool:
+    due = window[index].occurred_on + dt.timedelta(days=params.confirm_days)
+    for end in range(index + 1, len(window)):
+        if window[end].overall in confirming and window[end].occurred_on >= due:
+            joined = window[index + 1 : end + 1]
+            break
+    else:
+        return False
+    calls = [tp.overall for tp in joined]
+    if any(call not in allowed for call in calls) or calls.count(NE) > params.max_ne_between:
+        return False
+    cr_dates = [tp.occurred_on for tp in joined if tp.overall == CR]
+    pr_dates = [tp.occurred_on for tp in joined if tp.overall == PR]
+    return not (cr_dates and pr_dates and min(cr_dates) < max(pr_dates))
+
+
+def _scan_reads(entries: Sequence[Effective]) -> list[tuple[int, ScanRead]]:
+    reads: list[tuple[int, ScanRead]] = []
+    for entry in entries:
+        match entry.event:
+            case ScanRead() as scan:
+                reads.append((entry.seq, scan))
+            case _:
+                pass
+    return reads
+
+
+def _follow_ups(
+    reads: Sequence[tuple[int, ScanRead]],
+    base: tuple[int, ScanRead] | None,
+    startdt: dt.date | None,
+) -> list[tuple[int, ScanRead]]:
+    if base is not None:
+        return [read for read in reads if read[1].occurred_on > base[1].occurred_on]
+    if startdt is not None:
+        return [read for read in reads if read[1].occurred_on > startdt]
+    return [read for read in reads if read[1].data.timepoint != "baseline"]
+
+
+def _timepoints(
+    criterion: str,
+    follow_ups: Sequence[tuple[int, ScanRead]],
+    assessed: Sequence[Assessment],
+) -> tuple[TimepointResponse, ...]:
+    return tuple(
+        _timepoint(criterion, seq, scan, assessment)
+        for (seq, scan), assessment in zip(follow_ups, assessed, strict=True)
+    )
+
+
+def _timepoint(criterion: str, seq: int, scan: ScanRead, a: Assessment) -> TimepointResponse:
+    calls = scan.data.reader_calls
+    call = {RECIST: calls.recist, MRECIST: calls.mrecist, PVTT: calls.pvtt}[criterion]
+    disagrees = call is not None and call != a.overall
+    return TimepointResponse(
+        criterion=criterion,
+        occurred_on=scan.occurred_on,
+        seq=seq,
+        target_response=a.target_response,
+        non_target_response=a.non_target_response,
+        new_lesion=a.new_lesion,
+        overall=a.overall,
+        target_sum_mm=_mm(a.target_sum),
+        pct_change_from_baseline=_percent(a.pct_from_baseline),
+        pct_change_from_nadir=_percent(a.pct_from_nadir),
+        pd_date=a.pd_date,
+        intrahepatic_pd=a.intrahepatic_pd,
+        extrahepatic_pd=a.extrahepatic_pd,
+        reader_call=call,
+        disagrees=disagrees,
+        flags=(*a.flags, "reader_disagrees") if disagrees else a.flags,
+    )
+
+
+def _mm(value_tenths: int | None) -> Decimal | None:
+    return None if value_tenths is None else Decimal(value_tenths).scaleb(-1)
+
+
+def _percent(value: Fraction | None) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,1 @@
+"""The projector service: ledger → PostgreSQL read models, exactly once."""

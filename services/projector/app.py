@@ -1,0 +1,101 @@
+"""Composition root of the projector: one live consumer per projection, one schema."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.aio.client import Client
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.ledger_io import ensure_streams, ledger_head
+from services.migrate import active_build, make_engine, migrate
+from services.nats_conn import connect
+from services.projector.histories import PatientHistories
+from services.projector.runner import Applier, LiveProjector, Projection
+from services.settings import Settings
+
+log = structlog.get_logger("projector")
+
+
+def all_projections() -> list[Projection]:
+    """Every read model the projector keeps; later issues add theirs here."""
+    from services.projector.core import CoreProjection
+
+    projections: list[Projection] = [CoreProjection()]
+    with contextlib.suppress(ImportError):
+        from services.projector.clinical import ClinicalProjection
+
+        projections.append(ClinicalProjection())
+    with contextlib.suppress(ImportError):
+        from services.projector.safety_view import SafetyProjection
+
+        projections.append(SafetyProjection())
+    return projections
+
+
+@dataclass
+class ProjectorApp:
+    nc: Client
+    engine: AsyncEngine
+    schema: str
+    runners: list[LiveProjector]
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.tasks = [asyncio.create_task(r.run(self.stop_event)) for r in self.runners]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for task in self.tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        await self.engine.dispose()
+
+    async def lag(self) -> dict[str, int]:
+        """Ledger head minus each projection's checkpoint (0 = caught up)."""
+        head = await ledger_head(self.nc.jetstream())
+        return {r.applier.projection.name: head - await r.applier.checkpoint() for r in self.runners}
+
+    async def wait_caught_up(self, timeout: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if all(v == 0 for v in (await self.lag()).values()):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"projections not caught up after {timeout}s: {await self.lag()}")
+
+
+async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[dict[str, Any]]:
+    head = await ledger_head(js)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            f'SELECT p.projection, p.last_seq, p.applied, '
+            f'(SELECT count(*) FROM "{schema}".parked_event x WHERE x.projection = p.projection) '
+            f'FROM "{schema}".projection_checkpoint p ORDER BY p.projection'
+        ))).all()
+    return [{"projection": r[0], "checkpoint_seq": int(r[1]), "ledger_head": head,
+             "lag": max(0, head - int(r[1])), "applied": int(r[2]), "parked": int(r[3])} for r in rows]
+
+
+async def create_app(settings: Settings, *, schema: str | None = None, batch: int = 500) -> ProjectorApp:
+    assert settings.nats_url and settings.database_url, "NATS and PostgreSQL URLs are needed"
+    nc = await connect(settings.nats_url, settings.creds_for("projector"), name="projector")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    engine = make_engine(settings.database_url)
+    await migrate(engine)
+    build = schema or await active_build(engine)
+    await migrate(engine, build)
+    runners = [
+        LiveProjector(js, Applier(engine, build, projection, PatientHistories(js)), batch=batch)
+        for projection in all_projections()
+    ]
+    return ProjectorApp(nc, engine, build, runners)

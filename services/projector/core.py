@@ -1,0 +1,94 @@
+"""The core projection: event index, patient state and audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import delete, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events import SPONSOR_SITE
+from projections.audit import audit_trail
+from projections.history import effective_history
+from projections.patient import fold_ledger
+from services.db import audit_trail as audit_table
+from services.db import event_index, patient_state
+from services.projector.histories import Decoded, PatientHistories, PatientKey
+
+STATE_COLUMNS = (
+    "status", "bclc_stage", "child_pugh", "ecog", "baseline_pvtt", "baseline_extrahepatic_spread",
+    "enrolled_on", "startdt", "last_dose_on", "haic_cycles", "pd1_infusions", "pd1_status",
+    "lenvatinib_status", "lenvatinib_dose_mg", "scans", "last_scan_on", "worst_ae_grade", "death_on",
+    "last_known_alive_on", "subsequent_therapy_on", "discontinued_on", "withdrawn_on",
+    "event_count", "last_seq", "last_hash",
+)
+
+
+def _parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def index_row(item: Decoded) -> dict[str, Any]:
+    stored = item.stored
+    return {
+        "seq": item.seq,
+        "event_id": stored["event_id"],
+        "trial_id": stored["trial_id"],
+        "site_id": stored["site_id"],
+        "patient_id": stored["patient_id"],
+        "type": stored["type"],
+        "schema_version": stored.get("schema_version", 1),
+        "occurred_on": dt.date.fromisoformat(stored["occurred_on"]),
+        "recorded_at": _parse_time(stored["recorded_at"]),
+        "recorded_by": stored["recorded_by"],
+        "reason": stored.get("reason"),
+        "hash": stored["hash"],
+        "prev_hash": stored["prev_hash"],
+        "body": stored,
+    }
+
+
+class CoreProjection:
+    """Every ledger event indexed; each touched patient re-derived from its effective history."""
+
+    name = "core"
+
+    async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
+        await conn.execute(insert(event_index), [index_row(item) for item in batch])
+        touched = {item.key for item in batch if item.key[1] != SPONSOR_SITE}
+        for key in sorted(touched):
+            await self._derive_patient(conn, key, histories)
+
+    async def _derive_patient(self, conn: AsyncConnection, key: PatientKey, histories: PatientHistories) -> None:
+        recorded = histories.get(key)
+        state = fold_ledger(recorded)
+        trial_id, site_id, patient_id = key
+        row = {"trial_id": trial_id, "site_id": site_id, "patient_id": patient_id}
+        row.update({column: getattr(state, column) for column in STATE_COLUMNS})
+        row["event_count"] = row["event_count"] or 0
+        row["last_seq"] = row["last_seq"] or 0
+        statement = pg_insert(patient_state).values(**row)
+        await conn.execute(statement.on_conflict_do_update(
+            index_elements=["trial_id", "site_id", "patient_id"],
+            set_={column: statement.excluded[column] for column in STATE_COLUMNS},
+        ))
+        await conn.execute(delete(audit_table).where(
+            audit_table.c.trial_id == trial_id, audit_table.c.site_id == site_id,
+            audit_table.c.patient_id == patient_id,
+        ))
+        rows = []
+        for audit in audit_trail(effective_history(recorded), recorded):
+            data = audit.as_dict()
+            rows.append({
+                "seq": audit.seq, "trial_id": trial_id, "site_id": site_id, "patient_id": patient_id,
+                "event_id": audit.event_id, "type": audit.type, "occurred_on": audit.occurred_on,
+                "recorded_at": data["recorded_at"], "recorded_by": audit.recorded_by,
+                "reason": audit.reason, "hash": audit.hash, "prev_hash": audit.prev_hash,
+                "status": audit.status, "target_event_id": audit.target_event_id,
+                "target_seq": audit.target_seq, "amended_by": data["amended_by"] or None,
+                "changes": data["changes"] or None,
+            })
+        if rows:
+            await conn.execute(insert(audit_table), rows)

@@ -1,0 +1,97 @@
+"""Patient histories for projections: a bounded cache in front of the ledger itself.
+
+A projection re-derives a touched patient from its whole effective history (corrections
+apply backwards in time). The ledger is the source: a patient missing from the cache is
+read back from JetStream up to the projection's checkpoint, so a restart, an eviction or a
+replay "as of" an instant all see exactly the events the read model has applied.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from events import NewerSchemaVersion, UnknownEventType, decode
+from events.subjects import patient_wildcard
+from projections.history import Recorded
+from services.ledger_io import read_stream
+
+log = structlog.get_logger("projector")
+
+PatientKey = tuple[str, str, str]
+Include = Callable[[dict[str, Any]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One ledger message, decoded: the projection's unit of work."""
+
+    seq: int
+    subject: str
+    stored: dict[str, Any]
+    recorded: Recorded
+
+    @property
+    def key(self) -> PatientKey:
+        event = self.recorded.event
+        return (event.trial_id, event.site_id, event.patient_id)
+
+
+class Undecodable(ValueError):
+    """An event this code cannot read: parked, reported, never silently skipped."""
+
+
+def decode_stored(seq: int, stored: dict[str, Any]) -> Recorded:
+    try:
+        return Recorded(seq, decode(stored))
+    except (ValidationError, NewerSchemaVersion, UnknownEventType) as exc:
+        raise Undecodable(str(exc)) from exc
+
+
+class PatientHistories:
+    def __init__(self, js: JetStreamContext | None, capacity: int = 2000, include: Include | None = None) -> None:
+        self.js = js
+        self.capacity = capacity
+        self.include = include
+        self._cache: OrderedDict[PatientKey, list[Recorded]] = OrderedDict()
+        self.loads = 0
+
+    async def ensure(self, key: PatientKey, upto_seq: int) -> None:
+        """Have `key`'s history up to `upto_seq` in the cache (read from the ledger if not)."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return
+        entries: list[Recorded] = []
+        if upto_seq > 0 and self.js is not None:
+            self.loads += 1
+            async for msg in read_stream(self.js, patient_wildcard(*key), stop_seq=upto_seq):
+                stored = msg.json()
+                if self.include is not None and not self.include(stored):
+                    continue
+                try:
+                    entries.append(decode_stored(msg.seq, stored))
+                except Undecodable:
+                    continue  # parked when it was first seen
+        self._cache[key] = entries
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+
+    def append(self, item: Decoded) -> None:
+        self._cache.setdefault(item.key, []).append(item.recorded)
+
+    def get(self, key: PatientKey) -> list[Recorded]:
+        return self._cache.get(key, [])
+
+    def forget(self, keys: set[PatientKey]) -> None:
+        """After a failed transaction: what the cache appended never reached the database."""
+        for key in keys:
+            self._cache.pop(key, None)
+
+    def clear(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,240 @@
+"""Exactly-once application of ledger messages to a projection (DESIGN.md rule 3).
+
+Rows and checkpoint commit in one transaction; the ack follows the commit; a seq at or
+below the checkpoint is skipped. A transient failure (PostgreSQL restarting, a lost
+connection) is retried, never dropped; an event that fails on its own every time is parked
+and reported, so one bad event cannot stall the trial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
+from services.db import parked_events
+from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
+
+log = structlog.get_logger("projector")
+
+# Errors that a given event causes every time (as opposed to the database being away).
+POISON_SUSPECTS = (
+    sa_exc.IntegrityError, sa_exc.DataError, sa_exc.ProgrammingError,
+    TypeError, ValueError, KeyError, AttributeError, AssertionError,
+)
+
+
+class Projection(Protocol):
+    name: str
+
+    async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    seq: int
+    subject: str
+    body: bytes
+
+
+class Gap(RuntimeError):
+    """The consumer skipped ahead of the checkpoint: re-position it, apply nothing."""
+
+
+class Applier:
+    """Applies ordered ledger messages to one projection in one schema, exactly once."""
+
+    def __init__(
+        self, engine: AsyncEngine, schema: str, projection: Projection, histories: PatientHistories,
+        *, contiguous: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.projection = projection
+        self.histories = histories
+        self.contiguous = contiguous
+
+    async def _begin(self, conn: AsyncConnection) -> int:
+        await conn.execute(text(f'SET LOCAL search_path TO "{self.schema}"'))
+        await conn.execute(text(
+            "INSERT INTO projection_checkpoint (projection, last_seq) VALUES (:p, 0) ON CONFLICT DO NOTHING"
+        ), {"p": self.projection.name})
+        row = await conn.execute(text(
+            "SELECT last_seq FROM projection_checkpoint WHERE projection = :p FOR UPDATE"
+        ), {"p": self.projection.name})
+        return int(row.scalar_one())
+
+    async def checkpoint(self) -> int:
+        async with self.engine.begin() as conn:
+            return await self._begin(conn)
+
+    async def apply(self, messages: Sequence[Message]) -> int:
+        """Apply what is new in `messages`; returns the checkpoint after the commit."""
+        touched: set[Any] = set()
+        try:
+            async with self.engine.begin() as conn:
+                checkpoint = await self._begin(conn)
+                fresh = [m for m in messages if m.seq > checkpoint]
+                if not fresh:
+                    return checkpoint
+                if self.contiguous and fresh[0].seq != checkpoint + 1:
+                    raise Gap(f"checkpoint {checkpoint}, next message {fresh[0].seq}")
+                decoded, parked = self._decode(fresh)
+                touched = {item.key for item in decoded}
+                for key in touched:
+                    await self.histories.ensure(key, checkpoint)
+                for item in decoded:
+                    self.histories.append(item)
+                if decoded:
+                    await self.projection.apply(conn, decoded, self.histories)
+                if parked:
+                    await conn.execute(insert(parked_events), parked)
+                    for row in parked:
+                        log.error("event_parked", projection=self.projection.name, seq=row["seq"], error=row["error"][:300])
+                last = fresh[-1].seq
+                await conn.execute(text(
+                    "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
+                ), {"s": last, "n": len(decoded), "p": self.projection.name})
+            return last
+        except BaseException:
+            self.histories.forget(touched)
+            raise
+
+    def _decode(self, fresh: Sequence[Message]) -> tuple[list[Decoded], list[dict[str, Any]]]:
+        decoded: list[Decoded] = []
+        parked: list[dict[str, Any]] = []
+        for message in fresh:
+            try:
+                stored = json.loads(message.body)
+                if not isinstance(stored, dict):
+                    raise Undecodable("not a JSON object")
+                decoded.append(Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored)))
+            except (ValueError, Undecodable) as exc:
+                parked.append(self._parked_row(message, str(exc)))
+        return decoded, parked
+
+    def _parked_row(self, message: Message, error: str) -> dict[str, Any]:
+        event_id = None
+        with contextlib.suppress(Exception):
+            event_id = json.loads(message.body).get("event_id")
+        return {"projection": self.projection.name, "seq": message.seq, "subject": message.subject,
+                "event_id": event_id if isinstance(event_id, str) else None, "error": error}
+
+    async def park(self, message: Message, error: str) -> None:
+        """Set one event aside for good: recorded, reported, and the checkpoint moves past it."""
+        async with self.engine.begin() as conn:
+            checkpoint = await self._begin(conn)
+            if message.seq <= checkpoint:
+                return
+            await conn.execute(insert(parked_events), [self._parked_row(message, error)])
+            await conn.execute(text(
+                "UPDATE projection_checkpoint SET last_seq = :s WHERE projection = :p"
+            ), {"s": message.seq, "p": self.projection.name})
+        log.error("event_parked", projection=self.projection.name, seq=message.seq, error=error[:300])
+
+    async def apply_resilient(self, messages: Sequence[Message], stop: asyncio.Event | None = None) -> int:
+        """Apply, retrying transient failures forever (with back-off) and isolating poison."""
+        delay = 0.2
+        suspect_failures = 0
+        while True:
+            try:
+                return await self.apply(messages)
+            except Gap:
+                raise
+            except POISON_SUSPECTS as exc:
+                suspect_failures += 1
+                log.warning("projection_batch_failed", projection=self.projection.name, error=str(exc)[:300])
+                if suspect_failures >= 3:
+                    return await self._isolate(messages)
+            except Exception as exc:  # the database is away: wait for it, lose nothing
+                log.warning("projection_retry", projection=self.projection.name, error=str(exc)[:300])
+            if stop is not None and stop.is_set():
+                raise asyncio.CancelledError
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _isolate(self, messages: Sequence[Message]) -> int:
+        checkpoint = 0
+        for message in messages:
+            for attempt in range(3):
+                try:
+                    checkpoint = await self.apply([message])
+                    break
+                except POISON_SUSPECTS as exc:
+                    if attempt == 2:
+                        await self.park(message, f"{type(exc).__name__}: {exc}")
+                        checkpoint = message.seq
+        return checkpoint
+
+
+class LiveProjector:
+    """One durable JetStream consumer feeding one projection in one schema."""
+
+    def __init__(self, js: JetStreamContext, applier: Applier, *, batch: int = 500, filter_subject: str = LEDGER_SUBJECTS) -> None:
+        self.js = js
+        self.applier = applier
+        self.batch = batch
+        self.filter_subject = filter_subject
+        self.durable = f"proj_{applier.schema}_{applier.projection.name}"
+        self.last_applied = 0
+
+    async def _subscribe(self, reset: bool = False) -> Any:
+        checkpoint = await self.applier.checkpoint()
+        if reset:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(LEDGER_STREAM, self.durable)
+        try:
+            await self.js.consumer_info(LEDGER_STREAM, self.durable)
+        except NotFoundError:
+            await self.js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
+                durable_name=self.durable,
+                filter_subject=self.filter_subject,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_ack_pending=20_000,
+                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=checkpoint + 1,
+            ))
+        return await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sub = await self._subscribe()
+        log.info("projection_started", projection=self.applier.projection.name, schema=self.applier.schema)
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(self.batch, timeout=0.5)
+            except NatsTimeoutError:
+                continue
+            except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place
+                log.warning("projection_fetch_failed", error=str(exc)[:200])
+                await asyncio.sleep(0.5)
+                continue
+            messages = [Message(int(m.metadata.sequence.stream), m.subject, m.data) for m in msgs]
+            try:
+                self.last_applied = await self.applier.apply_resilient(messages, stop)
+            except Gap as gap:
+                log.warning("projection_repositioned", projection=self.applier.projection.name, reason=str(gap))
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                sub = await self._subscribe(reset=True)
+                continue
+            except asyncio.CancelledError:
+                break
+            for m in msgs:
+                with contextlib.suppress(Exception):
+                    await m.ack()
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
