@@ -171,6 +171,60 @@ def serve_writer(data_dir: DataDir = None) -> None:
     _run(main())
 
 
+@serve_app.command("projector")
+def serve_projector(
+    data_dir: DataDir = None,
+    schema: Annotated[str | None, typer.Option(help="Read-model build (default: the active one).")] = None,
+) -> None:
+    """The projector: one durable consumer per projection, exactly-once into PostgreSQL."""
+    configure_logging()
+    from services.projector.app import create_app
+
+    async def main() -> None:
+        projector = await create_app(Settings.from_env(_data_dir(data_dir)), schema=schema)
+        await projector.start()
+        try:
+            await _wait_for_stop()
+        finally:
+            await projector.stop()
+
+    _run(main())
+
+
+@serve_app.command("api")
+def serve_api(
+    data_dir: DataDir = None,
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+) -> None:
+    """The HTTP API and pages."""
+    configure_logging()
+    import uvicorn
+
+    from services.api.app import create_app
+
+    uvicorn.run(create_app(Settings.from_env(_data_dir(data_dir))), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def replay(
+    data_dir: DataDir = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO 8601 instant: only events recorded at or before it.")] = None,
+    schema: Annotated[str | None, typer.Option(help="Schema to rebuild into (default replay_<time>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    compare_live: Annotated[bool, typer.Option("--compare", help="List every difference from the live read models.")] = False,
+    switch: Annotated[bool, typer.Option("--switch", help="Make the rebuilt schema the live one (no downtime).")] = False,
+) -> None:
+    """Rebuild every read model from the ledger into a fresh schema and print per-table digests."""
+    configure_logging("WARNING")
+    from services.projector.rebuild_cli import run_replay
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    code = _run(run_replay(settings, as_of=as_of, schema=schema, as_json=as_json,
+                           compare_live=compare_live, switch=switch, console=console))
+    sys.exit(code)
+
+
 def main() -> None:
     app()
 

@@ -65,7 +65,8 @@ def generate_trial(
     horizon = start + timedelta(days=CLINICAL_SPAN_DAYS)
     cutoff = min(today or horizon, horizon)
     site_ids = [f"site{n:02d}" for n in range(1, sites + 1)]
-    parameters = _parameters_event(master, trial_id, site_ids, start - timedelta(days=14))
+    declared_on = min(start - timedelta(days=14), cutoff)
+    parameters = _parameters_event(master, trial_id, site_ids, declared_on)
     enrollments = _enrollments(master, site_ids, patients, start, cutoff)
     fates = _fates(master, enrollments)
     site_entries: dict[str, list[tuple[date, int, int, Event]]] = {site: [] for site in site_ids}

@@ -312,7 +312,7 @@ class Course:
         r = self.rng
         lenvatinib = 8 if weight < 60 else 12
         start = {"agent": "lenvatinib", "action": "start", "dose_mg": lenvatinib}
-        self.emit("dose_modified", self.start, {**start, "cause": "protocol"})
+        self.emit("dose_modified", self.start, {**start, "cause": "protocol"}, lag=0)
         pd1_held: list[tuple[date, date]] = []
         lenvatinib_off_until = self.start
         for ae in aes:

@@ -47,14 +47,47 @@ class ProjectorApp:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
-    async def start(self) -> None:
-        self.tasks = [asyncio.create_task(r.run(self.stop_event)) for r in self.runners]
+    follow_active: bool = True
+    watcher: asyncio.Task[Any] | None = None
 
-    async def stop(self) -> None:
+    async def start(self) -> None:
+        self.stop_event = asyncio.Event()
+        self.tasks = [asyncio.create_task(r.run(self.stop_event)) for r in self.runners]
+        if self.follow_active and self.watcher is None:
+            self.watcher = asyncio.create_task(self._follow_switches())
+
+    async def _stop_runners(self) -> None:
         self.stop_event.set()
         for task in self.tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
+        self.tasks = []
+
+    async def _follow_switches(self) -> None:
+        """A rebuild built aside and switched in: move the live consumers to the new build."""
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                build = await active_build(self.engine)
+                if build != self.schema:
+                    log.info("projection_build_switched", old=self.schema, new=build)
+                    await self._stop_runners()
+                    js = self.nc.jetstream()
+                    self.schema = build
+                    self.runners = [
+                        LiveProjector(js, Applier(self.engine, build, r.applier.projection, PatientHistories(js)),
+                                      batch=r.batch)
+                        for r in self.runners
+                    ]
+                    self.stop_event = asyncio.Event()
+                    self.tasks = [asyncio.create_task(r.run(self.stop_event)) for r in self.runners]
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await self.watcher
+        await self._stop_runners()
         with contextlib.suppress(Exception):
             await self.nc.drain()
         await self.engine.dispose()
@@ -98,4 +131,4 @@ async def create_app(settings: Settings, *, schema: str | None = None, batch: in
         LiveProjector(js, Applier(engine, build, projection, PatientHistories(js)), batch=batch)
         for projection in all_projections()
     ]
-    return ProjectorApp(nc, engine, build, runners)
+    return ProjectorApp(nc, engine, build, runners, follow_active=schema is None)

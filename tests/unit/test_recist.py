@@ -27,15 +27,17 @@ WEEK_6, WEEK_12, WEEK_18 = dt.date(2025, 3, 19), dt.date(2025, 4, 30), dt.date(2
 
 def target(lesion_id: str, ld: float | None = None, **fields: Any) -> dict[str, Any]:
     """A target lesion, in the liver unless told otherwise."""
-    base = {"lesion_id": lesion_id, "role": "target", "location": "intrahepatic", "organ": "liver"}
+    base: dict[str, Any] = {"lesion_id": lesion_id, "role": "target",
+                            "location": "intrahepatic", "organ": "liver"}
     if ld is not None:
         base["longest_diameter_mm"] = ld
     return base | fields
 
 
 def node(lesion_id: str, short_axis: float | None, **fields: Any) -> dict[str, Any]:
-    base = {"lesion_id": lesion_id, "role": "target", "location": "extrahepatic",
-            "organ": "mediastinum", "is_lymph_node": True}
+    base: dict[str, Any] = {"lesion_id": lesion_id, "role": "target",
+                            "location": "extrahepatic", "organ": "mediastinum",
+                            "is_lymph_node": True}
     if short_axis is not None:
         base["short_axis_mm"] = short_axis
     return base | fields

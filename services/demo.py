@@ -1,0 +1,114 @@
+"""`trial-ledger demo` and `simulate`: a simulated multi-site trial through the real intake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.client import SiteClient
+from services.nats_conn import connect
+from services.settings import Settings
+from services.simulator import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
+
+Section = Callable[[httpx.AsyncClient, str, Console], Awaitable[None]]
+# Later issues register their summary sections here (endpoints, safety, report).
+SUMMARY_SECTIONS: list[Section] = []
+
+
+async def simulate_into(
+    settings: Settings,
+    *,
+    sites: int,
+    patients: int,
+    seed: int,
+    console: Console,
+    today: dt.date | None = None,
+) -> SubmissionReport:
+    """Generate the trial (deterministic per seed) and submit it like the sites would."""
+    assert settings.nats_url, "no running system found: start `trial-ledger up` or set LEDGER_NATS_URL"
+    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=today or dt.date.today())
+    connections: dict[str, Any] = {}
+
+    async def open_all() -> None:
+        for site in ["_sponsor", *trial.site_events]:
+            role = "admin" if site == "_sponsor" else f"site:{site}"
+            connections[site] = await connect(settings.nats_url or "", settings.creds_for(role), name=f"sim-{site}")
+
+    await open_all()
+    total = len(trial.all_events())
+    try:
+        with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("submit", total=total)
+            report = await submit_trial(
+                trial, lambda site: SiteClient(connections[site], trial.trial_id, site),
+                progress=lambda n: bar.update(task, advance=n),
+            )
+    finally:
+        for nc in connections.values():
+            await nc.close()
+    _print_submission(console, trial, report)
+    return report
+
+
+def _print_submission(console: Console, trial: SimulatedTrial, report: SubmissionReport) -> None:
+    table = Table(title=f"Simulated trial {trial.trial_id} (seed {trial.seed})")
+    for column in ("sites", "patients", "events", "accepted", "duplicate", "rejected"):
+        table.add_column(column, justify="right")
+    table.add_row(str(len(trial.site_events)), str(len(trial.patient_ids())), str(report.submitted),
+                  str(report.accepted), str(report.duplicate), str(report.rejected))
+    console.print(table)
+    for reply in report.rejected_replies[:5]:
+        console.print(f"[red]rejected[/red] {json.dumps(reply)}")
+
+
+async def run_demo(data_dir: Path, *, sites: int, patients: int, seed: int, console: Console) -> None:
+    from services.system import System
+
+    system = await System(data_dir).start()
+    try:
+        console.print(f"[bold]trial-ledger[/bold] up: NATS {system.runtime['nats_url']}, "
+                      f"PostgreSQL {system.runtime['database_url']}, API {system.runtime['api_url']}")
+        report = await simulate_into(system.settings, sites=sites, patients=patients, seed=seed, console=console)
+        projector = system.services["projector"]
+        await projector.wait_caught_up(120)
+        token = system.runtime["api_tokens"]["admin"]
+        async with httpx.AsyncClient(base_url=system.runtime["api_url"], timeout=60,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            await _print_core_summary(http, "HAIC-PD1-LEN", console)
+            for section in SUMMARY_SECTIONS:
+                await section(http, "HAIC-PD1-LEN", console)
+        console.print(f"runtime: {system.data_dir / 'runtime.json'}")
+        if report.rejected:
+            raise SystemExit(f"{report.rejected} simulated events were rejected")
+    finally:
+        await system.stop()
+
+
+async def _print_core_summary(http: httpx.AsyncClient, trial: str, console: Console) -> None:
+    patients = (await http.get(f"/api/trials/{trial}/patients")).raise_for_status().json()
+    status = (await http.get(f"/api/trials/{trial}/projections")).raise_for_status().json()
+    counts: dict[str, int] = {}
+    for row in patients:
+        counts[row["status"] or "-"] = counts.get(row["status"] or "-", 0) + 1
+    table = Table(title="Patient status (read models)")
+    table.add_column("status")
+    table.add_column("patients", justify="right")
+    for name, count in sorted(counts.items()):
+        table.add_row(name, str(count))
+    table.add_row("[bold]total[/bold]", str(len(patients)))
+    console.print(table)
+    lag = Table(title=f"Projections (ledger head seq {status['ledger_head']})")
+    for column in ("projection", "checkpoint seq", "lag", "parked"):
+        lag.add_column(column)
+    for row in status["projections"]:
+        lag.add_row(row["projection"], str(row["checkpoint_seq"]), str(row["lag"]), str(row["parked"]))
+    console.print(lag)
