@@ -48,8 +48,9 @@ class TimepointResponse:
     """One criterion's response at one follow-up scan, with the scan's ledger seq.
 
     `target_sum_mm` is the sum of target diameters (viable ones for mRECIST, the thrombus
-    diameter for PVTT), None unless every target was measured. `pd_date` is the date a PD
-    is dated from: earlier than `occurred_on` when an equivocal new lesion was confirmed.
+    diameter for PVTT), None unless every target was measured. `pd_date` (PD only) is the
+    date the progression is dated from: the first sighting of the new lesion behind it when
+    that is earlier (an equivocal lesion confirmed later, or one already counted before).
     """
 
     criterion: str

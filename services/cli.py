@@ -225,6 +225,37 @@ def replay(
     sys.exit(code)
 
 
+@app.command()
+def export(
+    dataset: Annotated[str, typer.Argument(help="adsl, adtte, adrs or adae.")],
+    data_dir: DataDir = None,
+    trial: Annotated[str, typer.Option("--trial", help="Trial id.")] = "HAIC-PD1-LEN",
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="CSV file (default: standard output).")] = None,
+) -> None:
+    """Write an ADaM-style dataset as CSV from the live read models."""
+    configure_logging("WARNING")
+    from services.exports_cli import run_export
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    sys.exit(_run(run_export(settings, dataset, trial=trial, out=out, console=console)))
+
+
+@alerts_app.command("follow")
+def alerts_follow(
+    data_dir: DataDir = None,
+    durable: Annotated[str, typer.Option("--durable", help="Your durable subscription name.")] = "safety-officer",
+    ack: Annotated[bool, typer.Option("--ack/--no-ack", help="Acknowledge each alert with sae_acknowledged.")] = False,
+    officer: Annotated[str, typer.Option("--officer", help="Your user id (recorded_by of acknowledgements).")] = "safety.officer",
+    once: Annotated[bool, typer.Option("--once", help="Print what is pending and exit.")] = False,
+) -> None:
+    """Print every serious-AE alert once; catches up after being offline."""
+    configure_logging("WARNING")
+    from services.alerter.follow import run_follow
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    sys.exit(_run(run_follow(settings, durable=durable, ack=ack, officer=officer, once=once, console=console)))
+
+
 def main() -> None:
     app()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,8 +20,8 @@ from services.settings import Settings
 from services.simulator import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
 
 Section = Callable[[httpx.AsyncClient, str, Console], Awaitable[None]]
-# Later issues register their summary sections here (endpoints, safety, report).
-SUMMARY_SECTIONS: list[Section] = []
+# Modules with `async def print_summary(http, trial_id, console, system)`, printed in this order.
+SUMMARY_MODULES = ("services.clinical_summary", "services.safety_summary", "services.report_summary")
 
 
 async def simulate_into(
@@ -84,8 +85,12 @@ async def run_demo(data_dir: Path, *, sites: int, patients: int, seed: int, cons
         async with httpx.AsyncClient(base_url=system.runtime["api_url"], timeout=60,
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             await _print_core_summary(http, "HAIC-PD1-LEN", console)
-            for section in SUMMARY_SECTIONS:
-                await section(http, "HAIC-PD1-LEN", console)
+            for module in SUMMARY_MODULES:
+                try:
+                    section = importlib.import_module(module)
+                except ImportError:
+                    continue
+                await section.print_summary(http, "HAIC-PD1-LEN", console, system)
         console.print(f"runtime: {system.data_dir / 'runtime.json'}")
         if report.rejected:
             raise SystemExit(f"{report.rejected} simulated events were rejected")

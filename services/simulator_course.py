@@ -45,7 +45,7 @@ AE_TERMS: tuple[tuple[str, int, dict[str, str], bool, int], ...] = (
     ("Pneumonitis", 4, {"pd1": "probable"}, True, 1),
     ("Colitis", 4, {"pd1": "probable"}, True, 1),
 )
-# Fatal events of this population and regimen; each allows grade 5 in CTCAE v5.0.
+# Fatal events of this population and regimen; each allows grades 4 and 5 in CTCAE v5.0.
 FATAL_TERMS: tuple[tuple[str, dict[str, str]], ...] = (
     ("Hepatic failure", {"haic": "possible", "lenvatinib": "possible"}),
     ("Upper gastrointestinal hemorrhage", {"lenvatinib": "possible"}),
@@ -96,6 +96,7 @@ class PlannedAe:
     attribution: dict[str, str]
     immune: bool
     serious: bool
+    fatal: bool = False
     event: Event | None = None
 
 
@@ -201,14 +202,13 @@ class Course:
             data = {"cause": death_cause, "autopsy": r.random() < 0.1}
             if ae_event is not None:
                 data["ae_event_id"] = ae_event["event_id"]
-            self.emit(
-                "death",
-                death_on,
-                data,
-                after=ae_event,
-                lag=r.randint(1, 30),
-                user=f"{self.site_id}.pi",
-            )
+            death = self.emit("death", death_on, data, after=ae_event, lag=r.randint(1, 30))
+            if ae_event is not None:
+                # The writer takes grade 5 only once the death is recorded, and the death's
+                # link only to a recorded AE: report grade 4, record the death, then update.
+                fatal = {"ae_event_id": ae_event["event_id"], "grade": 5, "serious": True,
+                         "seriousness": ["death", "life_threatening"], "outcome": "fatal"}  # fmt: skip
+                self.emit("ae_updated", death_on, fatal, after=death, user=f"{self.site_id}.pi")
 
     def _enrollment(
         self, pvtt: bool, vp: str | None, extrahepatic: bool, weight: float
@@ -251,7 +251,9 @@ class Course:
             on = self.start + days(r.randint(20, self._days_before(pd_on, 200)))
             if on <= self.cutoff:
                 term, attribution = r.choice(FATAL_TERMS)
-                return on, "adverse_event", PlannedAe(on, term, 5, 5, attribution, False, True)
+                onset = on - days(r.randint(0, 6))
+                ae = PlannedAe(onset, term, 4, 4, attribution, False, True, fatal=True)
+                return on, "adverse_event", ae
         if pd_on is not None:
             on = pd_on + days(int(r.expovariate(1 / 360)) + 5)
             return (on if on <= self.cutoff else None), "disease_progression", None
@@ -317,7 +319,7 @@ class Course:
         lenvatinib_off_until = self.start
         for ae in aes:
             ae.event = self._report_ae(ae)
-            if ae.event is None or ae.onset >= eot or ae.grade == 5:
+            if ae.event is None or ae.onset >= eot or ae.fatal:
                 continue
             if ae.immune and ae.grade >= 3:
                 back = ae.onset + days(r.randint(21, 42))
@@ -325,7 +327,7 @@ class Course:
                 pd1_held.append((ae.onset, back))
                 if back < eot:
                     self._modify("pd1", "resume", back, None, ae)
-            held = ae.onset < lenvatinib_off_until
+            held = ae.onset <= lenvatinib_off_until
             if ae.term not in LENVATINIB_TOXICITIES or lenvatinib == 0 or held:
                 continue
             lower = next((dose for dose in LENVATINIB_STEPS if dose < lenvatinib), 0)
@@ -337,8 +339,7 @@ class Course:
                 if lenvatinib_off_until < eot:
                     self._modify("lenvatinib", "resume", lenvatinib_off_until, lower, ae)
             elif ae.grade == 2 and lower and r.random() < 0.5:
-                on = min(eot, ae.onset + days(r.randint(0, 3)))
-                self._modify("lenvatinib", "reduce", on, lower, ae)
+                self._modify("lenvatinib", "reduce", ae.onset, lower, ae)
             else:
                 continue
             lenvatinib = lower
@@ -400,17 +401,17 @@ class Course:
         aware_on = min(ae.onset if late else ae.onset + days(lag), self.cutoff)
         clock = f"{r.randint(7, 19):02d}:{r.randint(0, 59):02d}"
         seriousness = [r.choices(SERIOUSNESS, (70, 20, 10))[0]] if ae.serious else []
-        if ae.serious and ae.grade >= 4:
-            seriousness = ["death"] if ae.grade == 5 else ["life_threatening", "hospitalisation"]
+        if ae.serious and ae.grade == 4:
+            seriousness = ["life_threatening", "hospitalisation"]
         data: dict[str, Any] = {
             "term": ae.term, "grade": ae.grade, "serious": ae.serious,
             "seriousness": seriousness, "attribution": dict(ae.attribution),
             "expected": not (ae.serious and r.random() < 0.3), "immune_related": ae.immune,
-            "action_taken": "none", "outcome": "fatal" if ae.grade == 5 else "not_recovered",
+            "action_taken": "none", "outcome": "not_recovered",
             "site_aware_at": f"{aware_on.isoformat()}T{'00:05' if aware_on == self.cutoff else clock}:00Z",
         }  # fmt: skip
         event = self.emit("ae_reported", ae.onset, data, lag=lag, user=f"{self.site_id}.pi")
-        if event is None or ae.grade == 5:
+        if event is None or ae.fatal:
             return event
         grade, on = ae.grade, ae.onset
         if r.random() < 0.5:

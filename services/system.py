@@ -92,6 +92,15 @@ class System:
         await projector.start()
         self.services["projector"] = projector
         self.stoppers.append(projector.stop)
+        try:
+            from services.alerter.app import create_app as create_alerter
+        except ImportError:
+            create_alerter = None
+        if create_alerter is not None:
+            alerter = await create_alerter(self.settings)
+            await alerter.start()
+            self.services["alerter"] = alerter
+            self.stoppers.append(alerter.stop)
         await self._start_api(api_port)
 
     async def _start_api(self, api_port: int | None) -> None:

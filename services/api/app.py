@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,9 @@ from services.migrate import active_build, make_engine, migrate
 from services.nats_conn import connect
 from services.projector.app import projection_status
 from services.settings import Settings
+
+# Modules that add their routes (and patient-page extras) with `install(app)`.
+EXTENSIONS = ("services.api.clinical_routes", "services.api.safety_routes", "services.api.pages")
 
 
 class Builds:
@@ -137,6 +141,9 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     app.state.patient_extras = []
+    for module in EXTENSIONS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module).install(app)
     return app
 
 

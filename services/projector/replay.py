@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.db import DIGEST_TABLES
+from services.db import NOT_DIGESTED
 from services.ledger_io import read_stream
 from services.migrate import check_schema_name, migrate
 from services.projector.histories import PatientHistories
@@ -117,10 +117,21 @@ def _peek(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def digests(engine: AsyncEngine, schema: str, tables: Sequence[str] = DIGEST_TABLES) -> dict[str, dict[str, Any]]:
+async def read_model_tables(engine: AsyncEngine, schema: str) -> list[str]:
+    """Every table of a build but the checkpoint (a position) and Alembic's bookkeeping."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = :s "
+            "AND table_type = 'BASE TABLE' ORDER BY table_name"
+        ), {"s": schema})
+        return [name for (name,) in rows if name not in NOT_DIGESTED]
+
+
+async def digests(engine: AsyncEngine, schema: str, tables: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per table: row count and an order-independent MD5 over the rows' text forms."""
     check_schema_name(schema)
     result: dict[str, dict[str, Any]] = {}
+    tables = tables if tables is not None else await read_model_tables(engine, schema)
     async with engine.connect() as conn:
         for table in tables:
             exists = (await conn.execute(text(
@@ -136,11 +147,12 @@ async def digests(engine: AsyncEngine, schema: str, tables: Sequence[str] = DIGE
     return result
 
 
-async def compare(engine: AsyncEngine, left: str, right: str, tables: Sequence[str] = DIGEST_TABLES, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
+async def compare(engine: AsyncEngine, left: str, right: str, tables: Sequence[str] | None = None, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
     """Rows present in one build and not the other, per table (empty lists: identical)."""
     check_schema_name(left)
     check_schema_name(right)
     differences: dict[str, list[dict[str, Any]]] = {}
+    tables = tables if tables is not None else await read_model_tables(engine, left)
     async with engine.connect() as conn:
         for table in tables:
             rows: list[dict[str, Any]] = []
