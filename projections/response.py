@@ -287,6 +287,23 @@ def confirmed_best_response(
     return BestResponse(response, day, seq)
 
 
+def confirmed_responses(
+    timepoints: Sequence[TimepointResponse],
+    startdt: dt.date | None,
+    params: ProtocolParameters,
+    subsequent_therapy_on: dt.date | None = None,
+) -> tuple[TimepointResponse, ...]:
+    """The CR and PR timepoints of the BOR window that a later read confirms, by the rules of
+    `confirmed_best_response`; the first opens the confirmed duration of response
+    (admiralonco `derive_param_confirmed_resp`)."""
+    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
+    return tuple(
+        tp for index, tp in enumerate(window)
+        if (tp.overall == CR and _confirmed(window, index, {CR}, {CR, NE}, params))
+        or (tp.overall == PR and _confirmed(window, index, {CR, PR}, {CR, PR, NE}, params))
+    )
+
+
 def _confirmed(
     window: Sequence[TimepointResponse],
     index: int,

@@ -162,9 +162,6 @@ class Course:
         self.entries.append(Entry(max(floors), len(self.entries), event))
         return event
 
-    def entered_on(self, event: Event) -> date:
-        return self._entered[event["event_id"]]
-
     def build(self) -> None:
         """Enrollment, plan, treatment with its AEs, scans, follow-up and death."""
         r = self.rng
@@ -202,13 +199,14 @@ class Course:
             data = {"cause": death_cause, "autopsy": r.random() < 0.1}
             if ae_event is not None:
                 data["ae_event_id"] = ae_event["event_id"]
-            death = self.emit("death", death_on, data, after=ae_event, lag=r.randint(1, 30))
+            lag, user = r.randint(1, 30), f"{self.site_id}.pi"
+            death = self.emit("death", death_on, data, after=ae_event, lag=lag, user=user)
             if ae_event is not None:
                 # The writer takes grade 5 only once the death is recorded, and the death's
                 # link only to a recorded AE: report grade 4, record the death, then update.
                 fatal = {"ae_event_id": ae_event["event_id"], "grade": 5, "serious": True,
                          "seriousness": ["death", "life_threatening"], "outcome": "fatal"}  # fmt: skip
-                self.emit("ae_updated", death_on, fatal, after=death, user=f"{self.site_id}.pi")
+                self.emit("ae_updated", death_on, fatal, after=death, user=user)
 
     def _enrollment(
         self, pvtt: bool, vp: str | None, extrahepatic: bool, weight: float

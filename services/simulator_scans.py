@@ -9,6 +9,7 @@ wrong on purpose, for the response engine to flag.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -42,7 +43,7 @@ class ScanPlan:
             complete = not extrahepatic and r.random() < 0.35
             ld_floor, viable_floor = r.uniform(0.4, 0.85), 0.0 if complete else r.uniform(0.1, 0.65)
             ramps, pd_scan = (3, 2), r.randint(4, 14) if r.random() < 0.6 else None
-            pvtt_floor, clears = r.uniform(0.2, 0.75), r.random() < 0.25
+            pvtt_floor, clears = r.uniform(0.2, 0.75), complete or r.random() < 0.25
         elif pattern == "stable":
             ld_floor, viable_floor = r.uniform(0.85, 1.05), r.uniform(0.75, 1.05)
             ramps, pd_scan = (1, 1), r.randint(2, 8) if r.random() < 0.7 else None
@@ -350,6 +351,9 @@ def _calls(
         if status == "absent" or not non_targets
         else "NON-CR/NON-PD"
     )
+    # mRECIST: a baseline thrombus is a non-target too, and an enhancing one blocks a CR.
+    thrombus = pvtt_history[0][1] is not None and pvtt_now[1] is not None
+    viable_non_target = "NON-CR/NON-PD" if non_target == "CR" and thrombus else non_target
     counted_new = [
         n
         for n in new
@@ -366,7 +370,7 @@ def _calls(
             target_response(
                 viable_sums[0], min(viable_sums), viable_now, min_abs=0, complete=viable_now == 0
             ),
-            non_target,
+            viable_non_target,
             bool(counted_new),
         ),
     }
@@ -375,7 +379,7 @@ def _calls(
     return calls
 
 
-def pvtt_response(history: list[tuple[int, str | None]], now: tuple[int, str | None]) -> str:
+def pvtt_response(history: Sequence[tuple[int, str | None]], now: tuple[int, str | None]) -> str:
     """PVTT response with the DOMAIN.md defaults: CR recanalised, PR ≤ 70 %, PD +20 % or Vp up."""
     size, grade = now
     base = history[0][0]

@@ -51,6 +51,8 @@ WRITER_FIELDS = ("recorded_at", "prev_hash", "hash")
 EARLIEST_OFFSET = dt.timedelta(hours=14)
 
 PatientKey = tuple[str, str, str]
+# Safety officers submit acknowledgements on intake.<trial>._safety (never a site's intake).
+SAFETY_INTAKE = "_safety"
 
 
 @dataclass
@@ -243,13 +245,14 @@ class Writer:
                     "trial_id", f"submitted on trial {trial_id}'s intake but names {event.trial_id}"
                 )
             )
-        if event.site_id != site_id:
-            errors.append(
-                FieldError(
-                    "site_id",
-                    f"site {site_id} may only submit events of its own site, not {event.site_id}",
-                )
-            )
+        acknowledgement = event.event_type == "sae_acknowledged"
+        if site_id == SAFETY_INTAKE:
+            if not acknowledgement:
+                errors.append(FieldError("type", "the safety officers' intake takes sae_acknowledged events only"))
+        elif acknowledgement:
+            errors.append(FieldError("type", f"acknowledgements come from safety officers, on intake.{trial_id}.{SAFETY_INTAKE}"))
+        elif event.site_id != site_id:
+            errors.append(FieldError("site_id", f"site {site_id} may only submit events of its own site, not {event.site_id}"))
         trial_level = event.event_type in TRIAL_LEVEL_TYPES
         if trial_level != (event.site_id == SPONSOR_SITE and event.patient_id == TRIAL_PATIENT):
             errors.append(
