@@ -256,6 +256,36 @@ def alerts_follow(
     sys.exit(_run(run_follow(settings, durable=durable, ack=ack, officer=officer, once=once, console=console)))
 
 
+@app.command()
+def verify(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Replay the ledger and check every hash, chain link, seal signature, seq and event_id."""
+    configure_logging("WARNING")
+    from services.security.verify import run_verify
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    sys.exit(_run(run_verify(settings, as_json=as_json, console=console)))
+
+
+@serve_app.command("alerter")
+def serve_alerter(data_dir: DataDir = None) -> None:
+    """The serious-AE alerter: ledger → ALERTS, exactly one alert per AE that becomes serious."""
+    configure_logging()
+    from services.alerter.app import create_app
+
+    async def main() -> None:
+        alerter = await create_app(Settings.from_env(_data_dir(data_dir)))
+        await alerter.start()
+        try:
+            await _wait_for_stop()
+        finally:
+            await alerter.stop()
+
+    _run(main())
+
+
 def main() -> None:
     app()
 

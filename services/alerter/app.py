@@ -1,0 +1,244 @@
+"""Composition root of the safety alerter: LEDGER in, one ALERTS message per SAE out.
+
+A durable JetStream consumer reads the AE-relevant ledger entries in seq order. For each one
+the patient's history as of that entry decides which alerts must exist
+(`services.alerter.core`); each missing alert is published with Nats-Msg-Id = alert_id and
+its PubAck awaited BEFORE the ledger message is acked. A crash between the two re-delivers
+the entry, and the re-derived alert is recognised (index of ALERTS rebuilt at start, plus the
+stream's duplicate window), so an alert is never lost and never sent twice.
+
+nats-py is used directly rather than FastStream: the ack must follow a PubAck of another
+stream, per message and in order, which is plain code here and a fight with auto-acks there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+
+from events import ProtocolParametersSet, decode
+from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, alert_subject
+from services.alerter.core import (
+    AE_HEADER,
+    ALERT_FILTER_SUBJECTS,
+    PARAMETERS_TYPE,
+    Alert,
+    KnownAlerts,
+    TrialParameters,
+    alerts_due,
+    is_alert_input,
+    new_alerts,
+)
+from services.ledger_io import ensure_streams, read_stream
+from services.nats_conn import connect
+from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.settings import Settings
+
+log = structlog.get_logger("alerter")
+
+DURABLE = "safety_alerter"
+Clock = Callable[[], dt.datetime]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class AlerterApp:
+    nc: Client
+    durable: str = DURABLE
+    now: Clock = _utc_now
+    batch: int = 256
+    known: KnownAlerts = field(default_factory=KnownAlerts)
+    parameters: TrialParameters = field(default_factory=TrialParameters)
+    raised: int = 0
+    last_seq: int = 0
+    _task: asyncio.Task[None] | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _histories: PatientHistories | None = None
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    async def start(self) -> None:
+        js = self.js
+        await ensure_streams(js)
+        self._histories = PatientHistories(js, capacity=5000, include=is_alert_input)
+        await self._index_alerts()
+        await self._load_parameters()
+        sub = await self._subscribe()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(sub))
+        log.info("alerter_started", known_alerts=len(self.known), durable=self.durable)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 10)
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+    async def _index_alerts(self) -> None:
+        """Every alert ever published, from ALERTS headers (cheap: no bodies)."""
+        async for msg in read_stream(self.js, ALERTS_SUBJECTS, stream=ALERTS_STREAM, headers_only=True):
+            headers = msg.headers or {}
+            self.known.add(headers.get("Nats-Msg-Id"), headers.get(AE_HEADER))
+
+    async def _load_parameters(self) -> None:
+        async for msg in read_stream(self.js, f"ledger.*.*.*.{PARAMETERS_TYPE}"):
+            self._learn_parameters(msg.seq, msg.json())
+
+    def _learn_parameters(self, seq: int, stored: dict[str, Any]) -> None:
+        try:
+            event = decode(stored)
+        except (ValidationError, ValueError):
+            log.warning("parameters_undecodable", seq=seq)
+            return
+        if isinstance(event, ProtocolParametersSet):
+            self.parameters.learn(event.trial_id, seq, event.data.parameters)
+
+    async def _subscribe(self) -> Any:
+        js = self.js
+        try:
+            await js.consumer_info(LEDGER_STREAM, self.durable)
+        except NotFoundError:
+            # From the ledger's first entry: an SAE recorded before the alerter ever ran
+            # still gets its alert (KnownAlerts stops a second one).
+            await js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
+                durable_name=self.durable,
+                filter_subjects=ALERT_FILTER_SUBJECTS,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                deliver_policy=js_api.DeliverPolicy.ALL,
+                ack_wait=30.0,
+                max_ack_pending=10_000,
+            ))
+        return await js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
+
+    async def _run(self, sub: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                msgs = await sub.fetch(self.batch, timeout=0.5)
+            except NatsTimeoutError:
+                continue
+            except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place
+                log.warning("alerter_fetch_failed", error=str(exc)[:200])
+                await asyncio.sleep(0.25)
+                continue
+            for msg in msgs:
+                if not await self._settle(msg):
+                    return
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+    async def _settle(self, msg: Msg) -> bool:
+        """Publish what the entry calls for, then ack it; False when stopping mid-way."""
+        delay = 0.1
+        while True:
+            try:
+                await self.handle(int(msg.metadata.sequence.stream), msg.subject, msg.data)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ALERTS unreachable: keep trying, never ack unsent
+                log.warning("sae_alert_publish_retry", error=str(exc)[:200])
+                if self._stop.is_set():
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        with contextlib.suppress(Exception):
+            await msg.ack()
+        return True
+
+    async def handle(self, seq: int, subject: str, body: bytes) -> list[Alert]:
+        """One ledger entry: the alerts it newly calls for, each published and PubAcked."""
+        if seq <= self.last_seq:
+            return []  # redelivered: its alerts were published before we moved on
+        try:
+            stored = json.loads(body)
+            if not isinstance(stored, dict):
+                raise Undecodable("not a JSON object")
+            decoded = Decoded(seq, subject, stored, decode_stored(seq, stored))
+        except (ValueError, Undecodable) as exc:
+            log.warning("alert_input_undecodable", seq=seq, error=str(exc)[:200])
+            self.last_seq = seq
+            return []
+        if stored.get("type") == PARAMETERS_TYPE:
+            self._learn_parameters(seq, stored)
+            self.last_seq = seq
+            return []
+        assert self._histories is not None, "start() the alerter first"
+        await self._histories.ensure(decoded.key, seq - 1)
+        self._histories.append(decoded)
+        self.last_seq = seq
+        return await self._publish_due(decoded)
+
+    async def _publish_due(self, decoded: Decoded) -> list[Alert]:
+        assert self._histories is not None
+        trial_id = decoded.key[0]
+        try:
+            due = alerts_due(self._histories.get(decoded.key), self.parameters.at(trial_id, decoded.seq))
+        except (ValueError, KeyError, TypeError) as exc:
+            # A history the rules cannot read would fail the same way forever: report it loudly
+            # (the projector parks the same entry) instead of stalling every other patient.
+            log.error("sae_alert_decision_failed", seq=decoded.seq, trial_id=trial_id,
+                      patient_id=decoded.key[2], error=str(exc)[:300])
+            return []
+        published: list[Alert] = []
+        for alert in new_alerts(due, self.known):
+            await self._publish(alert)
+            published.append(alert)
+        return published
+
+    async def _publish(self, alert: Alert) -> None:
+        body = json.dumps(alert.message(self.now()), separators=(",", ":")).encode()
+        ack = await self.js.publish(
+            alert_subject(alert.trial_id, alert.site_id), body, stream=ALERTS_STREAM, timeout=10,
+            headers={"Nats-Msg-Id": alert.alert_id, AE_HEADER: alert.ae_event_id},
+        )
+        self.known.add(alert.alert_id, alert.ae_event_id)
+        if ack.duplicate:
+            log.info("sae_alert_already_sent", alert_id=alert.alert_id, alerts_seq=ack.seq)
+            return
+        self.raised += 1
+        log.info("sae_alert_raised", alert_id=alert.alert_id, trial_id=alert.trial_id,
+                 site_id=alert.site_id, patient_id=alert.patient_id, seq=alert.clock.ae_seq,
+                 trigger_seq=alert.clock.trigger_seq, expedited_days=alert.clock.expedited_days,
+                 late_entry=alert.clock.late_entry, alerts_seq=ack.seq)
+
+    async def pending(self) -> int:
+        """Ledger entries not yet settled by the alerter (0 = caught up)."""
+        info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
+        return int(info.num_pending) + int(info.num_ack_pending)
+
+    async def wait_caught_up(self, timeout: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if await self.pending() == 0:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"alerter not caught up after {timeout}s: {await self.pending()} pending")
+
+
+async def create_app(settings: Settings, *, durable: str = DURABLE, now: Clock = _utc_now) -> AlerterApp:
+    """Nothing connects at import time; `start()` indexes ALERTS and begins consuming."""
+    assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
+    nc = await connect(settings.nats_url, settings.creds_for("alerter"), name="alerter")
+    return AlerterApp(nc, durable=durable, now=now)
