@@ -246,13 +246,15 @@ def time_to_event_records(
 
     candidates = (
         derive_os(course, params),
-        derive_pfs(course, assessments(mrecist, seqs, overall_pd), params, "PFS"),
-        derive_pfs(course, assessments(recist, seqs, overall_pd), params, "PFSRECIST"),
+        derive_pfs(course, assessments(mrecist, seqs, overall_pd, redated=True), params, "PFS"),
+        derive_pfs(course, assessments(recist, seqs, overall_pd, redated=True), params,
+                   "PFSRECIST"),
         derive_pfs(course, assessments(mrecist, seqs, intrahepatic), params, "PFSIH"),
         derive_pfs(course, assessments(mrecist, seqs, extrahepatic), params, "PFSEH"),
-        derive_pfs(course, assessments(pvtt, seqs, overall_pd), params, "PFSPVTT",
+        derive_pfs(course, assessments(pvtt, seqs, overall_pd, redated=True), params, "PFSPVTT",
                    eligible=responses.has_pvtt),
-        derive_dor(course, assessments(mrecist, seqs, overall_pd, confirmed), params),
+        derive_dor(course, assessments(mrecist, seqs, overall_pd, confirmed, redated=True),
+                   params),
     )
     return tuple(record for record in candidates if record is not None)
 
@@ -262,17 +264,21 @@ def assessments(
     seqs: Mapping[int, tuple[int, ...]],
     progressed: Callable[[TimepointResponse], bool],
     responded: frozenset[int] | set[int] = frozenset(),
+    *,
+    redated: bool = False,
 ) -> tuple[Assessment, ...]:
     """Timepoints as the censoring rules read them (DOMAIN.md "Time-to-event endpoints").
 
-    `progressed` says which timepoints are the endpoint's event; a progression is dated at its
-    `pd_date` (an equivocal new lesion confirmed later dates PD at its first sighting). A
-    timepoint is adequate unless its overall response is NE; it `responded` when its seq is
-    among `responded` (the confirmed CR/PR timepoints, for DOR).
+    `progressed` says which timepoints are the endpoint's event. With `redated` (overall PD)
+    a progression is dated at its `pd_date`: an equivocal new lesion confirmed later dates PD
+    at its first sighting. `pd_date` belongs to the overall call, so the intra- and
+    extra-hepatic endpoints keep the scan date. A timepoint is adequate unless its overall
+    response is NE; it `responded` when its seq is among `responded` (the confirmed CR/PR
+    timepoints, for DOR).
     """
     return tuple(
         Assessment(
-            on=(tp.pd_date or tp.occurred_on) if progressed(tp) else tp.occurred_on,
+            on=(tp.pd_date or tp.occurred_on) if redated and progressed(tp) else tp.occurred_on,
             progressed=progressed(tp),
             adequate=tp.overall != NE,
             responded=tp.seq in responded and tp.overall in (CR, PR),

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from projections.binomial import clopper_pearson
-from projections.km import CONF_TYPES, ConfType, KMResult, kaplan_meier, median, n_at_risk
+from projections.km import ConfType, KMResult, kaplan_meier, median, n_at_risk
 from projections.km import survival_at as km_survival_at
 from projections.recist import CR, NON_CR_NON_PD, PR, SD
 from projections.tte import DAYS_PER_MONTH
@@ -99,7 +99,7 @@ def summarize_endpoint(
     Median and its CI follow R `quantile.survfit` (midpoint rule on a flat S = 0.5), the
     landmark rows `summary.survfit(times=)`, numbers at risk count AVAL ≥ t.
     """
-    by_type = {kind: fit(times, events, kind) for kind in CONF_TYPES}
+    by_type = {kind: fit(times, events, kind) for kind in get_args(ConfType)}
     chosen = by_type[conf_type]
     cis: dict[str, tuple[float | None, float | None]] = {}
     for kind, result in by_type.items():

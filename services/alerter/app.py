@@ -71,6 +71,7 @@ class AlerterApp:
     _task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _histories: PatientHistories | None = None
+    _decided: tuple[int, tuple[Alert, ...]] = (0, ())
 
     @property
     def js(self) -> JetStreamContext:
@@ -168,9 +169,24 @@ class AlerterApp:
         return True
 
     async def handle(self, seq: int, subject: str, body: bytes) -> list[Alert]:
-        """One ledger entry: the alerts it newly calls for, each published and PubAcked."""
-        if seq <= self.last_seq:
-            return []  # redelivered: its alerts were published before we moved on
+        """One ledger entry: the alerts it newly calls for, each published and PubAcked.
+
+        Safe to call again for the same entry after a failure: the decision is kept, and
+        what was already published is known.
+        """
+        due = await self.decide(seq, subject, body)
+        published: list[Alert] = []
+        for alert in new_alerts(due, self.known):
+            await self._publish(alert)
+            published.append(alert)
+        return published
+
+    async def decide(self, seq: int, subject: str, body: bytes) -> tuple[Alert, ...]:
+        """The alerts the patient's history as of `seq` calls for (published or not)."""
+        if seq == self._decided[0]:
+            return self._decided[1]
+        if seq < self.last_seq:
+            return ()  # redelivered: its alerts were published before we moved on
         try:
             stored = json.loads(body)
             if not isinstance(stored, dict):
@@ -178,34 +194,29 @@ class AlerterApp:
             decoded = Decoded(seq, subject, stored, decode_stored(seq, stored))
         except (ValueError, Undecodable) as exc:
             log.warning("alert_input_undecodable", seq=seq, error=str(exc)[:200])
-            self.last_seq = seq
-            return []
+            return self._decide(seq, ())
         if stored.get("type") == PARAMETERS_TYPE:
             self._learn_parameters(seq, stored)
-            self.last_seq = seq
-            return []
+            return self._decide(seq, ())
         assert self._histories is not None, "start() the alerter first"
         await self._histories.ensure(decoded.key, seq - 1)
         self._histories.append(decoded)
-        self.last_seq = seq
-        return await self._publish_due(decoded)
-
-    async def _publish_due(self, decoded: Decoded) -> list[Alert]:
-        assert self._histories is not None
         trial_id = decoded.key[0]
         try:
-            due = alerts_due(self._histories.get(decoded.key), self.parameters.at(trial_id, decoded.seq))
-        except (ValueError, KeyError, TypeError) as exc:
-            # A history the rules cannot read would fail the same way forever: report it loudly
-            # (the projector parks the same entry) instead of stalling every other patient.
-            log.error("sae_alert_decision_failed", seq=decoded.seq, trial_id=trial_id,
+            due = alerts_due(self._histories.get(decoded.key), self.parameters.at(trial_id, seq))
+        except Exception as exc:
+            # A history the rules cannot read fails the same way every time: report it loudly
+            # (the projector parks the same entry) rather than stall every other patient. The
+            # entry is in the history now, so a retry must not run this twice.
+            log.error("sae_alert_decision_failed", seq=seq, trial_id=trial_id,
                       patient_id=decoded.key[2], error=str(exc)[:300])
-            return []
-        published: list[Alert] = []
-        for alert in new_alerts(due, self.known):
-            await self._publish(alert)
-            published.append(alert)
-        return published
+            due = ()
+        return self._decide(seq, due)
+
+    def _decide(self, seq: int, due: tuple[Alert, ...]) -> tuple[Alert, ...]:
+        self.last_seq = seq
+        self._decided = (seq, due)
+        return due
 
     async def _publish(self, alert: Alert) -> None:
         body = json.dumps(alert.message(self.now()), separators=(",", ":")).encode()

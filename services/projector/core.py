@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import SPONSOR_SITE
 from projections.audit import audit_trail
-from projections.history import effective_history
+from projections.history import Recorded, effective_history
 from projections.patient import fold_ledger
 from services.db import audit_trail as audit_table
 from services.db import event_index, patient_state
@@ -51,44 +51,67 @@ def index_row(item: Decoded) -> dict[str, Any]:
 
 
 class CoreProjection:
-    """Every ledger event indexed; each touched patient re-derived from its effective history."""
+    """Every ledger event indexed; each touched patient re-derived from its effective history.
+
+    Writes are set-based (one statement per table per batch): a rebuild touches thousands of
+    patients per batch, and a round trip per patient would dominate.
+    """
 
     name = "core"
 
     async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
         await conn.execute(insert(event_index), [index_row(item) for item in batch])
-        touched = {item.key for item in batch if item.key[1] != SPONSOR_SITE}
-        for key in sorted(touched):
-            await self._derive_patient(conn, key, histories)
-
-    async def _derive_patient(self, conn: AsyncConnection, key: PatientKey, histories: PatientHistories) -> None:
-        recorded = histories.get(key)
-        state = fold_ledger(recorded)
-        trial_id, site_id, patient_id = key
-        row = {"trial_id": trial_id, "site_id": site_id, "patient_id": patient_id}
-        row.update({column: getattr(state, column) for column in STATE_COLUMNS})
-        row["event_count"] = row["event_count"] or 0
-        row["last_seq"] = row["last_seq"] or 0
-        statement = pg_insert(patient_state).values(**row)
+        touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE})
+        if not touched:
+            return
+        amended = {item.key for item in batch if item.stored.get("type") in AMENDING}
+        new_seqs = {item.seq for item in batch}
+        states: list[dict[str, Any]] = []
+        audit_rows: list[dict[str, Any]] = []
+        for key in touched:
+            recorded = histories.get(key)
+            states.append(state_row(key, recorded))
+            rows = audit_rows_for(key, recorded)
+            # Only a correction or retraction changes earlier rows; otherwise append the new ones.
+            audit_rows.extend(rows if key in amended else [r for r in rows if r["seq"] in new_seqs])
+        statement = pg_insert(patient_state)
         await conn.execute(statement.on_conflict_do_update(
             index_elements=["trial_id", "site_id", "patient_id"],
             set_={column: statement.excluded[column] for column in STATE_COLUMNS},
-        ))
-        await conn.execute(delete(audit_table).where(
-            audit_table.c.trial_id == trial_id, audit_table.c.site_id == site_id,
-            audit_table.c.patient_id == patient_id,
-        ))
-        rows = []
-        for audit in audit_trail(effective_history(recorded), recorded):
-            data = audit.as_dict()
-            rows.append({
-                "seq": audit.seq, "trial_id": trial_id, "site_id": site_id, "patient_id": patient_id,
-                "event_id": audit.event_id, "type": audit.type, "occurred_on": audit.occurred_on,
-                "recorded_at": data["recorded_at"], "recorded_by": audit.recorded_by,
-                "reason": audit.reason, "hash": audit.hash, "prev_hash": audit.prev_hash,
-                "status": audit.status, "target_event_id": audit.target_event_id,
-                "target_seq": audit.target_seq, "amended_by": data["amended_by"] or None,
-                "changes": data["changes"] or None,
-            })
-        if rows:
-            await conn.execute(insert(audit_table), rows)
+        ), states)
+        if amended:
+            await conn.execute(delete(audit_table).where(
+                tuple_(audit_table.c.trial_id, audit_table.c.site_id, audit_table.c.patient_id).in_(sorted(amended))
+            ))
+        if audit_rows:
+            await conn.execute(insert(audit_table), audit_rows)
+
+
+AMENDING = frozenset({"event_corrected", "event_retracted"})
+
+
+def state_row(key: PatientKey, recorded: list[Recorded]) -> dict[str, Any]:
+    state = fold_ledger(recorded)
+    trial_id, site_id, patient_id = key
+    row: dict[str, Any] = {"trial_id": trial_id, "site_id": site_id, "patient_id": patient_id}
+    row.update({column: getattr(state, column) for column in STATE_COLUMNS})
+    row["event_count"] = row["event_count"] or 0
+    row["last_seq"] = row["last_seq"] or 0
+    return row
+
+
+def audit_rows_for(key: PatientKey, recorded: list[Recorded]) -> list[dict[str, Any]]:
+    trial_id, site_id, patient_id = key
+    rows = []
+    for audit in audit_trail(effective_history(recorded), recorded):
+        data = audit.as_dict()
+        rows.append({
+            "seq": audit.seq, "trial_id": trial_id, "site_id": site_id, "patient_id": patient_id,
+            "event_id": audit.event_id, "type": audit.type, "occurred_on": audit.occurred_on,
+            "recorded_at": data["recorded_at"], "recorded_by": audit.recorded_by,
+            "reason": audit.reason, "hash": audit.hash, "prev_hash": audit.prev_hash,
+            "status": audit.status, "target_event_id": audit.target_event_id,
+            "target_seq": audit.target_seq, "amended_by": data["amended_by"] or None,
+            "changes": data["changes"] or None,
+        })
+    return rows

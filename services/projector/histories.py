@@ -55,10 +55,17 @@ def decode_stored(seq: int, stored: dict[str, Any]) -> Recorded:
 
 
 class PatientHistories:
-    def __init__(self, js: JetStreamContext | None, capacity: int = 2000, include: Include | None = None) -> None:
+    def __init__(
+        self, js: JetStreamContext | None, capacity: int = 2000, include: Include | None = None,
+        *, from_start: bool = False,
+    ) -> None:
         self.js = js
         self.capacity = capacity
         self.include = include
+        # Fed from seq 1 (a rebuild, a new build): a patient never seen has no earlier events,
+        # so only an evicted patient needs reading back from the ledger.
+        self.from_start = from_start
+        self._seen: set[PatientKey] = set()
         self._cache: OrderedDict[PatientKey, list[Recorded]] = OrderedDict()
         self.loads = 0
 
@@ -68,7 +75,9 @@ class PatientHistories:
             self._cache.move_to_end(key)
             return
         entries: list[Recorded] = []
-        if upto_seq > 0 and self.js is not None:
+        known_empty = self.from_start and key not in self._seen
+        self._seen.add(key)
+        if upto_seq > 0 and self.js is not None and not known_empty:
             self.loads += 1
             async for msg in read_stream(self.js, patient_wildcard(*key), stop_seq=upto_seq):
                 stored = msg.json()

@@ -67,7 +67,7 @@ async def rebuild(
     projections: Sequence[Projection],
     *,
     as_of: dt.datetime | None = None,
-    batch: int = 1000,
+    batch: int = 5000,
     progress: Progress | None = None,
     stop_seq: int | None = None,
 ) -> RebuildReport:
@@ -76,7 +76,7 @@ async def rebuild(
     await migrate(engine, schema)
     include = _recorded_by(as_of)
     appliers = [
-        Applier(engine, schema, projection, PatientHistories(js, capacity=100_000, include=include), contiguous=False)
+        Applier(engine, schema, projection, PatientHistories(js, capacity=20_000, include=include, from_start=True), contiguous=False)
         for projection in projections
     ]
     began = time.perf_counter()

@@ -193,6 +193,8 @@ class LiveProjector:
 
     async def _subscribe(self, reset: bool = False) -> Any:
         checkpoint = await self.applier.checkpoint()
+        if checkpoint == 0:
+            self.applier.histories.from_start = True
         if reset:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(LEDGER_STREAM, self.durable)

@@ -60,6 +60,13 @@ class PatientLog:
     recorded: list[Recorded] = field(default_factory=list)
     last_seq: int = 0
     head_hash: str = ZERO_HASH
+    seqs: dict[str, int] = field(default_factory=dict)
+
+    def add(self, entry: Recorded, head_hash: str) -> None:
+        self.recorded.append(entry)
+        self.last_seq = entry.seq
+        self.head_hash = head_hash
+        self.seqs[str(entry.event.event_id)] = entry.seq
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Counters:
     accepted: int = 0
     duplicate: int = 0
     rejected: int = 0
+    conflicts: int = 0
+    reloads: int = 0
 
 
 def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
@@ -104,6 +113,7 @@ class Writer:
         self.locks: dict[PatientKey, asyncio.Lock] = {}
         self.counters = Counters()
         self._trial_misses: dict[str, float] = {}
+        self._inflight: set[str] = set()
         self.on_append: list[Callable[[int, dict[str, Any]], None]] = []
 
     # -- start-up -----------------------------------------------------------------------
@@ -134,6 +144,8 @@ class Writer:
     def observe(self, seq: int, subject: str, event_id: str | None) -> None:
         """Another writer appended `seq`: index it and drop our now-stale patient cache."""
         if event_id:
+            if event_id in self._inflight or self.index.get(event_id) == seq:
+                return  # our own append, already reflected in the cache
             self.index.setdefault(event_id, seq)
         parts = subject.split(".")
         if len(parts) == 5:
@@ -248,11 +260,25 @@ class Writer:
         acknowledgement = event.event_type == "sae_acknowledged"
         if site_id == SAFETY_INTAKE:
             if not acknowledgement:
-                errors.append(FieldError("type", "the safety officers' intake takes sae_acknowledged events only"))
+                errors.append(
+                    FieldError(
+                        "type", "the safety officers' intake takes sae_acknowledged events only"
+                    )
+                )
         elif acknowledgement:
-            errors.append(FieldError("type", f"acknowledgements come from safety officers, on intake.{trial_id}.{SAFETY_INTAKE}"))
+            errors.append(
+                FieldError(
+                    "type",
+                    f"acknowledgements come from safety officers, on intake.{trial_id}.{SAFETY_INTAKE}",
+                )
+            )
         elif event.site_id != site_id:
-            errors.append(FieldError("site_id", f"site {site_id} may only submit events of its own site, not {event.site_id}"))
+            errors.append(
+                FieldError(
+                    "site_id",
+                    f"site {site_id} may only submit events of its own site, not {event.site_id}",
+                )
+            )
         trial_level = event.event_type in TRIAL_LEVEL_TYPES
         if trial_level != (event.site_id == SPONSOR_SITE and event.patient_id == TRIAL_PATIENT):
             errors.append(
@@ -295,9 +321,8 @@ class Writer:
         async with lock:
             for _attempt in range(self.max_retries):
                 patient = await self._patient(key)
-                if any(str(r.event.event_id) == event_id for r in patient.recorded):
-                    seq = next(r.seq for r in patient.recorded if str(r.event.event_id) == event_id)
-                    return {"event_id": event_id, "status": "duplicate", "seq": seq}
+                if event_id in patient.seqs:
+                    return {"event_id": event_id, "status": "duplicate", "seq": patient.seqs[event_id]}
                 if event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
                     facts = patient_facts(patient.recorded)
@@ -328,28 +353,46 @@ class Writer:
             "Nats-Expected-Last-Subject-Sequence-Subject": patient_wildcard(*key),
         }
         subject = ledger_subject(*key, event.event_type)
+        self._inflight.add(event_id)
         try:
-            ack = await self.js.publish(subject, payload, headers=headers, timeout=10)
-        except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                return None
-            raise
-        if ack.duplicate:
+            try:
+                ack = await self.js.publish(subject, payload, headers=headers, timeout=10)
+            except APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    self.counters.conflicts += 1
+                    return None
+                self.patients.pop(key, None)
+                raise
+            except Exception:
+                # a timeout may hide a stored append: forget what we think the head is
+                self.patients.pop(key, None)
+                raise
+            if ack.duplicate:
+                self.index[event_id] = ack.seq
+                self.patients.pop(key, None)
+                return {"event_id": event_id, "status": "duplicate", "seq": ack.seq}
+            # the stored form differs from the judged event only in the writer's fields
+            stored_event = event.model_copy(update={
+                "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
+                "prev_hash": stored["prev_hash"],
+                "hash": stored["hash"],
+            })
+            patient.add(Recorded(ack.seq, stored_event), stored["hash"])
             self.index[event_id] = ack.seq
-            self.patients.pop(key, None)
-            return {"event_id": event_id, "status": "duplicate", "seq": ack.seq}
-        stored_event = decode(stored)
-        patient.recorded.append(Recorded(ack.seq, stored_event))
-        patient.last_seq = ack.seq
-        patient.head_hash = stored["hash"]
-        self.index[event_id] = ack.seq
-        self._learn_trial(stored_event)
-        for listener in self.on_append:
-            listener(ack.seq, stored)
-        log.debug(
-            "event_appended", event_id=event_id, seq=ack.seq, trial_id=key[0], patient_id=key[2]
-        )
-        return {"event_id": event_id, "status": "accepted", "seq": ack.seq, "hash": stored["hash"]}
+            self._learn_trial(stored_event)
+            for listener in self.on_append:
+                listener(ack.seq, stored)
+            log.debug(
+                "event_appended", event_id=event_id, seq=ack.seq, trial_id=key[0], patient_id=key[2]
+            )
+            return {
+                "event_id": event_id,
+                "status": "accepted",
+                "seq": ack.seq,
+                "hash": stored["hash"],
+            }
+        finally:
+            self._inflight.discard(event_id)
 
     async def _patient(self, key: PatientKey) -> PatientLog:
         cached = self.patients.get(key)
@@ -357,11 +400,10 @@ class Writer:
             self.patients.move_to_end(key)
             return cached
         patient = PatientLog()
+        self.counters.reloads += 1
         async for msg in read_stream(self.js, patient_wildcard(*key)):
             stored = msg.json()
-            patient.recorded.append(Recorded(msg.seq, decode(stored)))
-            patient.last_seq = msg.seq
-            patient.head_hash = str(stored.get("hash", ZERO_HASH))
+            patient.add(Recorded(msg.seq, decode(stored)), str(stored.get("hash", ZERO_HASH)))
         self.patients[key] = patient
         while len(self.patients) > self.cache_patients:
             self.patients.popitem(last=False)

@@ -1,0 +1,260 @@
+"""`make bench`: every figure measured in one run, on embedded servers with the production
+settings (JetStream file storage, `sync_interval: always`; PostgreSQL fsync on).
+
+Writes bench/results/latest.json and bench/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import platform
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from services.client import SiteClient
+from services.ledger_io import ensure_streams, ledger_config, read_stream
+from services.logs import configure_logging
+from services.migrate import make_engine
+from services.nats_conn import connect
+from services.projector.app import all_projections
+from services.projector.app import create_app as create_projector
+from services.projector.replay import rebuild
+from services.runtime import EmbeddedNats, EmbeddedPostgres
+from services.settings import Settings
+from services.writer.app import create_app as create_writer
+from tests.integration.helpers import event, parameters
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def patient_events(trial: str, patient: str, infusions: int) -> list[dict[str, Any]]:
+    events = [event("enrolled", trial, patient_id=patient)]
+    events += [event("infusion_given", trial, patient_id=patient, occurred_on="2025-02-05",
+                     data={"cycle": 1 + n % 8, "agent": "haic" if n % 2 else "pd1"}) for n in range(infusions)]
+    return events
+
+
+async def bench_raw_publish(nc: Any, count: int, payload_size: int) -> dict[str, Any]:
+    """JetStream async publish to a stream configured like LEDGER (same server, same fsync)."""
+    js = nc.jetstream()
+    config = ledger_config()
+    config.name, config.subjects = "BENCHRAW", ["benchraw.>"]
+    await js.add_stream(config)
+    body = b"x" * payload_size
+    began = time.perf_counter()
+    window = 2000
+    for start in range(0, count, window):
+        futures = [await js.publish_async(f"benchraw.p{n % 500}", body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+                   for n in range(start, min(count, start + window))]
+        await asyncio.gather(*futures)
+    seconds = time.perf_counter() - began
+    return {"raw_publish_per_s": count / seconds, "messages": count, "payload_bytes": payload_size,
+            "in_flight_window": window}
+
+
+async def bench_intake(nc: Any, trial: str, *, patients: int, per_patient: int, batch: int, concurrency: int) -> dict[str, Any]:
+    """Accepted events/s through the intake: validation, per-patient concurrency, fsync'd append."""
+    plans = [patient_events(trial, f"B{batch}-{p:05d}", per_patient) for p in range(patients)]
+    client = SiteClient(nc, trial, "site01", timeout=60)
+    # enrollments first (not timed): the timed part is the steady state of a running trial
+    for start in range(0, patients, 100):
+        await client.submit_batch([plan[0] for plan in plans[start:start + 100]])
+    work = [e for n in range(per_patient) for plan in plans for e in [plan[1 + n]]]
+    accepted = 0
+    began = time.perf_counter()
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for start in range(0, len(work), batch):
+        queue.put_nowait(work[start:start + batch])
+
+    async def sender() -> None:
+        nonlocal accepted
+        while not queue.empty():
+            chunk = queue.get_nowait()
+            if batch == 1:
+                results = [await client.submit(chunk[0])]
+            else:
+                results = await client.submit_batch(chunk)
+            accepted += sum(r["status"] == "accepted" for r in results)
+
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    seconds = time.perf_counter() - began
+    return {"per_s": accepted / seconds, "accepted": accepted, "submitted": len(work), "batch": batch,
+            "concurrent_requests": concurrency, "patients": patients}
+
+
+async def bench_raw_read(nc: Any) -> dict[str, Any]:
+    began = time.perf_counter()
+    count = 0
+    async for _ in read_stream(nc.jetstream(), batch=4096):
+        count += 1
+    seconds = time.perf_counter() - began
+    return {"raw_read_per_s": count / seconds, "messages": count}
+
+
+async def bench_rebuild(nc: Any, settings: Settings) -> dict[str, Any]:
+    engine = make_engine(settings.database_url or "")
+    try:
+        report = await rebuild(nc.jetstream(), engine, "bench_rebuild", all_projections())
+    finally:
+        await engine.dispose()
+    return {"rebuild_per_s": report.events_per_s, "events": report.events,
+            "projections": [p.name for p in all_projections()]}
+
+
+async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int) -> dict[str, Any]:
+    """Sustained ingest at `rate` events/s; lag = accepted → the projection's checkpoint covers it."""
+    projector = await create_projector(settings)
+    await projector.start()
+    await projector.wait_caught_up(300)
+    patients = 200
+    plans = [patient_events(trial, f"L{p:04d}", rate * seconds // patients + 1) for p in range(patients)]
+    client = SiteClient(nc, trial, "site01", timeout=60)
+    for start in range(0, patients, 100):
+        await client.submit_batch([plan[0] for plan in plans[start:start + 100]])
+    await projector.wait_caught_up(120)
+    work = [e for n in range(1, len(plans[0])) for plan in plans for e in [plan[n]]][: rate * seconds]
+    accepted: list[tuple[int, float]] = []
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        pending = 0
+        while not (done.is_set() and pending >= len(accepted)):
+            checkpoint = min([await r.applier.checkpoint() for r in projector.runners])
+            now = time.perf_counter()
+            while pending < len(accepted) and accepted[pending][0] <= checkpoint:
+                lags.append(now - accepted[pending][1])
+                pending += 1
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    tick = 0.05
+    per_tick = max(1, int(rate * tick))
+    began = time.perf_counter()
+    sends = []
+    for start in range(0, len(work), per_tick):
+        target = began + (start // per_tick) * tick
+        await asyncio.sleep(max(0.0, target - time.perf_counter()))
+
+        async def send(chunk: list[dict[str, Any]]) -> None:
+            for result in await client.submit_batch(chunk):
+                if result["status"] == "accepted":
+                    accepted.append((result["seq"], time.perf_counter()))
+
+        sends.append(asyncio.create_task(send(work[start:start + per_tick])))
+    await asyncio.gather(*sends)
+    achieved = len(work) / (time.perf_counter() - began)
+    accepted.sort()
+    done.set()
+    await asyncio.wait_for(watcher, 300)
+    await projector.stop()
+    return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
+            "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
+                       "max": 1000 * max(lags)}}
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    configure_logging("WARNING")
+    base = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    nats = EmbeddedNats(base / "nats").start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        postgres = EmbeddedPostgres(base / "pg").start()
+    settings = Settings(nats_url=nats.url, database_url=postgres.url, data_dir=base)
+    scale = 0.25 if quick else 1.0
+    results: dict[str, Any] = {"started_at": dt.datetime.now(dt.UTC).isoformat(), "machine": platform.platform(),
+                               "settings": {"jetstream": "file storage, sync_interval: always (fsync per write)",
+                                            "postgres": "fsync=on, synchronous_commit=on", "quick": quick}}
+    nc = await connect(nats.url)
+    try:
+        await ensure_streams(nc.jetstream())
+        writer = await create_writer(settings)
+        await writer.start()
+        trial = "BENCH"
+        await SiteClient(nc, trial, "_sponsor").submit(parameters(trial, sites=("site01",)))
+        raw = await bench_raw_publish(nc, int(20_000 * scale), 600)
+        single = await bench_intake(nc, trial, patients=int(400 * scale), per_patient=5, batch=1, concurrency=32)
+        batch = await bench_intake(nc, trial, patients=int(2000 * scale), per_patient=10, batch=100, concurrency=8)
+        results["intake"] = {"single": single, "batch": batch, "raw": raw}
+        results["intake_single_per_s"] = single["per_s"]
+        results["intake_batch_per_s"] = batch["per_s"]
+        results["raw_publish_per_s"] = raw["raw_publish_per_s"]
+        results["intake_batch_vs_raw"] = batch["per_s"] / raw["raw_publish_per_s"]
+        read = await bench_raw_read(nc)
+        rebuilt = await bench_rebuild(nc, settings)
+        results["raw_read_per_s"] = read["raw_read_per_s"]
+        results["rebuild_per_s"] = rebuilt["rebuild_per_s"]
+        results["rebuild_vs_raw_read"] = rebuilt["rebuild_per_s"] / read["raw_read_per_s"]
+        results["rebuild"] = {**rebuilt, "raw_read_messages": read["messages"]}
+        lag = await bench_projection_lag(nc, settings, trial, rate=1000, seconds=int(20 * scale) or 5)
+        results["projection_lag"] = lag
+        await writer.stop()
+        try:
+            from tests.bench.alerts import bench_alert_latency
+        except ImportError:
+            bench_alert_latency = None
+        if bench_alert_latency is not None:
+            results["alert_latency"] = await bench_alert_latency(nats.url, background_rate=1000,
+                                                                 samples=int(200 * scale) or 50)
+            under = results["alert_latency"].get("under_load", {})
+            results["alert_latency_ms"] = {"p50": under.get("p50"), "p99": under.get("p99")}
+    finally:
+        await nc.close()
+        postgres.stop()
+        nats.stop()
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        ("intake, one event per request", f"{results['intake_single_per_s']:.0f} events/s", ""),
+        ("intake, batches of 100", f"{results['intake_batch_per_s']:.0f} events/s",
+         f"{100 * results['intake_batch_vs_raw']:.0f} % of raw publish (goal ≥ 50 %)"),
+        ("raw JetStream async publish", f"{results['raw_publish_per_s']:.0f} msgs/s", "same server, same fsync"),
+        ("full rebuild (all projections)", f"{results['rebuild_per_s']:.0f} events/s",
+         f"{100 * results['rebuild_vs_raw_read']:.0f} % of raw read (goal ≥ 60 %)"),
+        ("raw ordered read of LEDGER", f"{results['raw_read_per_s']:.0f} msgs/s", ""),
+    ]
+    lag = results["projection_lag"]
+    rows.append((f"projection lag at {lag['rate_achieved_per_s']:.0f} events/s",
+                 f"p50 {lag['lag_ms']['p50']:.0f} ms, p99 {lag['lag_ms']['p99']:.0f} ms", "goal p99 < 1000 ms"))
+    if "alert_latency" in results:
+        alert = results["alert_latency"]
+        for name in ("idle", "under_load"):
+            if name in alert:
+                rows.append((f"SAE alert latency ({name.replace('_', ' ')})",
+                             f"p50 {alert[name]['p50']:.1f} ms, p99 {alert[name]['p99']:.1f} ms", "goal p99 < 50 ms under load"))
+    lines = ["| measure | result | note |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a quarter of the work, for a smoke run")
+    args = parser.parse_args()
+    results = asyncio.run(main(args.quick))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    markdown = f"# trial-ledger bench ({results['started_at']})\n\n" + table(results)
+    (RESULTS / "latest.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    cli()
