@@ -8,8 +8,6 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from projections.tte import PARAM_LABELS
-
 
 def _months(value: float | None) -> str:
     return "NE" if value is None else f"{value:.1f}"
@@ -20,7 +18,7 @@ def _percent(value: float | None) -> str:
 
 
 def endpoint_table(summary: dict[str, Any]) -> Table:
-    """n, events, median [95 % CI] in months per PARAMCD (NE = not reached)."""
+    """n, events, median [95 % CI] in months per PARAMCD (NE = not reached), and S(12 months)."""
     table = Table(title=f"Time-to-event endpoints (ledger seq {summary['at_seq']}, "
                         f"parameters v{summary['parameters_version']}, CI {summary['conf_type']})")
     table.add_column("endpoint")
@@ -30,7 +28,7 @@ def endpoint_table(summary: dict[str, Any]) -> Table:
         lower, upper = item["median_ci_months"]
         twelve = next((lm for lm in item["landmarks"] if lm["months"] == 12), None)
         table.add_row(
-            f"{item['paramcd']} – {PARAM_LABELS.get(item['paramcd'], '')}", str(item["n"]),
+            item["paramcd"], str(item["n"]),
             str(item["events"]),
             f"{_months(item['median_months'])} [{_months(lower)}, {_months(upper)}]",
             "–" if twelve is None or twelve["survival"] is None else f"{100 * twelve['survival']:.1f} %",

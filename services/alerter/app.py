@@ -117,20 +117,31 @@ class AlerterApp:
             self.parameters.learn(event.trial_id, seq, event.data.parameters)
 
     async def _subscribe(self) -> Any:
+        """(Re)create the durable consumer at its ack floor.
+
+        A process killed mid-batch leaves delivered-but-unacked entries that JetStream would
+        hand out again only after `ack_wait`, behind newer ones; deciding from newer entries
+        first would judge an older one against the wrong history. Restarting at the first
+        unacked entry keeps strict seq order; entries re-read past the floor publish nothing
+        new (KnownAlerts). One alerter runs per system: a second would reset this consumer.
+        """
         js = self.js
+        start = 1
         try:
-            await js.consumer_info(LEDGER_STREAM, self.durable)
+            info = await js.consumer_info(LEDGER_STREAM, self.durable)
+            start = int(info.ack_floor.stream_seq) + 1
+            await js.delete_consumer(LEDGER_STREAM, self.durable)
         except NotFoundError:
-            # From the ledger's first entry: an SAE recorded before the alerter ever ran
-            # still gets its alert (KnownAlerts stops a second one).
-            await js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
-                durable_name=self.durable,
-                filter_subjects=ALERT_FILTER_SUBJECTS,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
-                deliver_policy=js_api.DeliverPolicy.ALL,
-                ack_wait=30.0,
-                max_ack_pending=10_000,
-            ))
+            pass  # first start: from the ledger's first entry, so no SAE predates the alerter
+        await js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
+            durable_name=self.durable,
+            filter_subjects=ALERT_FILTER_SUBJECTS,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_wait=30.0,
+            max_ack_pending=10_000,
+        ))
         return await js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
     async def _run(self, sub: Any) -> None:

@@ -118,7 +118,7 @@ async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[d
              "lag": max(0, head - int(r[1])), "applied": int(r[2]), "parked": int(r[3])} for r in rows]
 
 
-async def create_app(settings: Settings, *, schema: str | None = None, batch: int = 500) -> ProjectorApp:
+async def create_app(settings: Settings, *, schema: str | None = None, batch: int = 2000) -> ProjectorApp:
     assert settings.nats_url and settings.database_url, "NATS and PostgreSQL URLs are needed"
     nc = await connect(settings.nats_url, settings.creds_for("projector"), name="projector")
     js = nc.jetstream()

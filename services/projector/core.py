@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
-from sqlalchemy import delete, insert, tuple_
+from sqlalchemy import delete, insert, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,7 +15,7 @@ from projections.audit import audit_trail
 from projections.history import Recorded, effective_history
 from projections.patient import fold_ledger
 from services.db import audit_trail as audit_table
-from services.db import event_index, patient_state
+from services.db import patient_state
 from services.projector.histories import Decoded, PatientHistories, PatientKey
 
 STATE_COLUMNS = (
@@ -60,7 +61,7 @@ class CoreProjection:
     name = "core"
 
     async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
-        await conn.execute(insert(event_index), [index_row(item) for item in batch])
+        await copy_rows(conn, "event_index", [index_row(item) for item in batch], JSON_COLUMNS)
         touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE})
         if not touched:
             return
@@ -71,9 +72,12 @@ class CoreProjection:
         for key in touched:
             recorded = histories.get(key)
             states.append(state_row(key, recorded))
-            rows = audit_rows_for(key, recorded)
-            # Only a correction or retraction changes earlier rows; otherwise append the new ones.
-            audit_rows.extend(rows if key in amended else [r for r in rows if r["seq"] in new_seqs])
+            # Only a correction or retraction changes earlier rows; otherwise the new entries'
+            # rows are all there is to add, and they depend on nothing before them.
+            if key in amended:
+                audit_rows.extend(audit_rows_for(key, recorded))
+            else:
+                audit_rows.extend(audit_rows_for(key, [r for r in recorded if r.seq in new_seqs]))
         statement = pg_insert(patient_state)
         await conn.execute(statement.on_conflict_do_update(
             index_elements=["trial_id", "site_id", "patient_id"],
@@ -88,6 +92,22 @@ class CoreProjection:
 
 
 AMENDING = frozenset({"event_corrected", "event_retracted"})
+JSON_COLUMNS = frozenset({"body"})
+
+
+async def copy_rows(conn: AsyncConnection, table: str, rows: list[dict[str, Any]], json_columns: frozenset[str] = frozenset()) -> None:
+    """Bulk-load rows with PostgreSQL COPY inside the current transaction (the build's schema
+    is on the search_path). Many times faster than INSERT for the event index."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    records = [
+        tuple(json.dumps(row[c], separators=(",", ":")) if c in json_columns else row[c] for c in columns)
+        for row in rows
+    ]
+    raw = await conn.get_raw_connection()
+    schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
+    await raw.driver_connection.copy_records_to_table(table, records=records, columns=columns, schema_name=schema)
 
 
 def state_row(key: PatientKey, recorded: list[Recorded]) -> dict[str, Any]:

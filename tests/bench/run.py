@@ -10,7 +10,10 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -19,19 +22,63 @@ from pathlib import Path
 from typing import Any
 
 from services.client import SiteClient
-from services.ledger_io import ensure_streams, ledger_config, read_stream
+from services.ledger_io import ensure_streams, ledger_config, ledger_head, read_stream
 from services.logs import configure_logging
 from services.migrate import make_engine
 from services.nats_conn import connect
 from services.projector.app import all_projections
-from services.projector.app import create_app as create_projector
 from services.projector.replay import rebuild
 from services.runtime import EmbeddedNats, EmbeddedPostgres
 from services.settings import Settings
-from services.writer.app import create_app as create_writer
 from tests.integration.helpers import event, parameters
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+
+
+class ServiceProcess:
+    """A service in its own process, as deployed (`trial-ledger serve <role>`)."""
+
+    def __init__(self, role: str, settings: Settings, log_dir: Path) -> None:
+        env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "",
+               "LEDGER_DATABASE_URL": settings.database_url or "", "LEDGER_DATA_DIR": str(log_dir)}
+        self.log = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+async def wait_for_writer(nc: Any, trial: str) -> None:
+    for _ in range(400):
+        try:
+            await nc.request(f"intake.{trial}.site01", b"{}", timeout=0.5)
+            return
+        except Exception:
+            await asyncio.sleep(0.05)
+    raise TimeoutError("the writer did not come up")
+
+
+async def checkpoints(engine: Any) -> dict[str, int]:
+    from sqlalchemy import text
+
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))
+            return {name: int(seq) for name, seq in rows}
+    except Exception:
+        return {}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -116,56 +163,70 @@ async def bench_rebuild(nc: Any, settings: Settings) -> dict[str, Any]:
             "projections": [p.name for p in all_projections()]}
 
 
-async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int) -> dict[str, Any]:
-    """Sustained ingest at `rate` events/s; lag = accepted → the projection's checkpoint covers it."""
-    projector = await create_projector(settings)
-    await projector.start()
-    await projector.wait_caught_up(300)
-    patients = 200
-    plans = [patient_events(trial, f"L{p:04d}", rate * seconds // patients + 1) for p in range(patients)]
-    client = SiteClient(nc, trial, "site01", timeout=60)
-    for start in range(0, patients, 100):
-        await client.submit_batch([plan[0] for plan in plans[start:start + 100]])
-    await projector.wait_caught_up(120)
-    work = [e for n in range(1, len(plans[0])) for plan in plans for e in [plan[n]]][: rate * seconds]
-    accepted: list[tuple[int, float]] = []
-    lags: list[float] = []
-    done = asyncio.Event()
+async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int, log_dir: Path) -> dict[str, Any]:
+    """Sustained ingest at `rate` events/s; lag = accepted → every projection's checkpoint covers it."""
+    engine = make_engine(settings.database_url or "")
+    projector = ServiceProcess("projector", settings, log_dir)
+    names = {p.name for p in all_projections()}
+    try:
+        async def caught_up(limit: float) -> None:
+            deadline = time.perf_counter() + limit
+            while time.perf_counter() < deadline:
+                found = await checkpoints(engine)
+                if set(found) >= names and min(found.values()) >= await ledger_head(nc.jetstream()):
+                    return
+                await asyncio.sleep(0.1)
+            raise TimeoutError("projections did not catch up")
 
-    async def watch() -> None:
-        pending = 0
-        while not (done.is_set() and pending >= len(accepted)):
-            checkpoint = min([await r.applier.checkpoint() for r in projector.runners])
-            now = time.perf_counter()
-            while pending < len(accepted) and accepted[pending][0] <= checkpoint:
-                lags.append(now - accepted[pending][1])
-                pending += 1
-            await asyncio.sleep(0.01)
+        await caught_up(600)
+        patients = 200
+        plans = [patient_events(trial, f"L{p:04d}", rate * seconds // patients + 1) for p in range(patients)]
+        client = SiteClient(nc, trial, "site01", timeout=60)
+        for start in range(0, patients, 100):
+            await client.submit_batch([plan[0] for plan in plans[start:start + 100]])
+        await caught_up(120)
+        work = [e for n in range(1, len(plans[0])) for plan in plans for e in [plan[n]]][: rate * seconds]
+        accepted: list[tuple[int, float]] = []
+        lags: list[float] = []
+        done = asyncio.Event()
 
-    watcher = asyncio.create_task(watch())
-    tick = 0.05
-    per_tick = max(1, int(rate * tick))
-    began = time.perf_counter()
-    sends = []
-    for start in range(0, len(work), per_tick):
-        target = began + (start // per_tick) * tick
-        await asyncio.sleep(max(0.0, target - time.perf_counter()))
+        async def watch() -> None:
+            pending = 0
+            while not (done.is_set() and pending >= len(accepted)):
+                found = await checkpoints(engine)
+                checkpoint = min(found.values()) if found else 0
+                now = time.perf_counter()
+                ordered = sorted(accepted) if not done.is_set() else accepted
+                while pending < len(ordered) and ordered[pending][0] <= checkpoint:
+                    lags.append(now - ordered[pending][1])
+                    pending += 1
+                await asyncio.sleep(0.01)
+
+        tick = 0.05
+        per_tick = max(1, int(rate * tick))
+        began = time.perf_counter()
+        sends = []
 
         async def send(chunk: list[dict[str, Any]]) -> None:
             for result in await client.submit_batch(chunk):
                 if result["status"] == "accepted":
                     accepted.append((result["seq"], time.perf_counter()))
 
-        sends.append(asyncio.create_task(send(work[start:start + per_tick])))
-    await asyncio.gather(*sends)
-    achieved = len(work) / (time.perf_counter() - began)
-    accepted.sort()
-    done.set()
-    await asyncio.wait_for(watcher, 300)
-    await projector.stop()
-    return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
-            "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
-                       "max": 1000 * max(lags)}}
+        for start in range(0, len(work), per_tick):
+            target = began + (start // per_tick) * tick
+            await asyncio.sleep(max(0.0, target - time.perf_counter()))
+            sends.append(asyncio.create_task(send(work[start:start + per_tick])))
+        await asyncio.gather(*sends)
+        achieved = len(work) / (time.perf_counter() - began)
+        accepted.sort()
+        done.set()
+        await asyncio.wait_for(watch(), 300)
+        return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
+                "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
+                           "max": 1000 * max(lags)}, "projector_rss_mb": projector.rss_mb()}
+    finally:
+        projector.stop()
+        await engine.dispose()
 
 
 async def main(quick: bool) -> dict[str, Any]:
@@ -183,9 +244,10 @@ async def main(quick: bool) -> dict[str, Any]:
     nc = await connect(nats.url)
     try:
         await ensure_streams(nc.jetstream())
-        writer = await create_writer(settings)
-        await writer.start()
+        await migrate_all(settings)
+        writer = ServiceProcess("writer", settings, base)
         trial = "BENCH"
+        await wait_for_writer(nc, trial)
         await SiteClient(nc, trial, "_sponsor").submit(parameters(trial, sites=("site01",)))
         raw = await bench_raw_publish(nc, int(20_000 * scale), 600)
         single = await bench_intake(nc, trial, patients=int(400 * scale), per_patient=5, batch=1, concurrency=32)
@@ -201,9 +263,10 @@ async def main(quick: bool) -> dict[str, Any]:
         results["rebuild_per_s"] = rebuilt["rebuild_per_s"]
         results["rebuild_vs_raw_read"] = rebuilt["rebuild_per_s"] / read["raw_read_per_s"]
         results["rebuild"] = {**rebuilt, "raw_read_messages": read["messages"]}
-        lag = await bench_projection_lag(nc, settings, trial, rate=1000, seconds=int(20 * scale) or 5)
+        lag = await bench_projection_lag(nc, settings, trial, rate=1000, seconds=max(5, int(20 * scale)), log_dir=base)
         results["projection_lag"] = lag
-        await writer.stop()
+        results["writer_rss_mb"] = writer.rss_mb()
+        writer.stop()
         try:
             from tests.bench.alerts import bench_alert_latency
         except ImportError:
@@ -218,6 +281,15 @@ async def main(quick: bool) -> dict[str, Any]:
         postgres.stop()
         nats.stop()
     return results
+
+
+async def migrate_all(settings: Settings) -> None:
+    from services.migrate import migrate
+
+    engine = make_engine(settings.database_url or "")
+    await migrate(engine)
+    await migrate(engine, "live")
+    await engine.dispose()
 
 
 def table(results: dict[str, Any]) -> str:

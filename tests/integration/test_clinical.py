@@ -8,16 +8,19 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
 from projections.adam import ADAE_COLUMNS, ADRS_COLUMNS, ADSL_COLUMNS, ADTTE_COLUMNS
 from projections.endpoints import PARAMCDS
 from projections.km import kaplan_meier, median
 from services.api.app import create_app as create_api
 from services.client import SiteClient
+from services.exports_cli import run_export
 from services.nats_conn import connect
 from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
@@ -70,7 +73,7 @@ def parse_csv(text: str) -> list[dict[str, str]]:
 
 
 async def test_simulated_trial_endpoints_exports_site_view_and_replay(
-    servers: Settings, projector: ProjectorApp, api: httpx.AsyncClient,
+    servers: Settings, projector: ProjectorApp, api: httpx.AsyncClient, tmp_path: Path,
 ) -> None:
     await ingest(servers, patients=24, seed=3)
     await projector.wait_caught_up(120)
@@ -126,6 +129,10 @@ async def test_simulated_trial_endpoints_exports_site_view_and_replay(
     assert (await api.get(f"/api/trials/{SIMULATED}/patients/{other['patient_id']}", headers=site)).status_code == 404
     mine = (await api.get(f"/api/trials/{SIMULATED}/patients/{own[0]['patient_id']}", headers=site)).json()
     assert {"responses", "endpoints"} <= set(mine)
+
+    written = tmp_path / "adtte.csv"
+    assert await run_export(servers, "adtte", trial=SIMULATED, out=written, console=Console(quiet=True)) == 0
+    assert written.read_bytes().decode() == (await api.get(f"/api/trials/{SIMULATED}/export/adtte.csv")).text
 
     await projector.stop()
     live = await assert_live_equals_replay(servers)

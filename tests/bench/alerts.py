@@ -1,0 +1,222 @@
+"""SAE alert latency: intake acceptance (the site's reply) → a safety officer's receipt.
+
+In-process writer and alerter against the given nats-server; the officer is a JetStream
+subscription on ALERTS. Samples are taken one at a time, idle and under background ingest
+at `background_rate` events/s (follow-up contacts and non-serious AEs over 200 patients, so
+the alerter works through its share of the load too). Goal: p99 < 50 ms under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from events.subjects import ALERTS_STREAM, LEDGER_STREAM
+from services.alerter.app import create_app as create_alerter
+from services.alerter.core import ALERT_FILTER_SUBJECTS
+from services.client import SiteClient
+from services.ledger_io import ensure_streams, ledger_head
+from services.nats_conn import connect
+from services.settings import Settings
+from services.writer.app import create_app as create_writer
+from tests.integration.helpers import event, parameters
+
+SITES = ("site01", "site02", "site03", "site04")
+BACKGROUND_PATIENTS = 200
+TICK_S = 0.05
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def summary(latencies: list[float]) -> dict[str, Any]:
+    if not latencies:
+        return {"p50": None, "p99": None, "max": None, "samples": 0}
+    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+            "max": max(latencies), "mean": sum(latencies) / len(latencies), "samples": len(latencies)}
+
+
+def serious_ae(trial: str, site: str, patient: str) -> dict[str, Any]:
+    return event("ae_reported", trial, site_id=site, patient_id=patient, data={
+        "term": "Hypertension", "grade": 3, "serious": True, "seriousness": ["hospitalisation"],
+        "attribution": {"lenvatinib": "probable"}, "expected": False,
+        "site_aware_at": "2025-02-20T09:30:00Z"})
+
+
+def background_event(trial: str, n: int) -> dict[str, Any]:
+    site = SITES[n % len(SITES)]
+    patient = f"B{n % BACKGROUND_PATIENTS:04d}"
+    if n % 10 == 0:
+        return event("ae_reported", trial, site_id=site, patient_id=patient, data={
+            "term": "Fatigue", "grade": 1, "serious": False, "seriousness": [],
+            "attribution": {}, "action_taken": "none", "site_aware_at": None})
+    return event("follow_up_contact", trial, site_id=site, patient_id=patient)
+
+
+class Background:
+    """Submits `rate` events/s in batches every TICK_S, without waiting for earlier ticks."""
+
+    def __init__(self, clients: dict[str, SiteClient], trial: str, rate: int) -> None:
+        self.clients = clients
+        self.trial = trial
+        self.rate = rate
+        self.accepted = 0
+        self.submitted = 0
+        self.count = 0
+        self.stop = asyncio.Event()
+        self.began = 0.0
+        self.ended = 0.0
+
+    async def _tick(self, events: list[dict[str, Any]]) -> None:
+        by_site: dict[str, list[dict[str, Any]]] = {}
+        for item in events:
+            by_site.setdefault(item["site_id"], []).append(item)
+        replies = await asyncio.gather(*(self.clients[site].submit_batch(batch) for site, batch in by_site.items()))
+        self.accepted += sum(r.get("status") == "accepted" for batch in replies for r in batch)
+
+    async def run(self) -> None:
+        per_tick = max(1, round(self.rate * TICK_S))
+        pending: set[asyncio.Task[None]] = set()
+        self.began = time.perf_counter()
+        next_at = self.began
+        while not self.stop.is_set():
+            events = [background_event(self.trial, self.count + i) for i in range(per_tick)]
+            self.count += per_tick
+            self.submitted += per_tick
+            task = asyncio.create_task(self._tick(events))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            next_at += TICK_S
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        self.ended = time.perf_counter()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def achieved_per_s(self) -> float:
+        seconds = (self.ended or time.perf_counter()) - self.began
+        return self.accepted / seconds if seconds > 0 else 0.0
+
+
+async def _enroll(clients: dict[str, SiteClient], trial: str, patients: list[tuple[str, str]]) -> None:
+    by_site: dict[str, list[dict[str, Any]]] = {}
+    for site, patient in patients:
+        by_site.setdefault(site, []).append(event("enrolled", trial, site_id=site, patient_id=patient))
+    for site, events in by_site.items():
+        for start in range(0, len(events), 200):
+            replies = await clients[site].submit_batch(events[start:start + 200])
+            bad = [r for r in replies if r.get("status") != "accepted"]
+            if bad:
+                raise RuntimeError(f"enrollment refused: {bad[0]}")
+
+
+async def _measure(clients: dict[str, SiteClient], trial: str, patients: list[tuple[str, str]],
+                   arrivals: dict[str, asyncio.Future[float]]) -> list[float]:
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    for site, patient in patients:
+        sae = serious_ae(trial, site, patient)
+        alert_id = f"sae-{sae['event_id']}"
+        arrivals[alert_id] = loop.create_future()
+        reply = await clients[site].submit(sae)
+        accepted_at = time.perf_counter()
+        if reply.get("status") != "accepted":
+            raise RuntimeError(f"SAE refused: {reply}")
+        received_at = await asyncio.wait_for(arrivals[alert_id], 10)
+        # The alert can beat the reply to the site; that counts as zero, not negative.
+        latencies.append(max(0.0, received_at - accepted_at) * 1000)
+    return latencies
+
+
+async def bench_alert_latency(nats_url: str, *, background_rate: int = 1000, samples: int = 200) -> dict[str, Any]:
+    """Alert latency in ms (p50, p99) idle and under ~`background_rate` events/s of ingest."""
+    settings = Settings(nats_url=nats_url)
+    nc = await connect(nats_url, name="bench-alerts")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    trial = f"BENCH-ALERTS-{uuid.uuid4().hex[:8]}"
+    durable = f"bench_alerter_{uuid.uuid4().hex[:8]}"
+    # Start the bench alerter at the ledger head: earlier benches' entries are not its work.
+    await js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
+        durable_name=durable, filter_subjects=ALERT_FILTER_SUBJECTS,
+        ack_policy=js_api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=10_000,
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=await ledger_head(js) + 1))
+    writer = await create_writer(settings)
+    await writer.start()
+    alerter = await create_alerter(settings, durable=durable)
+    await alerter.start()
+    arrivals: dict[str, asyncio.Future[float]] = {}
+
+    async def received(msg: Any) -> None:
+        at = time.perf_counter()
+        alert_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+        future = arrivals.get(alert_id)
+        if future is not None and not future.done():
+            future.set_result(at)
+
+    officer = await js.subscribe(f"alerts.sae.{trial}.>", cb=received, ordered_consumer=True,
+                                 deliver_policy=js_api.DeliverPolicy.NEW)
+    clients = {site: SiteClient(nc, trial, site) for site in ("_sponsor", *SITES)}
+    background: Background | None = None
+    try:
+        await clients["_sponsor"].submit(parameters(trial, sites=SITES))
+        idle_patients = [(SITES[n % len(SITES)], f"I{n:04d}") for n in range(samples)]
+        load_patients = [(SITES[n % len(SITES)], f"L{n:04d}") for n in range(samples)]
+        background_patients = [(SITES[n % len(SITES)], f"B{n:04d}") for n in range(BACKGROUND_PATIENTS)]
+        await _enroll(clients, trial, idle_patients + load_patients + background_patients)
+        await alerter.wait_caught_up(60)
+        idle = await _measure(clients, trial, idle_patients, arrivals)
+        background = Background(clients, trial, background_rate)
+        loading = asyncio.create_task(background.run())
+        await asyncio.sleep(1.0)  # let the writer and alerter settle into the load
+        loaded = await _measure(clients, trial, load_patients, arrivals)
+        background.stop.set()
+        await loading
+    finally:
+        with contextlib.suppress(Exception):
+            await officer.unsubscribe()
+        await alerter.stop()
+        await writer.stop()
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(LEDGER_STREAM, durable)
+        await nc.close()
+    return {
+        "idle": summary(idle),
+        "under_load": {**summary(loaded),
+                       "background_rate_target_per_s": background_rate,
+                       "background_rate_achieved_per_s": background.achieved_per_s if background else 0.0},
+        "settings": {"samples": samples, "background_patients": BACKGROUND_PATIENTS,
+                     "background_mix": "90 % follow_up_contact, 10 % non-serious ae_reported",
+                     "measured": "site reply received → ALERTS message received by a JetStream subscriber",
+                     "alerts_stream": ALERTS_STREAM, "in_process": ["writer", "alerter"]},
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from services.logs import configure_logging
+    from services.runtime import EmbeddedNats
+
+    async def _main() -> None:
+        configure_logging("WARNING")
+        with tempfile.TemporaryDirectory() as tmp:
+            server = EmbeddedNats(Path(tmp) / "nats").start()
+            try:
+                print(json.dumps(await bench_alert_latency(server.url), indent=2))
+            finally:
+                server.stop()
+
+    asyncio.run(_main())
