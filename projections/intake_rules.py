@@ -230,7 +230,7 @@ def _ae_update_rules(
     if grade is None:
         return []
     errors = [
-        FieldError("data.grade", m) for f, m in check_ae(term, grade, "-") if f == "data.grade"
+        FieldError("data.grade", m) for f, m in check_ae(term, grade, "-") if _in_data(f) == "data.grade"
     ]
     if grade == 5 and facts.death_on is None:
         errors.append(

@@ -21,9 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "events" / "samples"
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -57,7 +62,10 @@ def test_canonical_json_equals_the_rfc8785_reference(value: object) -> None:
 
 
 def test_canonical_json_of_rfc8785_number_examples() -> None:
-    assert canonical_json({"b": 52.0, "a": [1e21, 0.1, -0.0, 1e-7]}) == b'{"a":[1e+21,0.1,0,1e-7],"b":52}'
+    assert (
+        canonical_json({"b": 52.0, "a": [1e21, 0.1, -0.0, 1e-7]})
+        == b'{"a":[1e+21,0.1,0,1e-7],"b":52}'
+    )
 
 
 def test_hash_covers_everything_but_itself_and_changes_with_one_byte() -> None:
