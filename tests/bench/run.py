@@ -257,6 +257,13 @@ async def main(quick: bool) -> dict[str, Any]:
         results["intake_batch_per_s"] = batch["per_s"]
         results["raw_publish_per_s"] = raw["raw_publish_per_s"]
         results["intake_batch_vs_raw"] = batch["per_s"] / raw["raw_publish_per_s"]
+        from tests.bench.peer import run_peer
+
+        peer = await asyncio.to_thread(run_peer, settings.database_url or "", patients=batch["patients"],
+                                       per_patient=10, workers=8)
+        results["peer"] = peer
+        results["peer_per_s"] = peer["peer_per_s"]
+        results["intake_batch_vs_peer"] = batch["per_s"] / peer["peer_per_s"]
         read = await bench_raw_read(nc)
         rebuilt = await bench_rebuild(nc, settings)
         results["raw_read_per_s"] = read["raw_read_per_s"]
@@ -298,6 +305,8 @@ def table(results: dict[str, Any]) -> str:
         ("intake, batches of 100", f"{results['intake_batch_per_s']:.0f} events/s",
          f"{100 * results['intake_batch_vs_raw']:.0f} % of raw publish (goal ≥ 50 %)"),
         ("raw JetStream async publish", f"{results['raw_publish_per_s']:.0f} msgs/s", "same server, same fsync"),
+        ("same workload, `eventsourcing` on PostgreSQL", f"{results['peer_per_s']:.0f} events/s",
+         f"ledger batch intake = {results['intake_batch_vs_peer']:.1f}× the peer (goal ≥ 5×)"),
         ("full rebuild (all projections)", f"{results['rebuild_per_s']:.0f} events/s",
          f"{100 * results['rebuild_vs_raw_read']:.0f} % of raw read (goal ≥ 60 %)"),
         ("raw ordered read of LEDGER", f"{results['raw_read_per_s']:.0f} msgs/s", ""),
