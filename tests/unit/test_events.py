@@ -117,3 +117,20 @@ def test_schema_export_writes_a_schema_and_a_valid_example_per_type(tmp_path: Pa
         example = json.loads((tmp_path / f"{kind}.example.json").read_text())
         assert schema["properties"]["type"]["const"] == kind
         assert events.decode(example, mode="strict").type == kind
+
+
+def test_an_upcaster_brings_an_old_version_up_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A v1 → v2 change of meaning: v1 recorded causes as free words, v2 as a code."""
+    from events import catalogue
+
+    def v1_to_v2(raw: dict[str, object]) -> dict[str, object]:
+        data = dict(raw["data"])  # type: ignore[call-overload]
+        data["cause"] = {"tumour": "disease_progression"}.get(str(data["cause"]), str(data["cause"]))
+        return {**raw, "data": data}
+
+    monkeypatch.setitem(catalogue.CURRENT_VERSION, "death", 2)
+    monkeypatch.setitem(catalogue.UPCASTERS, ("death", 1), v1_to_v2)
+    old = {**EXAMPLES["death"], "data": {"cause": "tumour"}}
+    event = decode(old)
+    assert event.schema_version == 2
+    assert event.data.cause == "disease_progression"
