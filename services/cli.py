@@ -175,13 +175,17 @@ def serve_writer(data_dir: DataDir = None) -> None:
 def serve_projector(
     data_dir: DataDir = None,
     schema: Annotated[str | None, typer.Option(help="Read-model build (default: the active one).")] = None,
+    partitions: Annotated[int, typer.Option(help="Patient partitions shared by all instances (1 = no partitioning).")] = 1,
+    instance: Annotated[int, typer.Option(help="This instance's number (0-based).")] = 0,
+    instances: Annotated[int, typer.Option(help="How many instances are meant to run.")] = 1,
 ) -> None:
     """The projector: one durable consumer per projection, exactly-once into PostgreSQL."""
     configure_logging()
     from services.projector.app import create_app
 
     async def main() -> None:
-        projector = await create_app(Settings.from_env(_data_dir(data_dir)), schema=schema)
+        projector = await create_app(Settings.from_env(_data_dir(data_dir)), schema=schema,
+                                     partitions=partitions, instance=instance, instances=instances)
         await projector.start()
         try:
             await _wait_for_stop()

@@ -23,8 +23,10 @@ def _cell(count: dict[str, Any], *, ci: bool = False) -> str:
 
 def ae_table(incidence: dict[str, Any]) -> Table:
     overall = incidence["overall"]
-    table = Table(title=f"Treatment-emergent AEs, CTCAE v5.0 — treated N = {incidence['n_treated']} "
-                        f"(ledger seq {incidence['at_seq']}, parameters v{incidence['parameters_version']})")
+    table = Table(
+        title=f"Treatment-emergent AEs, CTCAE v5.0 — treated N = {incidence['n_treated']} "
+        f"(ledger seq {incidence['at_seq']}, parameters v{incidence['parameters_version']})"
+    )
     table.add_column("patients with")
     table.add_column("N (%)  [exact 95 % CI]", justify="right")
     table.add_row("any TEAE", _cell(overall["any_grade"], ci=True))
@@ -33,10 +35,19 @@ def ae_table(incidence: dict[str, Any]) -> Table:
     table.add_row("grade ≥ 3", _cell(overall["grade_3_or_more"], ci=True))
     table.add_row("serious", _cell(incidence["serious"], ci=True))
     table.add_row("SUSAR", _cell(incidence["susar"], ci=True))
-    for agent, label in (("any", "any agent"), ("haic", "HAIC"), ("pd1", "PD-1"), ("lenvatinib", "lenvatinib")):
+    for agent, label in (
+        ("any", "any agent"),
+        ("haic", "HAIC"),
+        ("pd1", "PD-1"),
+        ("lenvatinib", "lenvatinib"),
+    ):
         table.add_row(f"related to {label}", _cell(incidence["related"][agent], ci=True))
-    table.add_row("leading to dose modification", _cell(incidence["leading_to_dose_modification"], ci=True))
-    table.add_row("leading to discontinuation", _cell(incidence["leading_to_discontinuation"], ci=True))
+    table.add_row(
+        "leading to dose modification", _cell(incidence["leading_to_dose_modification"], ci=True)
+    )
+    table.add_row(
+        "leading to discontinuation", _cell(incidence["leading_to_discontinuation"], ci=True)
+    )
     table.add_row("deaths (any cause)", _cell(incidence["deaths"], ci=True))
     return table
 
@@ -63,7 +74,10 @@ def alerts_table(alerts: list[dict[str, Any]], in_stream: int | None) -> Table:
     table.add_row("SUSARs (expedited report)", str(sum(a["susar"] for a in alerts)))
     table.add_row("  due in 7 days", str(sum(a["expedited_days"] == 7 for a in alerts)))
     table.add_row("  due in 15 days", str(sum(a["expedited_days"] == 15 for a in alerts)))
-    table.add_row("late entries (> 24 h after site awareness)", str(sum(bool(a["late_entry"]) for a in alerts)))
+    table.add_row(
+        "late entries (> 24 h after site awareness)",
+        str(sum(bool(a["late_entry"]) for a in alerts)),
+    )
     for status in ("open", "acknowledged", "overdue"):
         table.add_row(status, str(sum(a["status"] == status for a in alerts)))
     return table
@@ -75,13 +89,17 @@ async def _alerts_in_stream(system: Any, trial_id: str) -> int | None:
         return None
     await alerter.wait_caught_up(60)
     info = await alerter.js.stream_info(ALERTS_STREAM, subjects_filter=f"alerts.sae.{trial_id}.>")
-    return sum((info.state.subjects or {}).values())
+    return int(sum((info.state.subjects or {}).values()))
 
 
-async def print_summary(http: httpx.AsyncClient, trial_id: str, console: Console, system: Any) -> None:
+async def print_summary(
+    http: httpx.AsyncClient, trial_id: str, console: Console, system: Any
+) -> None:
     """AE table (N (%) by worst grade over the treated population) and the alerts raised."""
     in_stream = await _alerts_in_stream(system, trial_id)
-    incidence = (await http.get(f"/api/trials/{trial_id}/safety/incidence")).raise_for_status().json()
+    incidence = (
+        (await http.get(f"/api/trials/{trial_id}/safety/incidence")).raise_for_status().json()
+    )
     alerts = (await http.get(f"/api/trials/{trial_id}/safety/alerts")).raise_for_status().json()
     console.print(ae_table(incidence))
     console.print(term_table(incidence))

@@ -99,7 +99,9 @@ class AlerterApp:
 
     async def _index_alerts(self) -> None:
         """Every alert ever published, from ALERTS headers (cheap: no bodies)."""
-        async for msg in read_stream(self.js, ALERTS_SUBJECTS, stream=ALERTS_STREAM, headers_only=True):
+        async for msg in read_stream(
+            self.js, ALERTS_SUBJECTS, stream=ALERTS_STREAM, headers_only=True
+        ):
             headers = msg.headers or {}
             self.known.add(headers.get("Nats-Msg-Id"), headers.get(AE_HEADER))
 
@@ -133,15 +135,18 @@ class AlerterApp:
             await js.delete_consumer(LEDGER_STREAM, self.durable)
         except NotFoundError:
             pass  # first start: from the ledger's first entry, so no SAE predates the alerter
-        await js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
-            durable_name=self.durable,
-            filter_subjects=ALERT_FILTER_SUBJECTS,
-            ack_policy=js_api.AckPolicy.EXPLICIT,
-            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_wait=30.0,
-            max_ack_pending=10_000,
-        ))
+        await js.add_consumer(
+            LEDGER_STREAM,
+            js_api.ConsumerConfig(
+                durable_name=self.durable,
+                filter_subjects=ALERT_FILTER_SUBJECTS,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                ack_wait=30.0,
+                max_ack_pending=10_000,
+            ),
+        )
         return await js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
     async def _run(self, sub: Any) -> None:
@@ -219,8 +224,13 @@ class AlerterApp:
             # A history the rules cannot read fails the same way every time: report it loudly
             # (the projector parks the same entry) rather than stall every other patient. The
             # entry is in the history now, so a retry must not run this twice.
-            log.error("sae_alert_decision_failed", seq=seq, trial_id=trial_id,
-                      patient_id=decoded.key[2], error=str(exc)[:300])
+            log.error(
+                "sae_alert_decision_failed",
+                seq=seq,
+                trial_id=trial_id,
+                patient_id=decoded.key[2],
+                error=str(exc)[:300],
+            )
             due = ()
         return self._decide(seq, due)
 
@@ -232,7 +242,10 @@ class AlerterApp:
     async def _publish(self, alert: Alert) -> None:
         body = json.dumps(alert.message(self.now()), separators=(",", ":")).encode()
         ack = await self.js.publish(
-            alert_subject(alert.trial_id, alert.site_id), body, stream=ALERTS_STREAM, timeout=10,
+            alert_subject(alert.trial_id, alert.site_id),
+            body,
+            stream=ALERTS_STREAM,
+            timeout=10,
             headers={"Nats-Msg-Id": alert.alert_id, AE_HEADER: alert.ae_event_id},
         )
         self.known.add(alert.alert_id, alert.ae_event_id)
@@ -240,10 +253,18 @@ class AlerterApp:
             log.info("sae_alert_already_sent", alert_id=alert.alert_id, alerts_seq=ack.seq)
             return
         self.raised += 1
-        log.info("sae_alert_raised", alert_id=alert.alert_id, trial_id=alert.trial_id,
-                 site_id=alert.site_id, patient_id=alert.patient_id, seq=alert.clock.ae_seq,
-                 trigger_seq=alert.clock.trigger_seq, expedited_days=alert.clock.expedited_days,
-                 late_entry=alert.clock.late_entry, alerts_seq=ack.seq)
+        log.info(
+            "sae_alert_raised",
+            alert_id=alert.alert_id,
+            trial_id=alert.trial_id,
+            site_id=alert.site_id,
+            patient_id=alert.patient_id,
+            seq=alert.clock.ae_seq,
+            trigger_seq=alert.clock.trigger_seq,
+            expedited_days=alert.clock.expedited_days,
+            late_entry=alert.clock.late_entry,
+            alerts_seq=ack.seq,
+        )
 
     async def pending(self) -> int:
         """Ledger entries not yet settled by the alerter (0 = caught up)."""
@@ -256,10 +277,14 @@ class AlerterApp:
             if await self.pending() == 0:
                 return
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"alerter not caught up after {timeout}s: {await self.pending()} pending")
+        raise TimeoutError(
+            f"alerter not caught up after {timeout}s: {await self.pending()} pending"
+        )
 
 
-async def create_app(settings: Settings, *, durable: str = DURABLE, now: Clock = _utc_now) -> AlerterApp:
+async def create_app(
+    settings: Settings, *, durable: str = DURABLE, now: Clock = _utc_now
+) -> AlerterApp:
     """Nothing connects at import time; `start()` indexes ALERTS and begins consuming."""
     assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
     nc = await connect(settings.nats_url, settings.creds_for("alerter"), name="alerter")

@@ -107,9 +107,18 @@ def alerts_due(recorded: Sequence[Recorded], parameters: ProtocolParameters) -> 
     )
 
 
-def _alert(trial_id: str, site_id: str, patient_id: str, episode: AeEpisode, clock: SaeClock) -> Alert:
-    return Alert(trial_id, site_id, patient_id, episode.term, episode.worst_grade,
-                 tuple(episode.seriousness), clock)
+def _alert(
+    trial_id: str, site_id: str, patient_id: str, episode: AeEpisode, clock: SaeClock
+) -> Alert:
+    return Alert(
+        trial_id,
+        site_id,
+        patient_id,
+        episode.term,
+        episode.worst_grade,
+        tuple(episode.seriousness),
+        clock,
+    )
 
 
 @dataclass
@@ -131,8 +140,10 @@ class KnownAlerts:
             self.ae_event_ids.add(ae_event_id.lower())
 
     def knows(self, alert: Alert) -> bool:
-        return (alert.alert_id.lower() in self.alert_ids
-                or alert.ae_event_id.lower() in self.ae_event_ids)
+        return (
+            alert.alert_id.lower() in self.alert_ids
+            or alert.ae_event_id.lower() in self.ae_event_ids
+        )
 
     def __len__(self) -> int:
         return len(self.alert_ids)

@@ -56,14 +56,19 @@ def acknowledgement(alert: dict[str, Any], officer: str, today: dt.date) -> dict
 
 def describe(alert: dict[str, Any]) -> str:
     """One line per alert for the terminal (no clinical free text: term and grade only)."""
-    clock = (f"expedited report due {alert['report_due']} ({alert['expedited_days']} d)"
-             if alert.get("expedited_days") else "no expedited report")
+    clock = (
+        f"expedited report due {alert['report_due']} ({alert['expedited_days']} d)"
+        if alert.get("expedited_days")
+        else "no expedited report"
+    )
     late = " [bold red]LATE ENTRY[/bold red]" if alert.get("late_entry") else ""
     susar = " [bold]SUSAR[/bold]" if alert.get("susar") else ""
-    return (f"[bold red]SAE[/bold red] {alert['alert_id']} {alert['trial_id']}/{alert['site_id']}/"
-            f"{alert['patient_id']} {alert['term']} grade {alert['grade']} "
-            f"({', '.join(alert.get('seriousness') or []) or '-'}){susar} — {clock}; "
-            f"ledger seq {alert['seq']}{late}")
+    return (
+        f"[bold red]SAE[/bold red] {alert['alert_id']} {alert['trial_id']}/{alert['site_id']}/"
+        f"{alert['patient_id']} {alert['term']} grade {alert['grade']} "
+        f"({', '.join(alert.get('seriousness') or []) or '-'}){susar} — {clock}; "
+        f"ledger seq {alert['seq']}{late}"
+    )
 
 
 @dataclass
@@ -79,10 +84,14 @@ class Follower:
     async def __call__(self, alert: dict[str, Any]) -> None:
         self.console.print(describe(alert))
         if self.submit is not None:
-            reply = await self.submit(alert["trial_id"], acknowledgement(alert, self.officer, self.today()))
+            reply = await self.submit(
+                alert["trial_id"], acknowledgement(alert, self.officer, self.today())
+            )
             status = reply.get("status")
             if status not in ("accepted", "duplicate"):
-                raise RuntimeError(f"acknowledgement of {alert['alert_id']} refused: {json.dumps(reply)}")
+                raise RuntimeError(
+                    f"acknowledgement of {alert['alert_id']} refused: {json.dumps(reply)}"
+                )
             self.console.print(f"  acknowledged as {self.officer} (ledger seq {reply.get('seq')})")
         self.seen.append(alert)
 
@@ -93,14 +102,17 @@ async def ensure_durable(js: JetStreamContext, durable: str) -> None:
     try:
         await js.consumer_info(ALERTS_STREAM, durable)
     except NotFoundError:
-        await js.add_consumer(ALERTS_STREAM, js_api.ConsumerConfig(
-            durable_name=durable,
-            filter_subject=ALERTS_SUBJECTS,
-            ack_policy=js_api.AckPolicy.EXPLICIT,
-            deliver_policy=js_api.DeliverPolicy.ALL,
-            ack_wait=60.0,
-            max_ack_pending=1000,
-        ))
+        await js.add_consumer(
+            ALERTS_STREAM,
+            js_api.ConsumerConfig(
+                durable_name=durable,
+                filter_subject=ALERTS_SUBJECTS,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                deliver_policy=js_api.DeliverPolicy.ALL,
+                ack_wait=60.0,
+                max_ack_pending=1000,
+            ),
+        )
 
 
 async def follow_alerts(
@@ -150,14 +162,18 @@ async def run_follow(
 ) -> int:
     """The CLI command: follow until Ctrl-C (or, with `once`, until nothing is pending)."""
     if not settings.nats_url:
-        console.print("[red]no running system found[/red]: start `trial-ledger up` or set LEDGER_NATS_URL")
+        console.print(
+            "[red]no running system found[/red]: start `trial-ledger up` or set LEDGER_NATS_URL"
+        )
         return 2
     nc = await connect(settings.nats_url, settings.creds_for("safety"), name=f"alerts-{durable}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
 
     async def submit(trial_id: str, event: dict[str, Any]) -> dict[str, Any]:
         return await SiteClient(nc, trial_id, SAFETY_INTAKE).submit(event)
@@ -167,7 +183,9 @@ async def run_follow(
         js = nc.jetstream()
         await ensure_streams(js)
         if not once:
-            console.print(f"following SAE alerts as durable [bold]{durable}[/bold] (Ctrl-C to stop)")
+            console.print(
+                f"following SAE alerts as durable [bold]{durable}[/bold] (Ctrl-C to stop)"
+            )
         count = await follow_alerts(js, durable, follower, once=once, stop=stop)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -176,6 +194,8 @@ async def run_follow(
         console.print(f"[red]{exc}[/red]")
         return 1
     finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         await nc.close()
     console.print(f"{count} alert(s) shown")
     return 0

@@ -46,8 +46,11 @@ def _sites(table: Any, principal: Principal, site: str | None) -> Any:
 
 def count_json(count: Count) -> dict[str, Any]:
     return {
-        "patients": count.patients, "n": count.n, "percent": count.percent,
-        "ci": list(count.ci) if count.ci else None, "seqs": list(count.seqs),
+        "patients": count.patients,
+        "n": count.n,
+        "percent": count.percent,
+        "ci": list(count.ci) if count.ci else None,
+        "seqs": list(count.seqs),
         "patient_ids": [f"{site}/{patient}" for _, site, patient in count.patient_keys],
     }
 
@@ -65,8 +68,11 @@ def incidence_json(tables: IncidenceTables) -> dict[str, Any]:
         "n_treated": tables.n_treated,
         "overall": grades_json(tables.overall),
         "by_soc": [
-            {"soc": row.soc, **grades_json(row.counts),
-             "terms": [{"term": term.term, **grades_json(term.counts)} for term in row.terms]}
+            {
+                "soc": row.soc,
+                **grades_json(row.counts),
+                "terms": [{"term": term.term, **grades_json(term.counts)} for term in row.terms],
+            }
             for row in tables.by_soc
         ],
         "serious": count_json(tables.serious),
@@ -98,40 +104,74 @@ def alert_json(row: Any, at: dt.datetime) -> dict[str, Any]:
 
 
 async def _position(conn: AsyncConnection, trial: str) -> dict[str, Any]:
-    at_seq = (await conn.execute(select(checkpoints.c.last_seq).where(
-        checkpoints.c.projection == "safety"))).scalar()
-    version = (await conn.execute(select(func.max(safety_parameters.c.version)).where(
-        safety_parameters.c.trial_id == trial))).scalar()
+    at_seq = (
+        await conn.execute(
+            select(checkpoints.c.last_seq).where(checkpoints.c.projection == "safety")
+        )
+    ).scalar()
+    version = (
+        await conn.execute(
+            select(func.max(safety_parameters.c.version)).where(
+                safety_parameters.c.trial_id == trial
+            )
+        )
+    ).scalar()
     return {"at_seq": at_seq, "parameters_version": version}
 
 
 @router.get("/safety/incidence")
-async def incidence(trial: str, request: Request, principal: CurrentPrincipal, site: str | None = None) -> dict[str, Any]:
+async def incidence(
+    trial: str, request: Request, principal: CurrentPrincipal, site: str | None = None
+) -> dict[str, Any]:
     """AE incidence over the treated population (TEAEs; N (%) of patients, worst grade per
     patient, exact 95 % CIs on headline rates), each row with the ledger seqs behind it."""
     async with reading(request) as conn:
-        patients = (await conn.execute(select(safety_patient).where(
-            safety_patient.c.trial_id == trial, _sites(safety_patient, principal, site)))).all()
-        episodes = (await conn.execute(select(ae_episode).where(
-            ae_episode.c.trial_id == trial, _sites(ae_episode, principal, site)))).all()
+        patients = (
+            await conn.execute(
+                select(safety_patient).where(
+                    safety_patient.c.trial_id == trial, _sites(safety_patient, principal, site)
+                )
+            )
+        ).all()
+        episodes = (
+            await conn.execute(
+                select(ae_episode).where(
+                    ae_episode.c.trial_id == trial, _sites(ae_episode, principal, site)
+                )
+            )
+        ).all()
         position = await _position(conn, trial)
     by_patient: dict[tuple[str, str], list[Any]] = {}
     for row in episodes:
         by_patient.setdefault((row.site_id, row.patient_id), []).append(episode_from_row(row))
-    safety = [patient_from_rows(row, by_patient.get((row.site_id, row.patient_id), [])) for row in patients]
+    safety = [
+        patient_from_rows(row, by_patient.get((row.site_id, row.patient_id), []))
+        for row in patients
+    ]
     scope = site if principal.reads_all_sites else principal.site_id
-    return {"trial_id": trial, "scope": scope or "all sites", **position,
-            **incidence_json(incidence_tables(safety))}
+    return {
+        "trial_id": trial,
+        "scope": scope or "all sites",
+        **position,
+        **incidence_json(incidence_tables(safety)),
+    }
 
 
 @router.get("/safety/aes")
 async def adverse_events(
-    trial: str, request: Request, principal: CurrentPrincipal, site: str | None = None,
-    patient: str | None = None, serious: bool | None = None, teae: bool | None = None,
+    trial: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    site: str | None = None,
+    patient: str | None = None,
+    serious: bool | None = None,
+    teae: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Every AE episode: grade history, seriousness, attribution per agent, SUSAR, TEAE flag,
     outcome, linked dose modifications/discontinuations and the seqs behind it."""
-    query = select(ae_episode).where(ae_episode.c.trial_id == trial, _sites(ae_episode, principal, site))
+    query = select(ae_episode).where(
+        ae_episode.c.trial_id == trial, _sites(ae_episode, principal, site)
+    )
     if patient:
         query = query.where(ae_episode.c.patient_id == patient)
     if serious is not None:
@@ -145,21 +185,34 @@ async def adverse_events(
 
 @router.get("/safety/alerts")
 async def alerts(
-    trial: str, request: Request, principal: CurrentPrincipal, site: str | None = None,
-    status: AlertStatus | None = None, at: dt.datetime | None = None,
+    trial: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    site: str | None = None,
+    status: AlertStatus | None = None,
+    at: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Every SAE alert with its deadlines, late-entry flag and status at `at` (default now)."""
     moment = at or dt.datetime.now(dt.UTC)
     async with reading(request) as conn:
-        rows = (await conn.execute(select(sae_clock).where(
-            sae_clock.c.trial_id == trial, _sites(sae_clock, principal, site),
-        ).order_by(sae_clock.c.trigger_seq))).all()
+        rows = (
+            await conn.execute(
+                select(sae_clock)
+                .where(
+                    sae_clock.c.trial_id == trial,
+                    _sites(sae_clock, principal, site),
+                )
+                .order_by(sae_clock.c.trigger_seq)
+            )
+        ).all()
     found = [alert_json(row, moment) for row in rows]
     return [alert for alert in found if status is None or alert["status"] == status]
 
 
 @router.get("/safety/alerts/stream")
-async def alert_stream(trial: str, request: Request, principal: CurrentPrincipal) -> StreamingResponse:
+async def alert_stream(
+    trial: str, request: Request, principal: CurrentPrincipal
+) -> StreamingResponse:
     """Server-sent events: each new SAE alert of the trial as it is raised (event `sae_alert`)."""
     if not TOKEN_RE.match(trial):
         raise HTTPException(400, f"not a trial id: {trial!r}")
@@ -189,22 +242,43 @@ async def alert_stream(trial: str, request: Request, principal: CurrentPrincipal
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
-async def patient_safety_extra(request: Request, trial: str, site_id: str, patient: str) -> dict[str, Any]:
+async def patient_safety_extra(
+    request: Request, trial: str, site_id: str, patient: str
+) -> dict[str, Any]:
     """The patient page's AEs and SAE alerts (access already checked by the caller)."""
     now = dt.datetime.now(dt.UTC)
     async with reading(request) as conn:
-        aes = (await conn.execute(select(ae_episode).where(
-            ae_episode.c.trial_id == trial, ae_episode.c.site_id == site_id,
-            ae_episode.c.patient_id == patient).order_by(ae_episode.c.seq))).all()
-        clocks = (await conn.execute(select(sae_clock).where(
-            sae_clock.c.trial_id == trial, sae_clock.c.site_id == site_id,
-            sae_clock.c.patient_id == patient).order_by(sae_clock.c.trigger_seq))).all()
-    return {"adverse_events": [jsonable(row) for row in aes],
-            "sae_alerts": [alert_json(row, now) for row in clocks]}
+        aes = (
+            await conn.execute(
+                select(ae_episode)
+                .where(
+                    ae_episode.c.trial_id == trial,
+                    ae_episode.c.site_id == site_id,
+                    ae_episode.c.patient_id == patient,
+                )
+                .order_by(ae_episode.c.seq)
+            )
+        ).all()
+        clocks = (
+            await conn.execute(
+                select(sae_clock)
+                .where(
+                    sae_clock.c.trial_id == trial,
+                    sae_clock.c.site_id == site_id,
+                    sae_clock.c.patient_id == patient,
+                )
+                .order_by(sae_clock.c.trigger_seq)
+            )
+        ).all()
+    return {
+        "adverse_events": [jsonable(row) for row in aes],
+        "sae_alerts": [alert_json(row, now) for row in clocks],
+    }
 
 
 def install(app: FastAPI) -> None:

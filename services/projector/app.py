@@ -16,6 +16,7 @@ from services.ledger_io import ensure_streams, ledger_head
 from services.migrate import active_build, make_engine, migrate
 from services.nats_conn import connect
 from services.projector.histories import PatientHistories
+from services.projector.partitions import PartitionSupervisor
 from services.projector.runner import Applier, LiveProjector, Projection
 from services.settings import Settings
 
@@ -49,9 +50,16 @@ class ProjectorApp:
 
     follow_active: bool = True
     watcher: asyncio.Task[Any] | None = None
+    supervisor: PartitionSupervisor | None = None
+
+    def active_runners(self) -> list[LiveProjector]:
+        return self.supervisor.runners if self.supervisor is not None else self.runners
 
     async def start(self) -> None:
         self.stop_event = asyncio.Event()
+        if self.supervisor is not None:
+            self.tasks = [asyncio.create_task(self.supervisor.run(self.stop_event))]
+            return
         self.tasks = [asyncio.create_task(r.run(self.stop_event)) for r in self.runners]
         if self.follow_active and self.watcher is None:
             self.watcher = asyncio.create_task(self._follow_switches())
@@ -95,7 +103,7 @@ class ProjectorApp:
     async def lag(self) -> dict[str, int]:
         """Ledger head minus each projection's checkpoint (0 = caught up)."""
         head = await ledger_head(self.nc.jetstream())
-        return {r.applier.projection.name: head - await r.applier.checkpoint() for r in self.runners}
+        return {r.applier.position: head - await r.applier.checkpoint() for r in self.active_runners()}
 
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -111,19 +119,24 @@ async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[d
     async with engine.connect() as conn:
         rows = (await conn.execute(text(
             f'SELECT p.projection, p.last_seq, p.applied, '
-            f'(SELECT count(*) FROM "{schema}".parked_event x WHERE x.projection = p.projection) '
+            f'(SELECT count(*) FROM "{schema}".parked_event x WHERE x.projection = split_part(p.projection, \'#\', 1)) '
             f'FROM "{schema}".projection_checkpoint p ORDER BY p.projection'
         ))).all()
     return [{"projection": r[0], "checkpoint_seq": int(r[1]), "ledger_head": head,
              "lag": max(0, head - int(r[1])), "applied": int(r[2]), "parked": int(r[3])} for r in rows]
 
 
-async def create_app(settings: Settings, *, schema: str | None = None, batch: int = 2000) -> ProjectorApp:
+async def create_app(
+    settings: Settings, *, schema: str | None = None, batch: int = 2000,
+    partitions: int = 1, instance: int = 0, instances: int = 1,
+) -> ProjectorApp:
+    """One process; with `partitions` > 1 it claims its share of patient partitions (and any
+    partition another instance left) instead of running every patient itself."""
     assert settings.nats_url and settings.database_url, "NATS and PostgreSQL URLs are needed"
     nc = await connect(settings.nats_url, settings.creds_for("projector"), name="projector")
     js = nc.jetstream()
     await ensure_streams(js)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=max(10, 4 * partitions))
     await migrate(engine)
     build = schema or await active_build(engine)
     await migrate(engine, build)
@@ -131,4 +144,8 @@ async def create_app(settings: Settings, *, schema: str | None = None, batch: in
         LiveProjector(js, Applier(engine, build, projection, PatientHistories(js)), batch=batch)
         for projection in all_projections()
     ]
+    if partitions > 1:
+        supervisor = PartitionSupervisor(js, engine, build, all_projections(), count=partitions,
+                                         instance=instance, instances=instances, batch=batch)
+        return ProjectorApp(nc, engine, build, [], follow_active=False, supervisor=supervisor)
     return ProjectorApp(nc, engine, build, runners, follow_active=schema is None)

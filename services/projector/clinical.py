@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy import case, delete, func, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events import ProtocolParameters
+from events import SPONSOR_SITE, TRIAL_PATIENT, ProtocolParameters
 from projections.adam import AdamRow, render_cell
 from projections.endpoints import (
     DEFAULT_PARAMETERS,
@@ -24,6 +24,7 @@ from projections.endpoints import (
     PatientKey,
     TrialParameters,
     derive_patient,
+    newest_parameters,
     plan_batch,
 )
 from services.projector.clinical_tables import (
@@ -54,15 +55,23 @@ class ClinicalProjection:
         self, conn: AsyncConnection, trial_id: str, items: list[Decoded], histories: PatientHistories,
     ) -> None:
         stored = await load_parameters(conn, trial_id)
-        plan = plan_batch(stored[0], [item.recorded for item in items])
+        # the parameters in force before this batch, from this projection's own view of the
+        # trial's history (every partition has it), never from a table another partition writes
+        in_batch = {item.seq for item in items}
+        trial_key = (trial_id, SPONSOR_SITE, TRIAL_PATIENT)
+        await histories.ensure(trial_key, await _checkpoint(conn, histories.position or self.name))
+        earlier = [r for r in histories.get(trial_key) if r.seq not in in_batch]
+        current = newest_parameters(DEFAULT_PARAMETERS, earlier)
+        plan = plan_batch(current, [item.recorded for item in items])
         # Batch patients first: loading others below may evict them from the bounded cache.
         derived: dict[PatientKey, PatientEndpoints | None] = {
-            key: derive_patient(list(histories.get(key)), plan.parameters) for key in sorted(plan.touched)
+            key: derive_patient(list(histories.get(key)), plan.parameters)
+            for key in sorted(plan.touched) if histories.owns(key)
         }
         if plan.parameters_changed:
-            checkpoint = await _checkpoint(conn, self.name)
+            checkpoint = await _checkpoint(conn, histories.position or self.name)
             for key in await _known_patients(conn, trial_id):
-                if key in derived:
+                if key in derived or not histories.owns(key):
                     continue
                 await histories.ensure(key, checkpoint)
                 derived[key] = derive_patient(list(histories.get(key)), plan.parameters)
@@ -87,9 +96,16 @@ async def _store_parameters(conn: AsyncConnection, trial_id: str, parameters: Tr
         "last_seq": last_seq,
     }
     statement = pg_insert(clinical_trial).values(**row)
+    newer = statement.excluded.parameters_version > clinical_trial.c.parameters_version
+    # several partitions write this row: keep the newest parameters and the highest seq
     await conn.execute(statement.on_conflict_do_update(
         index_elements=["trial_id"],
-        set_={column: statement.excluded[column] for column in row if column != "trial_id"},
+        set_={
+            "parameters_version": func.greatest(clinical_trial.c.parameters_version, statement.excluded.parameters_version),
+            "parameters_seq": case((newer, statement.excluded.parameters_seq), else_=clinical_trial.c.parameters_seq),
+            "parameters": case((newer, statement.excluded.parameters), else_=clinical_trial.c.parameters),
+            "last_seq": func.greatest(clinical_trial.c.last_seq, statement.excluded.last_seq),
+        },
     ))
 
 

@@ -61,8 +61,9 @@ class CoreProjection:
     name = "core"
 
     async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
-        await copy_rows(conn, "event_index", [index_row(item) for item in batch], JSON_COLUMNS)
-        touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE})
+        # trial-level events reach every partition; one of them owns their index rows
+        await copy_rows(conn, "event_index", [index_row(item) for item in batch if histories.owns(item.key)], JSON_COLUMNS)
+        touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE and histories.owns(item.key)})
         if not touched:
             return
         amended = {item.key for item in batch if item.stored.get("type") in AMENDING}

@@ -66,6 +66,9 @@ class PatientHistories:
         # so only an evicted patient needs reading back from the ledger.
         self.from_start = from_start
         self._seen: set[PatientKey] = set()
+        # set by the Applier when it runs one partition of the patients
+        self.partition: Any = None
+        self.position: str = ""
         self._cache: OrderedDict[PatientKey, list[Recorded]] = OrderedDict()
         self.loads = 0
 
@@ -90,6 +93,10 @@ class PatientHistories:
         self._cache[key] = entries
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
+
+    def owns(self, key: PatientKey) -> bool:
+        """Whether this partition applies `key`'s rows (always, when not partitioned)."""
+        return self.partition is None or bool(self.partition.owns(key))
 
     def append(self, item: Decoded) -> None:
         self._cache.setdefault(item.key, []).append(item.recorded)

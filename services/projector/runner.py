@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
 from services.db import parked_events
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
@@ -50,6 +52,27 @@ class Message:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One of `count` fixed slices of the patients: a patient always hashes to the same one,
+    so its events are applied in ledger order by whichever instance holds the slice."""
+
+    index: int
+    count: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def owns(self, key: tuple[str, str, str]) -> bool:
+        digest = hashlib.sha256(".".join(key).encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    def owns_subject(self, subject: str) -> bool:
+        parts = subject.split(".")
+        return len(parts) != 5 or self.owns((parts[1], parts[2], parts[3]))
+
+
 class Gap(RuntimeError):
     """The consumer skipped ahead of the checkpoint: re-position it, apply nothing."""
 
@@ -59,22 +82,26 @@ class Applier:
 
     def __init__(
         self, engine: AsyncEngine, schema: str, projection: Projection, histories: PatientHistories,
-        *, contiguous: bool = True,
+        *, contiguous: bool = True, partition: Partition | None = None,
     ) -> None:
         self.engine = engine
         self.schema = schema
         self.projection = projection
         self.histories = histories
         self.contiguous = contiguous
+        self.partition = partition
+        self.position = projection.name if partition is None else f"{projection.name}#{partition.label}"
+        histories.partition = partition
+        histories.position = self.position
 
     async def _begin(self, conn: AsyncConnection) -> int:
         await conn.execute(text(f'SET LOCAL search_path TO "{self.schema}"'))
         await conn.execute(text(
             "INSERT INTO projection_checkpoint (projection, last_seq) VALUES (:p, 0) ON CONFLICT DO NOTHING"
-        ), {"p": self.projection.name})
+        ), {"p": self.position})
         row = await conn.execute(text(
             "SELECT last_seq FROM projection_checkpoint WHERE projection = :p FOR UPDATE"
-        ), {"p": self.projection.name})
+        ), {"p": self.position})
         return int(row.scalar_one())
 
     async def checkpoint(self) -> int:
@@ -98,6 +125,11 @@ class Applier:
                     await self.histories.ensure(key, checkpoint)
                 for item in decoded:
                     self.histories.append(item)
+                if self.partition is not None:
+                    # every partition keeps the trial-level history (protocol parameters);
+                    # each applies only its own patients' events
+                    decoded = [item for item in decoded if item.key[1] == SPONSOR_SITE or self.partition.owns(item.key)]
+                    parked = [row for row in parked if self.partition.owns_subject(row["subject"])]
                 if decoded:
                     await self.projection.apply(conn, decoded, self.histories)
                 if parked:
@@ -107,7 +139,7 @@ class Applier:
                 last = fresh[-1].seq
                 await conn.execute(text(
                     "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
-                ), {"s": last, "n": len(decoded), "p": self.projection.name})
+                ), {"s": last, "n": len(decoded), "p": self.position})
             return last
         except BaseException:
             self.histories.forget(touched)
@@ -139,10 +171,11 @@ class Applier:
             checkpoint = await self._begin(conn)
             if message.seq <= checkpoint:
                 return
-            await conn.execute(insert(parked_events), [self._parked_row(message, error)])
+            if self.partition is None or self.partition.owns_subject(message.subject):
+                await conn.execute(insert(parked_events), [self._parked_row(message, error)])
             await conn.execute(text(
                 "UPDATE projection_checkpoint SET last_seq = :s WHERE projection = :p"
-            ), {"s": message.seq, "p": self.projection.name})
+            ), {"s": message.seq, "p": self.position})
         log.error("event_parked", projection=self.projection.name, seq=message.seq, error=error[:300])
 
     async def apply_resilient(self, messages: Sequence[Message], stop: asyncio.Event | None = None) -> int:
@@ -188,7 +221,8 @@ class LiveProjector:
         self.applier = applier
         self.batch = batch
         self.filter_subject = filter_subject
-        self.durable = f"proj_{applier.schema}_{applier.projection.name}"
+        suffix = "" if applier.partition is None else f"_p{applier.partition.index}of{applier.partition.count}"
+        self.durable = f"proj_{applier.schema}_{applier.projection.name}{suffix}"
         self.last_applied = 0
 
     async def _subscribe(self, reset: bool = False) -> Any:

@@ -27,7 +27,8 @@ from projections.safety import (
 metadata = MetaData()
 
 safety_parameters = Table(
-    "safety_parameters", metadata,
+    "safety_parameters",
+    metadata,
     Column("trial_id", Text, primary_key=True),
     Column("seq", BigInteger, primary_key=True),
     Column("version", Integer, nullable=False),
@@ -35,7 +36,8 @@ safety_parameters = Table(
 )
 
 safety_patient = Table(
-    "safety_patient", metadata,
+    "safety_patient",
+    metadata,
     Column("trial_id", Text, primary_key=True),
     Column("site_id", Text, primary_key=True),
     Column("patient_id", Text, primary_key=True),
@@ -49,7 +51,8 @@ safety_patient = Table(
 )
 
 ae_episode = Table(
-    "ae_episode", metadata,
+    "ae_episode",
+    metadata,
     Column("ae_event_id", Text, primary_key=True),
     Column("trial_id", Text, nullable=False),
     Column("site_id", Text, nullable=False),
@@ -86,7 +89,8 @@ ae_episode = Table(
 )
 
 sae_clock = Table(
-    "sae_clock", metadata,
+    "sae_clock",
+    metadata,
     Column("alert_id", Text, primary_key=True),
     Column("trial_id", Text, nullable=False),
     Column("site_id", Text, nullable=False),
@@ -116,54 +120,91 @@ sae_clock = Table(
 SAFETY_TABLES = (safety_parameters, safety_patient, ae_episode, sae_clock)
 
 
-def patient_row(safety: PatientSafety, last_seq: int, parameters_version: int | None) -> dict[str, Any]:
+def patient_row(
+    safety: PatientSafety, last_seq: int, parameters_version: int | None
+) -> dict[str, Any]:
     trial_id, site_id, patient_id = safety.patient_key
     death = safety.death
     return {
-        "trial_id": trial_id, "site_id": site_id, "patient_id": patient_id,
-        "startdt": safety.dates.start_date, "last_dose_on": safety.dates.last_dose_on,
-        "death_seq": death.seq if death else None, "death_on": death.occurred_on if death else None,
+        "trial_id": trial_id,
+        "site_id": site_id,
+        "patient_id": patient_id,
+        "startdt": safety.dates.start_date,
+        "last_dose_on": safety.dates.last_dose_on,
+        "death_seq": death.seq if death else None,
+        "death_on": death.occurred_on if death else None,
         "death_cause": death.cause if death else None,
-        "parameters_version": parameters_version, "last_seq": last_seq,
+        "parameters_version": parameters_version,
+        "last_seq": last_seq,
     }
 
 
-def episode_row(key: tuple[str, str, str], episode: AeEpisode, parameters_version: int | None) -> dict[str, Any]:
+def episode_row(
+    key: tuple[str, str, str], episode: AeEpisode, parameters_version: int | None
+) -> dict[str, Any]:
     onset = episode.serious_onset
     return {
-        "ae_event_id": episode.ae_event_id, "trial_id": key[0], "site_id": key[1], "patient_id": key[2],
-        "seq": episode.seq, "term": episode.term, "verbatim": episode.verbatim, "soc": episode.soc,
+        "ae_event_id": episode.ae_event_id,
+        "trial_id": key[0],
+        "site_id": key[1],
+        "patient_id": key[2],
+        "seq": episode.seq,
+        "term": episode.term,
+        "verbatim": episode.verbatim,
+        "soc": episode.soc,
         "onset": episode.onset,
-        "grades": [{"seq": g.seq, "occurred_on": g.occurred_on.isoformat(), "grade": g.grade}
-                   for g in episode.grades],
-        "worst_grade": episode.worst_grade, "current_grade": episode.current_grade,
-        "serious": episode.serious, "seriousness": list(episode.seriousness),
+        "grades": [
+            {"seq": g.seq, "occurred_on": g.occurred_on.isoformat(), "grade": g.grade}
+            for g in episode.grades
+        ],
+        "worst_grade": episode.worst_grade,
+        "current_grade": episode.current_grade,
+        "serious": episode.serious,
+        "seriousness": list(episode.seriousness),
         "serious_trigger": onset.trigger if onset else None,
         "serious_trigger_event_id": onset.event_id if onset else None,
         "serious_trigger_seq": onset.seq if onset else None,
-        "fatal": episode.fatal, "attribution": episode.attribution.model_dump(mode="json"),
-        "related_agents": list(episode.related_agents), "expected": episode.expected,
-        "immune_related": episode.immune_related, "susar": episode.susar,
-        "action_taken": episode.action_taken, "outcome": episode.outcome,
-        "resolved_on": episode.resolved_on, "pre_existing": episode.pre_existing,
+        "fatal": episode.fatal,
+        "attribution": episode.attribution.model_dump(mode="json"),
+        "related_agents": list(episode.related_agents),
+        "expected": episode.expected,
+        "immune_related": episode.immune_related,
+        "susar": episode.susar,
+        "action_taken": episode.action_taken,
+        "outcome": episode.outcome,
+        "resolved_on": episode.resolved_on,
+        "pre_existing": episode.pre_existing,
         "treatment_emergent": episode.treatment_emergent,
         "dose_modification_seqs": list(episode.dose_modification_seqs),
         "discontinuation_seqs": list(episode.discontinuation_seqs),
-        "seqs": list(episode.seqs), "parameters_version": parameters_version,
+        "seqs": list(episode.seqs),
+        "parameters_version": parameters_version,
     }
 
 
 def clock_row(key: tuple[str, str, str], episode: AeEpisode, clock: SaeClock) -> dict[str, Any]:
     return {
-        "alert_id": clock.alert_id, "trial_id": key[0], "site_id": key[1], "patient_id": key[2],
-        "ae_event_id": clock.ae_event_id, "ae_seq": clock.ae_seq, "term": episode.term,
-        "grade": episode.worst_grade, "seriousness": list(episode.seriousness),
-        "trigger": clock.trigger, "trigger_event_id": clock.trigger_event_id,
-        "trigger_seq": clock.trigger_seq, "awareness_at": clock.awareness_at,
-        "site_aware_at": clock.site_aware_at, "late_entry": clock.late_entry,
-        "susar": clock.susar, "fatal_or_life_threatening": clock.fatal_or_life_threatening,
-        "expedited_days": clock.expedited_days, "acknowledgement_due": clock.acknowledgement_due,
-        "report_due": clock.report_due, "acknowledged_at": clock.acknowledged_at,
+        "alert_id": clock.alert_id,
+        "trial_id": key[0],
+        "site_id": key[1],
+        "patient_id": key[2],
+        "ae_event_id": clock.ae_event_id,
+        "ae_seq": clock.ae_seq,
+        "term": episode.term,
+        "grade": episode.worst_grade,
+        "seriousness": list(episode.seriousness),
+        "trigger": clock.trigger,
+        "trigger_event_id": clock.trigger_event_id,
+        "trigger_seq": clock.trigger_seq,
+        "awareness_at": clock.awareness_at,
+        "site_aware_at": clock.site_aware_at,
+        "late_entry": clock.late_entry,
+        "susar": clock.susar,
+        "fatal_or_life_threatening": clock.fatal_or_life_threatening,
+        "expedited_days": clock.expedited_days,
+        "acknowledgement_due": clock.acknowledgement_due,
+        "report_due": clock.report_due,
+        "acknowledged_at": clock.acknowledged_at,
         "acknowledgement_seqs": list(clock.acknowledgement_seqs),
         "report_submitted_on": clock.report_submitted_on,
     }
@@ -173,21 +214,38 @@ def episode_from_row(row: Any) -> AeEpisode:
     """An episode back from its row: what the incidence tables and clocks read from it."""
     onset = None
     if row.serious_trigger_event_id is not None:
-        onset = SeriousOnset(row.serious_trigger_event_id, row.serious_trigger_seq,
-                             row.serious_trigger, None, None)
+        onset = SeriousOnset(
+            row.serious_trigger_event_id, row.serious_trigger_seq, row.serious_trigger, None, None
+        )
     return AeEpisode(
-        ae_event_id=row.ae_event_id, seq=row.seq, term=row.term, verbatim=row.verbatim,
-        soc=row.soc, onset=row.onset,
-        grades=tuple(GradeRecord(g["seq"], dt.date.fromisoformat(g["occurred_on"]), g["grade"])
-                     for g in row.grades),
-        worst_grade=row.worst_grade, serious=row.serious, seriousness=tuple(row.seriousness),
-        serious_onset=onset, fatal=row.fatal, attribution=Attribution.model_validate(row.attribution),
-        related_agents=tuple(row.related_agents), expected=row.expected,
-        immune_related=row.immune_related, susar=row.susar, action_taken=row.action_taken,
-        outcome=row.outcome, resolved_on=row.resolved_on, pre_existing=row.pre_existing,
+        ae_event_id=row.ae_event_id,
+        seq=row.seq,
+        term=row.term,
+        verbatim=row.verbatim,
+        soc=row.soc,
+        onset=row.onset,
+        grades=tuple(
+            GradeRecord(g["seq"], dt.date.fromisoformat(g["occurred_on"]), g["grade"])
+            for g in row.grades
+        ),
+        worst_grade=row.worst_grade,
+        serious=row.serious,
+        seriousness=tuple(row.seriousness),
+        serious_onset=onset,
+        fatal=row.fatal,
+        attribution=Attribution.model_validate(row.attribution),
+        related_agents=tuple(row.related_agents),
+        expected=row.expected,
+        immune_related=row.immune_related,
+        susar=row.susar,
+        action_taken=row.action_taken,
+        outcome=row.outcome,
+        resolved_on=row.resolved_on,
+        pre_existing=row.pre_existing,
         treatment_emergent=row.treatment_emergent,
         dose_modification_seqs=tuple(row.dose_modification_seqs),
-        discontinuation_seqs=tuple(row.discontinuation_seqs), seqs=tuple(row.seqs),
+        discontinuation_seqs=tuple(row.discontinuation_seqs),
+        seqs=tuple(row.seqs),
     )
 
 
@@ -195,18 +253,31 @@ def patient_from_rows(row: Any, episodes: list[AeEpisode]) -> PatientSafety:
     death = None
     if row.death_seq is not None:
         death = DeathRecord(row.death_seq, row.death_on, row.death_cause)
-    return PatientSafety((row.trial_id, row.site_id, row.patient_id),
-                         TreatmentDates(row.startdt, row.last_dose_on),
-                         tuple(sorted(episodes, key=lambda episode: episode.seq)), death)
+    return PatientSafety(
+        (row.trial_id, row.site_id, row.patient_id),
+        TreatmentDates(row.startdt, row.last_dose_on),
+        tuple(sorted(episodes, key=lambda episode: episode.seq)),
+        death,
+    )
 
 
 def clock_from_row(row: Any) -> SaeClock:
     return SaeClock(
-        alert_id=row.alert_id, ae_event_id=row.ae_event_id, ae_seq=row.ae_seq,
-        trigger_event_id=row.trigger_event_id, trigger_seq=row.trigger_seq, trigger=row.trigger,
-        awareness_at=row.awareness_at, site_aware_at=row.site_aware_at, late_entry=row.late_entry,
-        susar=row.susar, fatal_or_life_threatening=row.fatal_or_life_threatening,
-        expedited_days=row.expedited_days, acknowledgement_due=row.acknowledgement_due,
-        report_due=row.report_due, acknowledgement_seqs=tuple(row.acknowledgement_seqs),
-        acknowledged_at=row.acknowledged_at, report_submitted_on=row.report_submitted_on,
+        alert_id=row.alert_id,
+        ae_event_id=row.ae_event_id,
+        ae_seq=row.ae_seq,
+        trigger_event_id=row.trigger_event_id,
+        trigger_seq=row.trigger_seq,
+        trigger=row.trigger,
+        awareness_at=row.awareness_at,
+        site_aware_at=row.site_aware_at,
+        late_entry=row.late_entry,
+        susar=row.susar,
+        fatal_or_life_threatening=row.fatal_or_life_threatening,
+        expedited_days=row.expedited_days,
+        acknowledgement_due=row.acknowledgement_due,
+        report_due=row.report_due,
+        acknowledgement_seqs=tuple(row.acknowledgement_seqs),
+        acknowledged_at=row.acknowledged_at,
+        report_submitted_on=row.report_submitted_on,
     )

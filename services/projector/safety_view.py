@@ -49,15 +49,23 @@ class SafetyProjection:
 
     name = "safety"
 
-    async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
+    async def apply(
+        self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories
+    ) -> None:
         parameter_rows = [
-            {"trial_id": item.recorded.event.trial_id, "seq": item.seq,
-             "version": item.recorded.event.data.version,
-             "parameters": json.loads(item.recorded.event.data.parameters.model_dump_json())}
-            for item in batch if isinstance(item.recorded.event, ProtocolParametersSet)
+            {
+                "trial_id": item.recorded.event.trial_id,
+                "seq": item.seq,
+                "version": item.recorded.event.data.version,
+                "parameters": json.loads(item.recorded.event.data.parameters.model_dump_json()),
+            }
+            for item in batch
+            if isinstance(item.recorded.event, ProtocolParametersSet)
         ]
         if parameter_rows:
-            await conn.execute(pg_insert(safety_parameters).values(parameter_rows).on_conflict_do_nothing())
+            await conn.execute(
+                pg_insert(safety_parameters).values(parameter_rows).on_conflict_do_nothing()
+            )
         touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE})
         if not touched:
             return
@@ -72,20 +80,26 @@ class SafetyProjection:
                 patients.append(derived[0])
                 episodes.extend(derived[1])
                 clocks.extend(derived[2])
-        for table, rows in ((safety_patient, patients), (ae_episode, episodes), (sae_clock_table, clocks)):
+        for table, rows in (
+            (safety_patient, patients),
+            (ae_episode, episodes),
+            (sae_clock_table, clocks),
+        ):
             if rows:
                 await conn.execute(insert(table), rows)
 
     @staticmethod
     async def _versions(conn: AsyncConnection, trials: Iterable[str]) -> dict[str, Versions]:
         rows = await conn.execute(
-            select(safety_parameters).where(safety_parameters.c.trial_id.in_(sorted(trials)))
+            select(safety_parameters)
+            .where(safety_parameters.c.trial_id.in_(sorted(trials)))
             .order_by(safety_parameters.c.trial_id, safety_parameters.c.seq)
         )
         found: dict[str, Versions] = {}
         for row in rows:
             found.setdefault(row.trial_id, []).append(
-                (row.seq, row.version, ProtocolParameters.model_validate(row.parameters)))
+                (row.seq, row.version, ProtocolParameters.model_validate(row.parameters))
+            )
         return found
 
     @staticmethod
@@ -109,6 +123,8 @@ class SafetyProjection:
         return (
             patient_row(safety, last_seq, version),
             [episode_row(key, episode, version) for episode in safety.episodes],
-            [clock_row(key, by_id[clock.ae_event_id], clock)
-             for clock in sae_clocks(safety.episodes, events, parameters)],
+            [
+                clock_row(key, by_id[clock.ae_event_id], clock)
+                for clock in sae_clocks(safety.episodes, events, parameters)
+            ],
         )

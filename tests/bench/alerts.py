@@ -42,24 +42,52 @@ def percentile(values: list[float], q: float) -> float:
 def summary(latencies: list[float]) -> dict[str, Any]:
     if not latencies:
         return {"p50": None, "p99": None, "max": None, "samples": 0}
-    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-            "max": max(latencies), "mean": sum(latencies) / len(latencies), "samples": len(latencies)}
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies),
+        "mean": sum(latencies) / len(latencies),
+        "samples": len(latencies),
+    }
 
 
 def serious_ae(trial: str, site: str, patient: str) -> dict[str, Any]:
-    return event("ae_reported", trial, site_id=site, patient_id=patient, data={
-        "term": "Hypertension", "grade": 3, "serious": True, "seriousness": ["hospitalisation"],
-        "attribution": {"lenvatinib": "probable"}, "expected": False,
-        "site_aware_at": "2025-02-20T09:30:00Z"})
+    return event(
+        "ae_reported",
+        trial,
+        site_id=site,
+        patient_id=patient,
+        data={
+            "term": "Hypertension",
+            "grade": 3,
+            "serious": True,
+            "seriousness": ["hospitalisation"],
+            "attribution": {"lenvatinib": "probable"},
+            "expected": False,
+            "site_aware_at": "2025-02-20T09:30:00Z",
+        },
+    )
 
 
 def background_event(trial: str, n: int) -> dict[str, Any]:
     site = SITES[n % len(SITES)]
     patient = f"B{n % BACKGROUND_PATIENTS:04d}"
     if n % 10 == 0:
-        return event("ae_reported", trial, site_id=site, patient_id=patient, data={
-            "term": "Fatigue", "grade": 1, "serious": False, "seriousness": [],
-            "attribution": {}, "action_taken": "none", "site_aware_at": None})
+        return event(
+            "ae_reported",
+            trial,
+            site_id=site,
+            patient_id=patient,
+            data={
+                "term": "Fatigue",
+                "grade": 1,
+                "serious": False,
+                "seriousness": [],
+                "attribution": {},
+                "action_taken": "none",
+                "site_aware_at": None,
+            },
+        )
     return event("follow_up_contact", trial, site_id=site, patient_id=patient)
 
 
@@ -81,7 +109,9 @@ class Background:
         by_site: dict[str, list[dict[str, Any]]] = {}
         for item in events:
             by_site.setdefault(item["site_id"], []).append(item)
-        replies = await asyncio.gather(*(self.clients[site].submit_batch(batch) for site, batch in by_site.items()))
+        replies = await asyncio.gather(
+            *(self.clients[site].submit_batch(batch) for site, batch in by_site.items())
+        )
         self.accepted += sum(r.get("status") == "accepted" for batch in replies for r in batch)
 
     async def run(self) -> None:
@@ -108,20 +138,28 @@ class Background:
         return self.accepted / seconds if seconds > 0 else 0.0
 
 
-async def _enroll(clients: dict[str, SiteClient], trial: str, patients: list[tuple[str, str]]) -> None:
+async def _enroll(
+    clients: dict[str, SiteClient], trial: str, patients: list[tuple[str, str]]
+) -> None:
     by_site: dict[str, list[dict[str, Any]]] = {}
     for site, patient in patients:
-        by_site.setdefault(site, []).append(event("enrolled", trial, site_id=site, patient_id=patient))
+        by_site.setdefault(site, []).append(
+            event("enrolled", trial, site_id=site, patient_id=patient)
+        )
     for site, events in by_site.items():
         for start in range(0, len(events), 200):
-            replies = await clients[site].submit_batch(events[start:start + 200])
+            replies = await clients[site].submit_batch(events[start : start + 200])
             bad = [r for r in replies if r.get("status") != "accepted"]
             if bad:
                 raise RuntimeError(f"enrollment refused: {bad[0]}")
 
 
-async def _measure(clients: dict[str, SiteClient], trial: str, patients: list[tuple[str, str]],
-                   arrivals: dict[str, asyncio.Future[float]]) -> list[float]:
+async def _measure(
+    clients: dict[str, SiteClient],
+    trial: str,
+    patients: list[tuple[str, str]],
+    arrivals: dict[str, asyncio.Future[float]],
+) -> list[float]:
     latencies: list[float] = []
     loop = asyncio.get_running_loop()
     for site, patient in patients:
@@ -138,7 +176,9 @@ async def _measure(clients: dict[str, SiteClient], trial: str, patients: list[tu
     return latencies
 
 
-async def bench_alert_latency(nats_url: str, *, background_rate: int = 1000, samples: int = 200) -> dict[str, Any]:
+async def bench_alert_latency(
+    nats_url: str, *, background_rate: int = 1000, samples: int = 200
+) -> dict[str, Any]:
     """Alert latency in ms (p50, p99) idle and under ~`background_rate` events/s of ingest."""
     settings = Settings(nats_url=nats_url)
     nc = await connect(nats_url, name="bench-alerts")
@@ -147,10 +187,18 @@ async def bench_alert_latency(nats_url: str, *, background_rate: int = 1000, sam
     trial = f"BENCH-ALERTS-{uuid.uuid4().hex[:8]}"
     durable = f"bench_alerter_{uuid.uuid4().hex[:8]}"
     # Start the bench alerter at the ledger head: earlier benches' entries are not its work.
-    await js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
-        durable_name=durable, filter_subjects=ALERT_FILTER_SUBJECTS,
-        ack_policy=js_api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=10_000,
-        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=await ledger_head(js) + 1))
+    await js.add_consumer(
+        LEDGER_STREAM,
+        js_api.ConsumerConfig(
+            durable_name=durable,
+            filter_subjects=ALERT_FILTER_SUBJECTS,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_ack_pending=10_000,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=await ledger_head(js) + 1,
+        ),
+    )
     writer = await create_writer(settings)
     await writer.start()
     alerter = await create_alerter(settings, durable=durable)
@@ -164,15 +212,21 @@ async def bench_alert_latency(nats_url: str, *, background_rate: int = 1000, sam
         if future is not None and not future.done():
             future.set_result(at)
 
-    officer = await js.subscribe(f"alerts.sae.{trial}.>", cb=received, ordered_consumer=True,
-                                 deliver_policy=js_api.DeliverPolicy.NEW)
+    officer = await js.subscribe(
+        f"alerts.sae.{trial}.>",
+        cb=received,
+        ordered_consumer=True,
+        deliver_policy=js_api.DeliverPolicy.NEW,
+    )
     clients = {site: SiteClient(nc, trial, site) for site in ("_sponsor", *SITES)}
     background: Background | None = None
     try:
         await clients["_sponsor"].submit(parameters(trial, sites=SITES))
         idle_patients = [(SITES[n % len(SITES)], f"I{n:04d}") for n in range(samples)]
         load_patients = [(SITES[n % len(SITES)], f"L{n:04d}") for n in range(samples)]
-        background_patients = [(SITES[n % len(SITES)], f"B{n:04d}") for n in range(BACKGROUND_PATIENTS)]
+        background_patients = [
+            (SITES[n % len(SITES)], f"B{n:04d}") for n in range(BACKGROUND_PATIENTS)
+        ]
         await _enroll(clients, trial, idle_patients + load_patients + background_patients)
         await alerter.wait_caught_up(60)
         idle = await _measure(clients, trial, idle_patients, arrivals)
@@ -192,13 +246,19 @@ async def bench_alert_latency(nats_url: str, *, background_rate: int = 1000, sam
         await nc.close()
     return {
         "idle": summary(idle),
-        "under_load": {**summary(loaded),
-                       "background_rate_target_per_s": background_rate,
-                       "background_rate_achieved_per_s": background.achieved_per_s if background else 0.0},
-        "settings": {"samples": samples, "background_patients": BACKGROUND_PATIENTS,
-                     "background_mix": "90 % follow_up_contact, 10 % non-serious ae_reported",
-                     "measured": "site reply received → ALERTS message received by a JetStream subscriber",
-                     "alerts_stream": ALERTS_STREAM, "in_process": ["writer", "alerter"]},
+        "under_load": {
+            **summary(loaded),
+            "background_rate_target_per_s": background_rate,
+            "background_rate_achieved_per_s": background.achieved_per_s if background else 0.0,
+        },
+        "settings": {
+            "samples": samples,
+            "background_patients": BACKGROUND_PATIENTS,
+            "background_mix": "90 % follow_up_contact, 10 % non-serious ae_reported",
+            "measured": "site reply received → ALERTS message received by a JetStream subscriber",
+            "alerts_stream": ALERTS_STREAM,
+            "in_process": ["writer", "alerter"],
+        },
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from nats.js import api as js_api
 from rich.console import Console
 from sqlalchemy import text
@@ -30,7 +31,7 @@ from projections.history import Recorded, effective_history
 from projections.safety import patient_safety
 from services.alerter.app import DURABLE, AlerterApp
 from services.alerter.app import create_app as create_alerter
-from services.alerter.follow import Follower, follow_alerts
+from services.alerter.follow import Follower, follow_alerts, run_follow
 from services.api.app import Builds
 from services.api.app import create_app as create_api
 from services.client import SiteClient
@@ -41,7 +42,7 @@ from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
 from services.projector.replay import digests, rebuild
 from services.projector.safety_view import SafetyProjection
-from services.runtime import EmbeddedNats, EmbeddedPostgres
+from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from services.settings import Settings
 from services.simulator import generate_trial, submit_trial
 from services.writer.app import WriterApp
@@ -83,11 +84,14 @@ async def alerter(writer: WriterApp, own_nats: EmbeddedNats) -> AsyncIterator[Al
 
 # -- helpers ------------------------------------------------------------------------------
 
+
 async def simulate(settings: Settings, *, patients: int, seed: int) -> str:
     trial = generate_trial(seed=seed, sites=3, patients=patients, today=dt.date.today())
     nc = await connect(settings.nats_url or "")
     try:
-        report = await submit_trial(trial, lambda site: SiteClient(nc, trial.trial_id, site), batch_size=50)
+        report = await submit_trial(
+            trial, lambda site: SiteClient(nc, trial.trial_id, site), batch_size=50
+        )
     finally:
         await nc.close()
     assert report.accepted > 0
@@ -98,19 +102,31 @@ async def alerts_in_stream(settings: Settings, trial_id: str) -> list[dict[str, 
     """Every message ALERTS holds for the trial, duplicates included, in stream order."""
     nc = await connect(settings.nats_url or "")
     try:
-        return [m.json() async for m in read_stream(nc.jetstream(), f"alerts.sae.{trial_id}.>", stream=ALERTS_STREAM)]
+        return [
+            m.json()
+            async for m in read_stream(
+                nc.jetstream(), f"alerts.sae.{trial_id}.>", stream=ALERTS_STREAM
+            )
+        ]
     finally:
         await nc.close()
 
 
-async def expected_from_ledger(settings: Settings, trial_id: str) -> tuple[set[str], set[str], set[str]]:
+async def expected_from_ledger(
+    settings: Settings, trial_id: str
+) -> tuple[set[str], set[str], set[str]]:
     """Independently of the alerter: (serious AE ids, non-serious AE ids, alert ids)."""
     nc = await connect(settings.nats_url or "")
     try:
-        entries = [Recorded(m.seq, decode(m.json())) async for m in read_stream(nc.jetstream(), f"ledger.{trial_id}.>")]
+        entries = [
+            Recorded(m.seq, decode(m.json()))
+            async for m in read_stream(nc.jetstream(), f"ledger.{trial_id}.>")
+        ]
     finally:
         await nc.close()
-    params = next(r.event.data.parameters for r in entries if isinstance(r.event, ProtocolParametersSet))
+    params = next(
+        r.event.data.parameters for r in entries if isinstance(r.event, ProtocolParametersSet)
+    )
     by_patient: dict[tuple[str, str, str], list[Recorded]] = {}
     for entry in entries:
         if entry.event.site_id != "_sponsor":
@@ -127,7 +143,9 @@ async def expected_from_ledger(settings: Settings, trial_id: str) -> tuple[set[s
     return serious, other, alert_ids
 
 
-async def assert_one_alert_per_serious_ae(settings: Settings, trial_id: str) -> list[dict[str, Any]]:
+async def assert_one_alert_per_serious_ae(
+    settings: Settings, trial_id: str
+) -> list[dict[str, Any]]:
     serious, non_serious, alert_ids = await expected_from_ledger(settings, trial_id)
     published = await alerts_in_stream(settings, trial_id)
     by_ae = [alert["ae_event_id"] for alert in published]
@@ -154,15 +172,23 @@ async def wait_alerter(settings: Settings, durable: str = DURABLE, timeout: floa
 
 
 def serious_ae(trial: str, patient: str, **data: Any) -> dict[str, Any]:
-    base = {"term": "Hypertension", "grade": 3, "serious": True, "seriousness": ["hospitalisation"],
-            "attribution": {"lenvatinib": "probable"}, "expected": False,
-            "site_aware_at": "2025-02-20T09:30:00Z"}
+    base = {
+        "term": "Hypertension",
+        "grade": 3,
+        "serious": True,
+        "seriousness": ["hospitalisation"],
+        "attribution": {"lenvatinib": "probable"},
+        "expected": False,
+        "site_aware_at": "2025-02-20T09:30:00Z",
+    }
     return event("ae_reported", trial, patient_id=patient, data={**base, **data})
 
 
 async def enrolled_trial(nc: Any, patients: list[str]) -> str:
     trial = unique_trial()
-    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))["status"] == "accepted"
+    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))[
+        "status"
+    ] == "accepted"
     site = SiteClient(nc, trial, "site01")
     replies = await site.submit_batch([event("enrolled", trial, patient_id=p) for p in patients])
     assert {reply["status"] for reply in replies} == {"accepted"}
@@ -171,8 +197,10 @@ async def enrolled_trial(nc: Any, patients: list[str]) -> str:
 
 # -- one alert per serious AE -------------------------------------------------------------
 
+
 async def test_every_serious_ae_of_the_simulated_trial_raises_exactly_one_alert_and_no_other_ae_does(
-    servers: Settings, alerter: AlerterApp,
+    servers: Settings,
+    alerter: AlerterApp,
 ) -> None:
     projector: ProjectorApp = await create_projector(servers)
     await projector.start()
@@ -183,13 +211,19 @@ async def test_every_serious_ae_of_the_simulated_trial_raises_exactly_one_alert_
     finally:
         await projector.stop()
     published = await assert_one_alert_per_serious_ae(servers, trial_id)
-    assert all(alert["report_due"] is None for alert in published if alert["expedited_days"] is None)
+    assert all(
+        alert["report_due"] is None for alert in published if alert["expedited_days"] is None
+    )
     engine = make_engine(servers.database_url or "")
     nc = await connect(servers.nats_url or "")
     try:
         async with engine.connect() as conn:
-            viewed = {row[0] for row in await conn.execute(text(
-                "SELECT alert_id FROM live.sae_clock WHERE trial_id = :t"), {"t": trial_id})}
+            viewed = {
+                row[0]
+                for row in await conn.execute(
+                    text("SELECT alert_id FROM live.sae_clock WHERE trial_id = :t"), {"t": trial_id}
+                )
+            }
         assert viewed == {alert["alert_id"] for alert in published}
         report = await rebuild(nc.jetstream(), engine, "safety_replay", [SafetyProjection()])
         live = await digests(engine, "live", SAFETY_TABLES)
@@ -200,15 +234,26 @@ async def test_every_serious_ae_of_the_simulated_trial_raises_exactly_one_alert_
 
 
 def _alerter_process(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "", "LEDGER_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "LEDGER_NATS_URL": settings.nats_url or "",
+        "LEDGER_DATA_DIR": str(data_dir),
+    }
     log = open(data_dir / "alerter.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen([sys.executable, "-m", "services.alerter"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.alerter"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.fault
 async def test_sigkill_of_the_alerter_during_ingest_neither_loses_nor_duplicates_an_alert(
-    nats_only: Settings, writer: WriterApp, tmp_path: Path,
+    nats_only: Settings,
+    writer: WriterApp,
+    tmp_path: Path,
 ) -> None:
     rng = random.Random(11)
     ingesting = asyncio.create_task(simulate(nats_only, patients=150, seed=12))
@@ -231,7 +276,8 @@ async def test_sigkill_of_the_alerter_during_ingest_neither_loses_nor_duplicates
 
 
 async def test_an_alerter_rereading_the_ledger_after_the_duplicate_window_raises_nothing_twice(
-    nats_only: Settings, writer: WriterApp,
+    nats_only: Settings,
+    writer: WriterApp,
 ) -> None:
     nc = await connect(nats_only.nats_url or "")
     js = nc.jetstream()
@@ -262,8 +308,10 @@ async def test_an_alerter_rereading_the_ledger_after_the_duplicate_window_raises
 
 # -- the safety officer's durable subscription --------------------------------------------
 
+
 async def test_an_officer_offline_during_100_saes_receives_all_100_on_return_each_once(
-    nats_only: Settings, alerter: AlerterApp,
+    nats_only: Settings,
+    alerter: AlerterApp,
 ) -> None:
     nc = await connect(nats_only.nats_url or "")
     js = nc.jetstream()
@@ -296,7 +344,10 @@ async def test_an_officer_offline_during_100_saes_receives_all_100_on_return_eac
 
 # -- bad AE input -------------------------------------------------------------------------
 
-async def test_bad_ae_inputs_are_rejected_by_the_intake_with_clear_errors(writer: WriterApp, own_nats: EmbeddedNats) -> None:
+
+async def test_bad_ae_inputs_are_rejected_by_the_intake_with_clear_errors(
+    writer: WriterApp, own_nats: EmbeddedNats
+) -> None:
     nc = await connect(own_nats.url)
     try:
         trial = await enrolled_trial(nc, ["P1"])
@@ -313,14 +364,19 @@ async def test_bad_ae_inputs_are_rejected_by_the_intake_with_clear_errors(writer
     assert unknown["errors"][0]["field"] == "data.term"
     assert "not a CTCAE v5.0 term" in unknown["errors"][0]["message"]
     assert "Did you mean 'Hypertension'" in unknown["errors"][0]["message"]
-    assert too_high["errors"] == [{"field": "data.grade",
-                                   "message": "'Fatigue' has no grade 4 in CTCAE v5.0; its grades are 1, 2 and 3."}]
+    assert too_high["errors"] == [
+        {
+            "field": "data.grade",
+            "message": "'Fatigue' has no grade 4 in CTCAE v5.0; its grades are 1, 2 and 3.",
+        }
+    ]
     assert any("needs the patient's death recorded first" in e["message"] for e in fatal["errors"])
     assert SAFETY_INTAKE in acknowledged_by_site["errors"][0]["message"]
     assert head == 2  # parameters and the enrollment: nothing else reached the ledger
 
 
 # -- the safety view ----------------------------------------------------------------------
+
 
 def api_for(settings: Settings, engine: Any, tokens: dict[str, str]) -> httpx.AsyncClient:
     app = create_api(settings, tokens=tokens)
@@ -331,7 +387,8 @@ def api_for(settings: Settings, engine: Any, tokens: dict[str, str]) -> httpx.As
 
 
 async def test_the_safety_view_shows_an_alert_open_then_overdue_then_acknowledged(
-    servers: Settings, alerter: AlerterApp,
+    servers: Settings,
+    alerter: AlerterApp,
 ) -> None:
     projector: ProjectorApp = await create_projector(servers)
     await projector.start()
@@ -343,8 +400,12 @@ async def test_the_safety_view_shows_an_alert_open_then_overdue_then_acknowledge
         trial = await enrolled_trial(nc, ["P1"])
         site = SiteClient(nc, trial, "site01")
         sae = serious_ae(trial, "P1")
-        mild = event("ae_reported", trial, patient_id="P1",
-                     data={"term": "Fatigue", "grade": 1, "serious": False, "seriousness": []})
+        mild = event(
+            "ae_reported",
+            trial,
+            patient_id="P1",
+            data={"term": "Fatigue", "grade": 1, "serious": False, "seriousness": []},
+        )
         infusion = event("infusion_given", trial, patient_id="P1")
         for item in (infusion, sae, mild):
             assert (await site.submit(item))["status"] == "accepted"
@@ -355,17 +416,33 @@ async def test_the_safety_view_shows_an_alert_open_then_overdue_then_acknowledge
             [alert] = (await http.get(f"{url}/alerts", headers=admin)).raise_for_status().json()
             awareness = dt.datetime.fromisoformat(alert["awareness_at"])
             in_three_days = (awareness + dt.timedelta(days=3)).isoformat()
-            overdue = (await http.get(f"{url}/alerts", headers=admin,
-                                      params={"at": in_three_days})).json()
-            hidden = (await http.get(f"{url}/alerts", headers={"Authorization": "Bearer site02-token"})).json()
+            overdue = (
+                await http.get(f"{url}/alerts", headers=admin, params={"at": in_three_days})
+            ).json()
+            hidden = (
+                await http.get(f"{url}/alerts", headers={"Authorization": "Bearer site02-token"})
+            ).json()
 
-            back = Follower(Console(file=io.StringIO(), width=200), "sponsor.safety_officer",
-                            submit=lambda trial_id, ack: SiteClient(nc, trial_id, SAFETY_INTAKE).submit(ack))
-            await follow_alerts(nc.jetstream(), "officer_view", back, once=True)
+            shown = io.StringIO()
+            code = await run_follow(
+                servers,
+                durable="officer_view",
+                ack=True,
+                officer="sponsor.safety_officer",
+                once=True,
+                console=Console(file=shown, width=300),
+            )
             await projector.wait_caught_up(60)
-            acknowledged = (await http.get(f"{url}/alerts", headers=admin, params={"at": in_three_days})).json()
-            report_late = (await http.get(f"{url}/alerts", headers=admin, params={
-                "at": (awareness + dt.timedelta(days=16)).isoformat()})).json()
+            acknowledged = (
+                await http.get(f"{url}/alerts", headers=admin, params={"at": in_three_days})
+            ).json()
+            report_late = (
+                await http.get(
+                    f"{url}/alerts",
+                    headers=admin,
+                    params={"at": (awareness + dt.timedelta(days=16)).isoformat()},
+                )
+            ).json()
             aes = (await http.get(f"{url}/aes", headers=admin)).json()
             incidence = (await http.get(f"{url}/incidence", headers=admin)).json()
     finally:
@@ -378,25 +455,50 @@ async def test_the_safety_view_shows_an_alert_open_then_overdue_then_acknowledge
     assert alert["late_entry"] is True  # site aware on 2025-02-20, entered today
     assert overdue[0]["status"] == "overdue" and overdue[0]["acknowledgement_overdue"]
     assert hidden == []
-    assert [a["alert_id"] for a in back.seen if a["trial_id"] == trial] == [alert["alert_id"]]
-    assert acknowledged[0]["status"] == "acknowledged" and len(acknowledged[0]["acknowledgement_seqs"]) == 1
+    assert code == 0
+    assert (
+        alert["alert_id"] in shown.getvalue()
+        and "acknowledged as sponsor.safety_officer" in shown.getvalue()
+    )
+    assert (
+        acknowledged[0]["status"] == "acknowledged"
+        and len(acknowledged[0]["acknowledgement_seqs"]) == 1
+    )
     assert report_late[0]["status"] == "overdue" and report_late[0]["report_overdue"]
-    assert [(a["term"], a["serious"], a["susar"]) for a in aes] == [("Hypertension", True, True), ("Fatigue", False, False)]
+    assert [(a["term"], a["serious"], a["susar"]) for a in aes] == [
+        ("Hypertension", True, True),
+        ("Fatigue", False, False),
+    ]
     assert incidence["n_treated"] == 1
     assert incidence["overall"]["any_grade"]["patients"] == 1
     assert incidence["overall"]["by_worst_grade"]["3"]["patients"] == 1
     assert incidence["serious"]["seqs"] == [aes[0]["seq"]]
 
 
-async def test_alerts_follow_once_in_a_fresh_durable_sees_only_alerts_and_acks_each(nats_only: Settings) -> None:
+async def test_alerts_follow_once_in_a_fresh_durable_sees_only_alerts_and_acks_each(
+    nats_only: Settings,
+) -> None:
     nc = await connect(nats_only.nats_url or "")
     js = nc.jetstream()
     try:
         await ensure_streams(js)
-        body = {"alert_id": "sae-x", "trial_id": "T", "site_id": "s", "patient_id": "p", "ae_event_id": "x",
-                "seq": 1, "term": "Hypertension", "grade": 3, "seriousness": ["hospitalisation"],
-                "expedited_days": None, "report_due": None, "raised_at": "2025-01-01T00:00:00Z"}
-        await js.publish("alerts.sae.T.s", json.dumps(body).encode(), headers={"Nats-Msg-Id": "sae-x"})
+        body = {
+            "alert_id": "sae-x",
+            "trial_id": "T",
+            "site_id": "s",
+            "patient_id": "p",
+            "ae_event_id": "x",
+            "seq": 1,
+            "term": "Hypertension",
+            "grade": 3,
+            "seriousness": ["hospitalisation"],
+            "expedited_days": None,
+            "report_due": None,
+            "raised_at": "2025-01-01T00:00:00Z",
+        }
+        await js.publish(
+            "alerts.sae.T.s", json.dumps(body).encode(), headers={"Nats-Msg-Id": "sae-x"}
+        )
         seen: list[dict[str, Any]] = []
 
         async def record(alert: dict[str, Any]) -> None:
@@ -409,3 +511,43 @@ async def test_alerts_follow_once_in_a_fresh_durable_sees_only_alerts_and_acks_e
     finally:
         await nc.close()
     assert seen == [body]
+
+
+async def test_the_alert_stream_pushes_a_new_sae_to_a_connected_dashboard_live(
+    servers: Settings,
+    alerter: AlerterApp,
+) -> None:
+    port = free_port()
+    api = create_api(servers, tokens={"safety": "safety-token"})
+    server = uvicorn.Server(
+        uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    nc = await connect(servers.nats_url or "")
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        trial = await enrolled_trial(nc, ["P1"])
+        sae = serious_ae(trial, "P1")
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+            http.stream(
+                "GET",
+                f"/api/trials/{trial}/safety/alerts/stream",
+                headers={"Authorization": "Bearer safety-token"},
+            ) as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.aiter_lines()
+            assert await anext(lines) == ": connected"
+            assert (await SiteClient(nc, trial, "site01").submit(sae))["status"] == "accepted"
+            received = [await asyncio.wait_for(anext(lines), 10) for _ in range(3)]
+    finally:
+        server.should_exit = True
+        await serving
+        await nc.close()
+    event_line, data_line = [line for line in received if line][:2]
+    assert event_line == "event: sae_alert"
+    assert json.loads(data_line.removeprefix("data: "))["alert_id"] == f"sae-{sae['event_id']}"

@@ -1,0 +1,1 @@
+"""Security of the ledger: NATS identities and permissions, signed seals, `verify`."""

@@ -1,0 +1,92 @@
+"""Projections partitioned by patient across projector instances: per-patient order kept,
+an instance lost or added mid-ingest loses and repeats nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from services.ledger_io import ledger_head
+from services.migrate import make_engine, migrate
+from services.nats_conn import connect
+from services.projector.app import all_projections
+from services.projector.runner import Partition
+from services.settings import Settings
+from tests.integration.test_projections import assert_live_equals_replay, ingest, servers, writer  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 4
+
+
+def test_every_patient_belongs_to_exactly_one_partition() -> None:
+    keys = [("T", f"site{s:02d}", f"P{p:04d}") for s in range(6) for p in range(200)]
+    owners = [[i for i in range(PARTITIONS) if Partition(i, PARTITIONS).owns(key)] for key in keys]
+    assert all(len(found) == 1 for found in owners)
+    sizes = [sum(1 for found in owners if found == [i]) for i in range(PARTITIONS)]
+    assert min(sizes) > 0.15 * len(keys)  # roughly even
+
+
+def projector(settings: Settings, data_dir: Path, instance: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "", "LEDGER_DATABASE_URL": settings.database_url or "",
+           "LEDGER_DATA_DIR": str(data_dir)}
+    log = open(data_dir / f"projector-{instance}.log", "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "projector", "--partitions", str(PARTITIONS),
+         "--instance", str(instance), "--instances", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+async def caught_up(settings: Settings, timeout: float) -> None:
+    nc = await connect(settings.nats_url or "")
+    engine = make_engine(settings.database_url or "")
+    expected = {f"{p.name}#{i}/{PARTITIONS}" for p in all_projections() for i in range(PARTITIONS)}
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        found: dict[str, int] = {}
+        while loop.time() < deadline:
+            head = await ledger_head(nc.jetstream())
+            async with engine.connect() as conn:
+                found = dict((await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))).all())
+            if set(found) >= expected and all(found[name] == head for name in expected):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"not caught up: {found}")
+    finally:
+        await engine.dispose()
+        await nc.close()
+
+
+async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(servers: Settings, writer, tmp_path: Path) -> None:  # noqa: F811
+    engine = make_engine(servers.database_url or "")
+    await migrate(engine)
+    await migrate(engine, "live")
+    await engine.dispose()
+    first, second = projector(servers, tmp_path, 0), projector(servers, tmp_path, 1)
+    third = None
+    try:
+        ingesting = asyncio.create_task(ingest(servers, patients=150, seed=12))
+        await asyncio.sleep(3.0)
+        second.send_signal(signal.SIGKILL)  # its partitions move to the first instance
+        second.wait(10)
+        await asyncio.sleep(4.0)
+        third = projector(servers, tmp_path, 1)  # a new instance joins and takes its share back
+        accepted = await ingesting
+        await caught_up(servers, 240)
+    finally:
+        for proc in (first, second, third):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+    live = await assert_live_equals_replay(servers)
+    assert live["event_index"]["rows"] == accepted
+    logs = "".join(p.read_text() for p in tmp_path.glob("projector-*.log"))
+    assert logs.count("partition_claimed") > PARTITIONS  # some partition changed hands
