@@ -290,6 +290,21 @@ def serve_alerter(data_dir: DataDir = None) -> None:
     _run(main())
 
 
+@app.command()
+def report(
+    data_dir: DataDir = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO 8601 instant: the report as the ledger stood then.")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path("report.html"),
+    trial: Annotated[str, typer.Option("--trial", help="Trial id.")] = "HAIC-PD1-LEN",
+) -> None:
+    """One self-contained HTML report: endpoints, responses, safety, stamped with the ledger position."""
+    configure_logging("WARNING")
+    from services.report import run_report
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    sys.exit(_run(run_report(settings, trial=trial, as_of=as_of, out=out, console=console)))
+
+
 def main() -> None:
     app()
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.api.asof import AsOfBuilds, parse_as_of
 from services.api.auth import CurrentPrincipal, require_site_access
 from services.db import audit_trail, event_index, patient_state
 from services.ledger_io import ledger_head
@@ -50,7 +51,12 @@ def jsonable(row: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def reading(request: Request) -> AsyncIterator[AsyncConnection]:
-    schema = await request.app.state.builds.current()
+    """A connection reading the live build, or with `?as_of=` the build as of that instant."""
+    as_of = request.query_params.get("as_of")
+    if as_of:
+        schema = await request.app.state.asof.schema_for(parse_as_of(as_of))
+    else:
+        schema = await request.app.state.builds.current()
     async with request.app.state.engine.connect() as conn:
         yield await conn.execution_options(schema_translate_map={None: schema})
 
@@ -64,6 +70,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         app.state.engine = engine
         app.state.builds = Builds(engine)
         app.state.nc = await connect(settings.nats_url, settings.creds_for("api"), name="api") if settings.nats_url else None
+        app.state.asof = AsOfBuilds(engine, app.state.nc)
         yield
         if app.state.nc is not None:
             await app.state.nc.close()

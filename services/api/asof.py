@@ -1,0 +1,56 @@
+"""Read models "as of" a past instant: rebuilt on demand from the ledger into a side schema.
+
+`?as_of=2025-06-01T00:00:00Z` on any read route serves the read models as the ledger stood
+then (events recorded at or before it). Builds are cached per instant (a few at a time) and
+named by a hash of the instant, so repeated views are instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from collections import OrderedDict
+
+from fastapi import HTTPException
+from nats.aio.client import Client
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.projector.replay import drop_schema, rebuild
+
+
+def parse_as_of(value: str) -> dt.datetime:
+    try:
+        instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise HTTPException(400, f"as_of is not an ISO 8601 instant: {value!r}") from exc
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=dt.UTC)
+    return instant.astimezone(dt.UTC)
+
+
+class AsOfBuilds:
+    def __init__(self, engine: AsyncEngine, nc: Client | None, keep: int = 4) -> None:
+        self.engine = engine
+        self.nc = nc
+        self.keep = keep
+        self._built: OrderedDict[str, str] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    async def schema_for(self, instant: dt.datetime) -> str:
+        key = instant.isoformat()
+        async with self._lock:
+            if key in self._built:
+                self._built.move_to_end(key)
+                return self._built[key]
+            if self.nc is None:
+                raise HTTPException(503, "as-of views need the ledger (no NATS connection)")
+            from services.projector.app import all_projections
+
+            schema = "asof_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+            await rebuild(self.nc.jetstream(), self.engine, schema, all_projections(), as_of=instant)
+            self._built[key] = schema
+            while len(self._built) > self.keep:
+                _, old = self._built.popitem(last=False)
+                await drop_schema(self.engine, old)
+            return schema
