@@ -8,17 +8,25 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from services.security.nats_auth import inbox_prefix
+
+JWT_CREDS_MARKER = "BEGIN NATS USER JWT"
+
 
 def connect_options(creds: str | None) -> dict[str, Any]:
-    """A role's credential is a file: `user:password` (embedded runtime) or a .creds file."""
+    """A role's credential is a file: `user:password` (embedded runtime) or a NATS .creds file.
+
+    A `user:password` identity also names its inbox prefix (`_INBOX_<user>`): the server
+    lets each user subscribe only to its own prefix, so nobody else reads its replies.
+    """
     if not creds:
         return {}
     path = Path(creds)
-    if path.suffix == ".creds":
-        return {"user_credentials": str(path)}
     text = path.read_text().strip()
+    if JWT_CREDS_MARKER in text:
+        return {"user_credentials": str(path)}
     user, _, password = text.partition(":")
-    return {"user": user, "password": password}
+    return {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
 
 
 async def connect(

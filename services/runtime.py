@@ -87,6 +87,8 @@ jetstream {{
 {self.auth_config}
 """
         )
+        # The authorization block may hold the embedded identities' passwords.
+        self.config_path.chmod(0o600)
 
     def start(self) -> EmbeddedNats:
         if not self.port:

@@ -23,6 +23,10 @@ class Settings:
     credentials: dict[str, str | None] = field(default_factory=dict)
     api_tokens: dict[str, str] = field(default_factory=dict)
     api_url: str | None = None
+    # The writer's Ed25519 private key (PEM path or base64); no key, no signatures or seals.
+    writer_key: str | None = None
+    # Public keys `verify` trusts (comma-separated base64); else <data dir>/keys/*.pub.
+    writer_public_key: str | None = None
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> Settings:
@@ -41,6 +45,9 @@ class Settings:
             credentials=creds,
             api_tokens=dict(runtime.get("api_tokens") or {}),
             api_url=runtime.get("api_url"),
+            writer_key=os.environ.get("LEDGER_WRITER_KEY") or runtime.get("writer_key"),
+            writer_public_key=os.environ.get("LEDGER_WRITER_PUBLIC_KEY")
+            or runtime.get("writer_public_key"),
         )
 
     def creds_for(self, role: str) -> str | None:

@@ -17,6 +17,8 @@ from typing import Any
 import structlog
 
 from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
+from services.security.nats_auth import all_roles, embedded_authorization, ensure_identities
+from services.security.seals import ensure_writer_key, load_private_key, public_key_b64
 from services.settings import Settings, write_runtime
 
 log = structlog.get_logger("system")
@@ -39,6 +41,28 @@ def api_tokens(data_dir: Path, sites: tuple[str, ...]) -> dict[str, str]:
     return tokens
 
 
+def external_credentials(sites: tuple[str, ...]) -> dict[str, str | None]:
+    """With an external NATS, each role's credential file comes from LEDGER_CREDS_<ROLE>."""
+    found: dict[str, str | None] = {}
+    for role in all_roles(sites):
+        name = "LEDGER_CREDS_" + role.upper().replace(":", "_").replace("-", "_")
+        found[role] = os.environ.get(name) or None
+    return found
+
+
+async def create_streams(settings: Settings) -> None:
+    """Streams are made by admin, before any service: the services may only look them up."""
+    from services.ledger_io import ensure_streams
+    from services.nats_conn import connect
+
+    assert settings.nats_url
+    nc = await connect(settings.nats_url, settings.creds_for("admin"), name="system-admin")
+    try:
+        await ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+
+
 @dataclass
 class System:
     data_dir: Path
@@ -49,14 +73,25 @@ class System:
     stoppers: list[Stopper] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
     sites: tuple[str, ...] = DEFAULT_SITES
+    auth: bool = True
 
     async def start(self, *, with_services: bool = True, api_port: int | None = None) -> System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         nats_url = os.environ.get("LEDGER_NATS_URL")
         database_url = os.environ.get("LEDGER_DATABASE_URL")
+        credentials: dict[str, str | None] = {}
         if not nats_url:
-            self.nats = EmbeddedNats(self.data_dir / "nats").start()
+            auth_config = ""
+            if self.auth:
+                paths = ensure_identities(self.data_dir, self.sites)
+                auth_config = embedded_authorization(paths)
+                credentials = {role: str(path) for role, path in paths.items()}
+            self.nats = EmbeddedNats(self.data_dir / "nats", auth_config=auth_config).start()
             nats_url = self.nats.url
+        else:
+            credentials = external_credentials(self.sites)
+        writer_key = os.environ.get("LEDGER_WRITER_KEY") or str(ensure_writer_key(self.data_dir))
+        public_key = public_key_b64(load_private_key(writer_key))
         if not database_url:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -66,14 +101,23 @@ class System:
             "nats_url": nats_url,
             "database_url": database_url,
             "api_url": None,
-            "credentials": {},
+            "credentials": credentials,
             "api_tokens": api_tokens(self.data_dir, self.sites),
+            # A key given by LEDGER_WRITER_KEY stays in the environment, never in a file.
+            "writer_key": None if os.environ.get("LEDGER_WRITER_KEY") else writer_key,
+            "writer_public_key": public_key,
         }
         self.settings = Settings(
             nats_url=nats_url,
             database_url=database_url,
             data_dir=self.data_dir,
+            credentials=credentials,
+            api_tokens=self.runtime["api_tokens"],
+            writer_key=writer_key,
+            writer_public_key=public_key,
         )
+        if self.nats is not None or credentials.get("admin"):
+            await create_streams(self.settings)
         if with_services:
             await self._start_services(api_port)
         write_runtime(self.data_dir, self.runtime)

@@ -21,7 +21,7 @@ from services.db import NOT_DIGESTED
 from services.ledger_io import read_stream
 from services.migrate import check_schema_name, migrate
 from services.projector.histories import PatientHistories
-from services.projector.runner import Applier, Message, Projection
+from services.projector.runner import Applier, Message, Projection, decode_message
 
 Progress = Callable[[int], None]
 
@@ -85,6 +85,8 @@ async def rebuild(
     chunk: list[Message] = []
 
     async def flush() -> None:
+        for message in chunk:
+            message.decoded = decode_message(message)
         for applier in appliers:
             await applier.apply_resilient(chunk)
         chunk.clear()

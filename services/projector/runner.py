@@ -45,11 +45,24 @@ class Projection(Protocol):
     async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     seq: int
     subject: str
     body: bytes
+    # decoded once and shared when several projections apply the same messages (a rebuild)
+    decoded: Decoded | str | None = None
+
+
+def decode_message(message: Message) -> Decoded | str:
+    """The decoded event, or why it cannot be read (then it is parked)."""
+    try:
+        stored = json.loads(message.body)
+        if not isinstance(stored, dict):
+            raise Undecodable("not a JSON object")
+        return Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored))
+    except (ValueError, Undecodable) as exc:
+        return str(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +162,11 @@ class Applier:
         decoded: list[Decoded] = []
         parked: list[dict[str, Any]] = []
         for message in fresh:
-            try:
-                stored = json.loads(message.body)
-                if not isinstance(stored, dict):
-                    raise Undecodable("not a JSON object")
-                decoded.append(Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored)))
-            except (ValueError, Undecodable) as exc:
-                parked.append(self._parked_row(message, str(exc)))
+            outcome = message.decoded if message.decoded is not None else decode_message(message)
+            if isinstance(outcome, Decoded):
+                decoded.append(outcome)
+            else:
+                parked.append(self._parked_row(message, outcome))
         return decoded, parked
 
     def _parked_row(self, message: Message, error: str) -> dict[str, Any]:

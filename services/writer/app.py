@@ -14,6 +14,8 @@ from nats.js import api as js_api
 from projections.ctcae import check_ae
 from services.ledger_io import ensure_streams, ledger_head
 from services.nats_conn import connect, connect_options
+from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS, Sealer
+from services.security.seals import load_private_key
 from services.settings import Settings
 from services.writer.core import Writer
 
@@ -29,12 +31,15 @@ class WriterApp:
     writer: Writer
     nc: Client
     tail: Any = None
+    sealer: Sealer | None = None
 
     async def start(self) -> None:
         await self.writer.load()
         await self._follow_other_writers()
         await self.broker.start()
-        log.info("writer_started", indexed=len(self.writer.index))
+        if self.sealer is not None:
+            await self.sealer.start()
+        log.info("writer_started", indexed=len(self.writer.index), sealing=self.sealer is not None)
 
     async def _follow_other_writers(self) -> None:
         js = self.nc.jetstream()
@@ -57,6 +62,8 @@ class WriterApp:
 
     async def stop(self) -> None:
         await self.broker.stop()
+        if self.sealer is not None:
+            await self.sealer.stop()
         if self.tail is not None:
             with contextlib.suppress(Exception):
                 await self.tail.unsubscribe()
@@ -65,9 +72,17 @@ class WriterApp:
 
 
 async def create_app(
-    settings: Settings, *, create_streams: bool = True, max_workers: int = 64
+    settings: Settings,
+    *,
+    create_streams: bool = True,
+    max_workers: int = 64,
+    seal_every_events: int = SEAL_EVERY_EVENTS,
+    seal_every_seconds: float = SEAL_EVERY_SECONDS,
 ) -> WriterApp:
-    """Nothing connects at import time; everything is built here from `settings`."""
+    """Nothing connects at import time; everything is built here from `settings`.
+
+    With a writer key in `settings`, every event is signed and seals are appended.
+    """
     assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
     creds = settings.creds_for("writer")
     nc = await connect(settings.nats_url, creds, name="writer")
@@ -83,4 +98,14 @@ async def create_app(
     async def intake(msg: NatsMessage) -> dict[str, Any]:
         return await writer.handle(msg.raw_message.subject, msg.body)
 
-    return WriterApp(broker, writer, nc)
+    sealer = None
+    if settings.writer_key:
+        sealer = Sealer(
+            writer,
+            load_private_key(settings.writer_key),
+            every_events=seal_every_events,
+            every_seconds=seal_every_seconds,
+        )
+    else:
+        log.warning("writer_unsigned", reason="no writer key configured: no signatures, no seals")
+    return WriterApp(broker, writer, nc, sealer=sealer)

@@ -40,6 +40,7 @@ from events.subjects import ledger_subject, parse_intake_subject, patient_wildca
 from projections.history import Recorded
 from projections.intake_rules import AeCheck, FieldError, check_event, error_path, patient_facts
 from services.ledger_io import read_stream
+from services.security.seals import SIGNATURE_HEADER
 
 log = structlog.get_logger("writer")
 
@@ -115,6 +116,9 @@ class Writer:
         self._trial_misses: dict[str, float] = {}
         self._inflight: set[str] = set()
         self.on_append: list[Callable[[int, dict[str, Any]], None]] = []
+        # Signs each appended event's hash (header SIGNATURE_HEADER): the writer's key, so an
+        # event published to the stream by anyone else is told apart by `trial-ledger verify`.
+        self.signer: Callable[[str], str] | None = None
 
     # -- start-up -----------------------------------------------------------------------
     async def load(self) -> None:
@@ -314,6 +318,12 @@ class Writer:
         return known.data.parameters if known else ProtocolParameters()
 
     # -- append -------------------------------------------------------------------------
+    async def append_writer_event(self, event: LedgerEvent) -> dict[str, Any]:
+        """Append an event the writer makes itself (a seal): never submitted, same chain rules."""
+        if event.event_type not in WRITER_ONLY_TYPES:
+            raise ValueError(f"{event.event_type} events come through the intake")
+        return await self._append(event)
+
     async def _append(self, event: LedgerEvent) -> dict[str, Any]:
         key: PatientKey = event.patient_key
         event_id = str(event.event_id)
@@ -352,6 +362,8 @@ class Writer:
             "Nats-Expected-Last-Subject-Sequence": str(patient.last_seq),
             "Nats-Expected-Last-Subject-Sequence-Subject": patient_wildcard(*key),
         }
+        if self.signer is not None:
+            headers[SIGNATURE_HEADER] = self.signer(stored["hash"])
         subject = ledger_subject(*key, event.event_type)
         self._inflight.add(event_id)
         try:
