@@ -178,6 +178,7 @@ def serve_projector(
     partitions: Annotated[int, typer.Option(help="Patient partitions shared by all instances (1 = no partitioning).")] = 1,
     instance: Annotated[int, typer.Option(help="This instance's number (0-based).")] = 0,
     instances: Annotated[int, typer.Option(help="How many instances are meant to run.")] = 1,
+    projection: Annotated[list[str] | None, typer.Option("--projection", help="Run only this projection (repeatable).")] = None,
 ) -> None:
     """The projector: one durable consumer per projection, exactly-once into PostgreSQL."""
     configure_logging()
@@ -185,7 +186,8 @@ def serve_projector(
 
     async def main() -> None:
         projector = await create_app(Settings.from_env(_data_dir(data_dir)), schema=schema,
-                                     partitions=partitions, instance=instance, instances=instances)
+                                     partitions=partitions, instance=instance, instances=instances,
+                                     only=projection)
         await projector.start()
         try:
             await _wait_for_stop()

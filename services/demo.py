@@ -74,7 +74,8 @@ def _print_submission(console: Console, trial: SimulatedTrial, report: Submissio
 async def run_demo(data_dir: Path, *, sites: int, patients: int, seed: int, console: Console) -> None:
     from services.system import System
 
-    system = await System(data_dir).start()
+    site_ids = tuple(f"site{n:02d}" for n in range(1, sites + 1))  # the simulator's site ids
+    system = await System(data_dir, sites=site_ids).start()
     try:
         console.print(f"[bold]trial-ledger[/bold] up: NATS {system.runtime['nats_url']}, "
                       f"PostgreSQL {system.runtime['database_url']}, API {system.runtime['api_url']}")

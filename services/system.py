@@ -25,6 +25,12 @@ log = structlog.get_logger("system")
 
 Stopper = Callable[[], Awaitable[None]]
 DEFAULT_SITES = tuple(f"site{n:02d}" for n in range(1, 7))
+
+
+def configured_sites() -> tuple[str, ...]:
+    """Sites that get an identity: LEDGER_SITES (comma-separated), else site01..site06."""
+    named = [s.strip() for s in os.environ.get("LEDGER_SITES", "").split(",") if s.strip()]
+    return tuple(named) or DEFAULT_SITES
 API_ROLES = ("admin", "api", "auditor", "safety", "statistician")
 
 
@@ -72,7 +78,7 @@ class System:
     runtime: dict[str, Any] = field(default_factory=dict)
     stoppers: list[Stopper] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
-    sites: tuple[str, ...] = DEFAULT_SITES
+    sites: tuple[str, ...] = field(default_factory=configured_sites)
     auth: bool = True
 
     async def start(self, *, with_services: bool = True, api_port: int | None = None) -> System:

@@ -128,7 +128,7 @@ async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[d
 
 async def create_app(
     settings: Settings, *, schema: str | None = None, batch: int = 2000,
-    partitions: int = 1, instance: int = 0, instances: int = 1,
+    partitions: int = 1, instance: int = 0, instances: int = 1, only: list[str] | None = None,
 ) -> ProjectorApp:
     """One process; with `partitions` > 1 it claims its share of patient partitions (and any
     partition another instance left) instead of running every patient itself."""
@@ -140,12 +140,16 @@ async def create_app(
     await migrate(engine)
     build = schema or await active_build(engine)
     await migrate(engine, build)
+    chosen = [p for p in all_projections() if not only or p.name in only]
+    unknown = set(only or ()) - {p.name for p in chosen}
+    if unknown:
+        raise ValueError(f"unknown projections: {sorted(unknown)}; known: {[p.name for p in all_projections()]}")
     runners = [
         LiveProjector(js, Applier(engine, build, projection, PatientHistories(js)), batch=batch)
-        for projection in all_projections()
+        for projection in chosen
     ]
     if partitions > 1:
-        supervisor = PartitionSupervisor(js, engine, build, all_projections(), count=partitions,
+        supervisor = PartitionSupervisor(js, engine, build, chosen, count=partitions,
                                          instance=instance, instances=instances, batch=batch)
         return ProjectorApp(nc, engine, build, [], follow_active=False, supervisor=supervisor)
     return ProjectorApp(nc, engine, build, runners, follow_active=schema is None)

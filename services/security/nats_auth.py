@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from events import SPONSOR_SITE
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
 
 SERVICE_ROLES = ("admin", "writer", "projector", "alerter", "api", "auditor", "safety")
@@ -34,7 +35,9 @@ def site_role(site_id: str) -> str:
 
 
 def all_roles(sites: Iterable[str]) -> tuple[str, ...]:
-    return (*SERVICE_ROLES, *(site_role(site) for site in sites))
+    """Service roles, the sponsor (submits protocol parameters on `intake.<trial>._sponsor`,
+    like a site on its own intake) and one identity per site."""
+    return (*SERVICE_ROLES, site_role(SPONSOR_SITE), *(site_role(site) for site in sites))
 
 
 def user_name(role: str) -> str:

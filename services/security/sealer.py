@@ -96,7 +96,7 @@ class Sealer:
                 continue
             try:
                 await self.seal()
-            except Exception:  # noqa: BLE001 - a failed seal is retried at the next tick
+            except Exception:
                 log.exception("seal_failed")
                 self.pending = max(self.pending, 1)
 

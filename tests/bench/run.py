@@ -39,11 +39,11 @@ RESULTS = ROOT / "bench" / "results"
 class ServiceProcess:
     """A service in its own process, as deployed (`trial-ledger serve <role>`)."""
 
-    def __init__(self, role: str, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, role: str, settings: Settings, log_dir: Path, *args: str) -> None:
         env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "",
                "LEDGER_DATABASE_URL": settings.database_url or "", "LEDGER_DATA_DIR": str(log_dir)}
-        self.log = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role], env=env,
+        self.log = open(log_dir / f"{role}{'-'.join(('', *args[1::2]))}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role, *args], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def rss_mb(self) -> float:
@@ -166,8 +166,9 @@ async def bench_rebuild(nc: Any, settings: Settings) -> dict[str, Any]:
 async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int, log_dir: Path) -> dict[str, Any]:
     """Sustained ingest at `rate` events/s; lag = accepted → every projection's checkpoint covers it."""
     engine = make_engine(settings.database_url or "")
-    projector = ServiceProcess("projector", settings, log_dir)
     names = {p.name for p in all_projections()}
+    # one process per projection, as a deployment on several cores would run them
+    projectors = [ServiceProcess("projector", settings, log_dir, "--projection", name) for name in sorted(names)]
     try:
         async def caught_up(limit: float) -> None:
             deadline = time.perf_counter() + limit
@@ -223,9 +224,12 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         await asyncio.wait_for(watch(), 300)
         return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
                 "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
-                           "max": 1000 * max(lags)}, "projector_rss_mb": projector.rss_mb()}
+                           "max": 1000 * max(lags)},
+                "projector_processes": len(projectors),
+                "projector_rss_mb": {name: p.rss_mb() for name, p in zip(sorted(names), projectors, strict=True)}}
     finally:
-        projector.stop()
+        for projector in projectors:
+            projector.stop()
         await engine.dispose()
 
 
