@@ -88,5 +88,5 @@ async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(ser
                 proc.wait(30)
     live = await assert_live_equals_replay(servers)
     assert live["event_index"]["rows"] == accepted
-    logs = "".join(p.read_text() for p in tmp_path.glob("projector-*.log"))
+    logs = "".join(p.read_text() for p in tmp_path.glob("projector-*.log"))  # noqa: ASYNC240 - test teardown
     assert logs.count("partition_claimed") > PARTITIONS  # some partition changed hands

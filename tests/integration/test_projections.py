@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def servers(own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres) -> AsyncIterator[Settings]:
-    yield Settings(nats_url=own_nats.url, database_url=own_postgres.url)
+    return Settings(nats_url=own_nats.url, database_url=own_postgres.url)
 
 
 @pytest.fixture
