@@ -29,6 +29,21 @@ def connect_options(creds: str | None) -> dict[str, Any]:
     return {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
 
 
+def broker_options(creds: str | None) -> dict[str, Any]:
+    """The same identity, spelt for a FastStream NatsBroker (`security=` + inbox prefix)."""
+    from faststream.nats import NatsCredentials, NatsUserPassword
+
+    options = connect_options(creds)
+    if "user_credentials" in options:
+        return {"security": NatsCredentials(credentials=options["user_credentials"])}
+    if "user" in options:
+        return {
+            "security": NatsUserPassword(username=options["user"], password=options["password"]),
+            "inbox_prefix": options["inbox_prefix"],
+        }
+    return {}
+
+
 async def connect(
     url: str, creds: str | None = None, name: str = "trial-ledger", **extra: Any
 ) -> Client:
