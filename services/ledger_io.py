@@ -128,6 +128,11 @@ async def read_stream(
             try:
                 msgs = await sub.fetch(min(batch, remaining), timeout=5)
             except NatsTimeoutError:
+                # A message the server counts but can no longer deliver (a damaged block)
+                # would stall us forever: trust the consumer's own view of what is left.
+                state = await js.consumer_info(stream, info.name)
+                if int(state.num_pending) == 0:
+                    return
                 continue
             for msg in msgs:
                 meta = msg.metadata

@@ -42,6 +42,7 @@ from services.alerter.core import (
     alerts_due,
     is_alert_input,
     new_alerts,
+    touched_aes,
 )
 from services.ledger_io import ensure_streams, read_stream
 from services.nats_conn import connect
@@ -219,7 +220,11 @@ class AlerterApp:
         self._histories.append(decoded)
         trial_id = decoded.key[0]
         try:
-            due = alerts_due(self._histories.get(decoded.key), self.parameters.at(trial_id, seq))
+            due = alerts_due(
+                self._histories.get(decoded.key),
+                self.parameters.at(trial_id, seq),
+                touched_aes(decoded.recorded.event),
+            )
         except Exception as exc:
             # A history the rules cannot read fails the same way every time: report it loudly
             # (the projector parks the same entry) rather than stall every other patient. The

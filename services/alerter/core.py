@@ -14,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import ProtocolParameters
+from events import (
+    AeReported,
+    AeUpdated,
+    Death,
+    EventCorrected,
+    EventRetracted,
+    LedgerEvent,
+    ProtocolParameters,
+)
 from projections.clocks import SaeClock, sae_clocks
 from projections.history import Recorded, effective_history
 from projections.safety import AeEpisode, patient_safety
@@ -86,16 +94,46 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def alerts_due(recorded: Sequence[Recorded], parameters: ProtocolParameters) -> tuple[Alert, ...]:
+def ae_of(event: LedgerEvent) -> str | None:
+    """The AE an entry belongs to (its own id for a report), lower-cased; None if none."""
+    match event:
+        case AeReported(event_id=event_id):
+            return str(event_id).lower()
+        case AeUpdated(data=data) | Death(data=data) if data.ae_event_id:
+            return data.ae_event_id.lower()
+        case _:
+            return None
+
+
+def touched_aes(event: LedgerEvent) -> frozenset[str] | None:
+    """The AEs an entry can make serious; None when that takes the history to tell (a
+    correction or retraction may reach any AE of the patient)."""
+    match event:
+        case EventCorrected() | EventRetracted():
+            return None
+        case _:
+            ae_event_id = ae_of(event)
+            return frozenset({ae_event_id} if ae_event_id else ())
+
+
+def alerts_due(
+    recorded: Sequence[Recorded],
+    parameters: ProtocolParameters,
+    only: frozenset[str] | None = None,
+) -> tuple[Alert, ...]:
     """Every alert one patient's history calls for: one per AE that became serious.
 
     DOMAIN.md: an AE becomes serious by a serious report, an update adding seriousness or
     raising the grade to 4/5, or a death linked to it; the alert is raised once, by the entry
     that first made it so (`projections.safety.SeriousOnset`), and carries its clocks
     (`projections.clocks.sae_clock`: 7/15-day expedited report for SUSARs, late entry
-    > `late_entry_hours` after site awareness).
+    > `late_entry_hours` after site awareness). `only` limits the answer to those AEs (by
+    id): an AE's seriousness depends on its own entries alone, so deciding one entry costs
+    that AE's history, not the patient's.
     """
     events = effective_history(sorted(recorded, key=lambda entry: entry.seq)).events
+    if only is not None:
+        events = tuple(entry for entry in events if ae_of(entry.event) in only)
     if not events:
         return ()
     safety = patient_safety(events, parameters)

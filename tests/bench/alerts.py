@@ -245,7 +245,7 @@ async def bench_alert_latency(
         idle = await _measure(clients, trial, idle_patients, arrivals)
         background = Background(clients, trial, background_rate)
         loading = asyncio.create_task(background.run())
-        await asyncio.sleep(1.0)  # let the writer and alerter settle into the load
+        await asyncio.sleep(2.0)  # let the writer and alerter settle into the load
         loaded = await _measure(clients, trial, load_patients, arrivals)
         background.stop.set()
         await loading

@@ -14,7 +14,7 @@ from rich.console import Console
 from events import ProtocolParameters, decode
 from events.examples import EXAMPLES
 from projections.history import Recorded
-from services.alerter.core import KnownAlerts, TrialParameters, alerts_due, new_alerts
+from services.alerter.core import KnownAlerts, TrialParameters, alerts_due, new_alerts, touched_aes
 from services.alerter.follow import Follower, acknowledgement
 
 pytestmark = pytest.mark.unit
@@ -174,3 +174,25 @@ async def test_a_refused_acknowledgement_leaves_the_alert_unseen() -> None:
     with pytest.raises(RuntimeError, match="refused"):
         await follower(ALERT)
     assert follower.seen == []
+
+
+def test_an_update_is_decided_on_its_own_ae_alone_and_a_correction_on_every_ae() -> None:
+    serious = recorded(2, "ae_reported")
+    mild = recorded(3, "ae_reported", data={"grade": 2, "serious": False, "seriousness": []})
+    worse = recorded(4, "ae_updated", data={"ae_event_id": str(mild.event.event_id), "grade": 4})
+    correction = recorded(
+        5,
+        "event_corrected",
+        reason="grade mistyped",
+        data={
+            "target_event_id": str(worse.event.event_id),
+            "data": {"ae_event_id": str(mild.event.event_id), "grade": 3},
+        },
+    )
+    history = [enrolled(), serious, mild, worse]
+    [only_mild] = alerts_due(history, DEFAULTS, touched_aes(worse.event))
+    assert only_mild.ae_event_id == str(mild.event.event_id)
+    assert touched_aes(correction.event) is None
+    assert [a.ae_event_id for a in alerts_due([*history, correction], DEFAULTS, None)] == [
+        str(serious.event.event_id)
+    ]  # corrected back to grade 3, the second AE is no longer serious
