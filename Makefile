@@ -25,7 +25,7 @@ test-integration: $(STAMP)
 	$(PY) -m pytest -m "integration or fault"
 
 bench: $(STAMP)
-	$(PY) -m tests.bench.run
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

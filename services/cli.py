@@ -50,13 +50,14 @@ async def _wait_for_stop() -> None:
 def up(
     data_dir: DataDir = None,
     api_port: Annotated[int, typer.Option(help="HTTP port (0 = free port).")] = 0,
+    cluster: Annotated[int, typer.Option("--cluster", min=1, help="Embedded nats-servers: 3 = a routed JetStream cluster with R3 streams (for local fault tests).")] = 1,
 ) -> None:
     """Start everything: embedded NATS + PostgreSQL (unless URLs are set) and every service."""
     configure_logging()
     from services.system import System
 
     async def main() -> None:
-        system = await System(_data_dir(data_dir)).start(api_port=api_port or None)
+        system = await System(_data_dir(data_dir), cluster=cluster).start(api_port=api_port or None)
         console.print(
             f"[green]trial-ledger is up[/green]; runtime: {system.data_dir / 'runtime.json'}"
         )

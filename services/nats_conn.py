@@ -44,11 +44,16 @@ def broker_options(creds: str | None) -> dict[str, Any]:
     return {}
 
 
+def server_urls(url: str) -> list[str]:
+    """`LEDGER_NATS_URL` names one server or every node of a cluster, comma-separated."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 async def connect(
     url: str, creds: str | None = None, name: str = "trial-ledger", **extra: Any
 ) -> Client:
     options: dict[str, Any] = {
-        "servers": [u.strip() for u in url.split(",")],
+        "servers": server_urls(url),
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.25,

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from services.cluster import EmbeddedCluster, stream_replicas
 from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from services.security.nats_auth import all_roles, embedded_authorization, ensure_identities
 from services.security.seals import ensure_writer_key, load_private_key, public_key_b64
@@ -56,15 +57,16 @@ def external_credentials(sites: tuple[str, ...]) -> dict[str, str | None]:
     return found
 
 
-async def create_streams(settings: Settings) -> None:
-    """Streams are made by admin, before any service: the services may only look them up."""
-    from services.ledger_io import ensure_streams
+async def create_streams(settings: Settings, replicas: int = 1) -> None:
+    """Streams are made by admin, before any service: the services may only look them up.
+    A cluster elects its JetStream leader first, so this waits for it (bounded)."""
+    from services.cluster import create_streams_when_ready
     from services.nats_conn import connect
 
     assert settings.nats_url
     nc = await connect(settings.nats_url, settings.creds_for("admin"), name="system-admin")
     try:
-        await ensure_streams(nc.jetstream())
+        await create_streams_when_ready(nc.jetstream(), replicas)
     finally:
         await nc.close()
 
@@ -80,6 +82,9 @@ class System:
     services: dict[str, Any] = field(default_factory=dict)
     sites: tuple[str, ...] = field(default_factory=configured_sites)
     auth: bool = True
+    # Embedded nats-servers: 1 = one server (R1 streams); 3 = a routed cluster (R3 streams).
+    cluster: int = 1
+    nats_cluster: EmbeddedCluster | None = None
 
     async def start(self, *, with_services: bool = True, api_port: int | None = None) -> System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,8 +97,14 @@ class System:
                 paths = ensure_identities(self.data_dir, self.sites)
                 auth_config = embedded_authorization(paths)
                 credentials = {role: str(path) for role, path in paths.items()}
-            self.nats = EmbeddedNats(self.data_dir / "nats", auth_config=auth_config).start()
-            nats_url = self.nats.url
+            if self.cluster > 1:
+                self.nats_cluster = EmbeddedCluster(
+                    self.data_dir / "nats-cluster", size=self.cluster, auth_config=auth_config
+                ).start()
+                nats_url = self.nats_cluster.url
+            else:
+                self.nats = EmbeddedNats(self.data_dir / "nats", auth_config=auth_config).start()
+                nats_url = self.nats.url
         else:
             credentials = external_credentials(self.sites)
         writer_key = os.environ.get("LEDGER_WRITER_KEY") or str(ensure_writer_key(self.data_dir))
@@ -122,8 +133,9 @@ class System:
             writer_key=writer_key,
             writer_public_key=public_key,
         )
-        if self.nats is not None or credentials.get("admin"):
-            await create_streams(self.settings)
+        if self.nats is not None or self.nats_cluster is not None or credentials.get("admin"):
+            # Every node of a cluster is in the URL list: one stream copy per node, up to R3.
+            await create_streams(self.settings, stream_replicas(len(nats_url.split(","))))
         if with_services:
             await self._start_services(api_port)
         write_runtime(self.data_dir, self.runtime)
@@ -186,4 +198,6 @@ class System:
             self.postgres.stop()
         if self.nats is not None:
             self.nats.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
         log.info("system_down")

@@ -13,7 +13,7 @@ from nats.js import api as js_api
 
 from projections.ctcae import check_ae
 from services.ledger_io import ensure_streams, ledger_head
-from services.nats_conn import broker_options, connect
+from services.nats_conn import broker_options, connect, server_urls
 from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS, Sealer
 from services.security.seals import load_private_key
 from services.settings import Settings
@@ -91,7 +91,13 @@ async def create_app(
         await ensure_streams(js)
     writer = Writer(js, check_ae=check_ae)
     broker = NatsBroker(
-        settings.nats_url, logger=None, name="writer-intake", **broker_options(creds)
+        server_urls(settings.nats_url),
+        logger=None,
+        name="writer-intake",
+        # Ride through a NATS node's restart: reconnect to any node, for as long as it takes.
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        **broker_options(creds),
     )
 
     @broker.subscriber(INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers)

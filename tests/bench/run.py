@@ -233,7 +233,7 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         await engine.dispose()
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def main(quick: bool, memory_events: int) -> dict[str, Any]:
     configure_logging("WARNING")
     base = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     nats = EmbeddedNats(base / "nats").start()
@@ -250,9 +250,11 @@ async def main(quick: bool) -> dict[str, Any]:
         await ensure_streams(nc.jetstream())
         await migrate_all(settings)
         writer = ServiceProcess("writer", settings, base)
+        WRITER_PROCESS[:] = [writer]
         trial = "BENCH"
         await wait_for_writer(nc, trial)
         await SiteClient(nc, trial, "_sponsor").submit(parameters(trial, sites=("site01",)))
+        await SiteClient(nc, "BENCHMEM", "_sponsor").submit(parameters("BENCHMEM", sites=("site01",)))
         raw = await bench_raw_publish(nc, int(20_000 * scale), 600)
         single = await bench_intake(nc, trial, patients=int(400 * scale), per_patient=5, batch=1, concurrency=32)
         batch = await bench_intake(nc, trial, patients=int(2000 * scale), per_patient=10, batch=100, concurrency=8)
@@ -276,6 +278,9 @@ async def main(quick: bool) -> dict[str, Any]:
         results["rebuild"] = {**rebuilt, "raw_read_messages": read["messages"]}
         lag = await bench_projection_lag(nc, settings, trial, rate=1000, seconds=max(5, int(20 * scale)), log_dir=base)
         results["projection_lag"] = lag
+        if memory_events:
+            results["memory"] = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
+                                                   first_mark=memory_events // 10, log_dir=base)
         results["writer_rss_mb"] = writer.rss_mb()
         writer.stop()
         try:
@@ -292,6 +297,50 @@ async def main(quick: bool) -> dict[str, Any]:
         postgres.stop()
         nats.stop()
     return results
+
+
+async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, first_mark: int, log_dir: Path) -> dict[str, Any]:
+    """RSS of each service process after `first_mark` and after `total` events of sustained
+    batch ingest, with the projections keeping up (one process per projection)."""
+    names = sorted(p.name for p in all_projections())
+    projectors = {name: ServiceProcess("projector", settings, log_dir, "--projection", name) for name in names}
+    engine = make_engine(settings.database_url or "")
+    client = SiteClient(nc, trial, "site01", timeout=120)
+    patients = 5000
+    samples: dict[str, dict[str, float]] = {}
+    started = await ledger_head(nc.jetstream())
+    sent = 0
+    try:
+        for start in range(0, patients, 100):
+            await client.submit_batch([event("enrolled", trial, patient_id=f"M{p:05d}")
+                                       for p in range(start, start + 100)])
+        round_no = 0
+        while sent < total:
+            chunk_patients = range(round_no * 500 % patients, round_no * 500 % patients + 500)
+            batches = [[event("infusion_given", trial, patient_id=f"M{p:05d}", occurred_on="2025-02-05",
+                              data={"cycle": 1 + round_no % 8}) for p in chunk_patients[i:i + 100]]
+                       for i in range(0, 500, 100)]
+            await asyncio.gather(*(client.submit_batch(b) for b in batches))
+            sent += 500
+            round_no += 1
+            for mark in (first_mark, total):
+                if sent >= mark and str(mark) not in samples:
+                    # let the projections catch up before reading their memory
+                    while min((await checkpoints(engine)).values() or [0]) < await ledger_head(nc.jetstream()):
+                        await asyncio.sleep(0.5)
+                    samples[str(mark)] = {"writer": WRITER_PROCESS[0].rss_mb(),
+                                          **{f"projector:{n}": p.rss_mb() for n, p in projectors.items()}}
+    finally:
+        for proc in projectors.values():
+            proc.stop()
+        await engine.dispose()
+    first, last = samples[str(first_mark)], samples[str(total)]
+    growth = {name: (last[name] - first[name]) / first[name] for name in first}
+    return {"events": sent, "first_mark": first_mark, "ledger_events_before": started,
+            "rss_mb": samples, "growth": growth, "max_growth": max(growth.values())}
+
+
+WRITER_PROCESS: list[ServiceProcess] = []
 
 
 async def migrate_all(settings: Settings) -> None:
@@ -324,6 +373,13 @@ def table(results: dict[str, Any]) -> str:
             if name in alert:
                 rows.append((f"SAE alert latency ({name.replace('_', ' ')})",
                              f"p50 {alert[name]['p50']:.1f} ms, p99 {alert[name]['p99']:.1f} ms", "goal p99 < 50 ms under load"))
+    if "memory" in results:
+        memory = results["memory"]
+        for name, growth in memory["growth"].items():
+            rows.append((f"RSS {name}, {memory['first_mark']:,} → {memory['events']:,} events",
+                         f"{memory['rss_mb'][str(memory['first_mark'])][name]:.0f} → "
+                         f"{memory['rss_mb'][str(memory['events'])][name]:.0f} MB",
+                         f"{100 * growth:+.0f} % (goal within ±10 %)"))
     lines = ["| measure | result | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
@@ -332,8 +388,10 @@ def table(results: dict[str, Any]) -> str:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a quarter of the work, for a smoke run")
+    parser.add_argument("--memory-events", type=int, default=1_000_000,
+                        help="events of the memory run (RSS sampled at a tenth and at the end; 0 = skip)")
     args = parser.parse_args()
-    results = asyncio.run(main(args.quick))
+    results = asyncio.run(main(args.quick, args.memory_events))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     markdown = f"# trial-ledger bench ({results['started_at']})\n\n" + table(results)
