@@ -71,8 +71,10 @@ def main() -> None:
     args = parser.parse_args()
     sites = tuple(s.strip() for s in args.sites.split(",") if s.strip())
     write_secrets(args.directory, sites)
-    print(f"secrets written to {args.directory}; start with: "
-          f"docker compose --env-file {args.directory}/ledger.env up -d")
+    print(
+        f"secrets written to {args.directory}; start with: "
+        f"docker compose --env-file {args.directory}/ledger.env up -d"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from asyncpg import exceptions as asyncpg_exc
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
@@ -35,6 +36,7 @@ log = structlog.get_logger("projector")
 # Errors that a given event causes every time (as opposed to the database being away).
 POISON_SUSPECTS = (
     sa_exc.IntegrityError, sa_exc.DataError, sa_exc.ProgrammingError,
+    asyncpg_exc.IntegrityConstraintViolationError, asyncpg_exc.DataError,
     TypeError, ValueError, KeyError, AttributeError, AssertionError,
 )
 
@@ -127,11 +129,16 @@ class Applier:
         try:
             async with self.engine.begin() as conn:
                 checkpoint = await self._begin(conn)
-                fresh = [m for m in messages if m.seq > checkpoint]
+                # a fetch can mix redeliveries with new messages: order, de-duplicate, and
+                # (for a live consumer) apply only the unbroken run after the checkpoint
+                fresh = sorted({m.seq: m for m in messages if m.seq > checkpoint}.values(), key=lambda m: m.seq)
                 if not fresh:
                     return checkpoint
-                if self.contiguous and fresh[0].seq != checkpoint + 1:
-                    raise Gap(f"checkpoint {checkpoint}, next message {fresh[0].seq}")
+                if self.contiguous:
+                    run = [m for n, m in enumerate(fresh) if m.seq == checkpoint + 1 + n]
+                    if not run:
+                        raise Gap(f"checkpoint {checkpoint}, next message {fresh[0].seq}")
+                    fresh = run
                 decoded, parked = self._decode(fresh)
                 touched = {item.key for item in decoded}
                 for key in touched:
@@ -250,7 +257,7 @@ class LiveProjector:
                 durable_name=self.durable,
                 filter_subject=self.filter_subject,
                 ack_policy=js_api.AckPolicy.EXPLICIT,
-                ack_wait=30.0,
+                ack_wait=120.0,
                 max_ack_pending=20_000,
                 deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=checkpoint + 1,
@@ -280,8 +287,15 @@ class LiveProjector:
                 continue
             except asyncio.CancelledError:
                 break
-            for m in msgs:
+            # ack only what the committed checkpoint covers; anything beyond it was not applied,
+            # so the consumer is re-positioned to deliver it again rather than acked away
+            for m, message in zip(msgs, messages, strict=True):
+                if message.seq <= self.last_applied:
+                    with contextlib.suppress(Exception):
+                        await m.ack()
+            if any(message.seq > self.last_applied for message in messages):
                 with contextlib.suppress(Exception):
-                    await m.ack()
+                    await sub.unsubscribe()
+                sub = await self._subscribe(reset=True)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

@@ -326,7 +326,7 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
             for mark in (first_mark, total):
                 if sent >= mark and str(mark) not in samples:
                     # let the projections catch up before reading their memory
-                    while min((await checkpoints(engine)).values() or [0]) < await ledger_head(nc.jetstream()):
+                    while min((await checkpoints(engine)).values() or [0]) < await ledger_head(nc.jetstream()):  # noqa: ASYNC110
                         await asyncio.sleep(0.5)
                     samples[str(mark)] = {"writer": WRITER_PROCESS[0].rss_mb(),
                                           **{f"projector:{n}": p.rss_mb() for n, p in projectors.items()}}

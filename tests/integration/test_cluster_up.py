@@ -31,16 +31,27 @@ def test_each_node_routes_to_every_node_of_the_cluster() -> None:
     block = cluster_block("ledger", 7002, [7001, 7002, 7003])
     assert "listen: 127.0.0.1:7002" in block
     assert [line.strip() for line in block.splitlines() if "nats-route" in line] == [
-        "nats-route://127.0.0.1:7001", "nats-route://127.0.0.1:7002", "nats-route://127.0.0.1:7003"]
+        "nats-route://127.0.0.1:7001",
+        "nats-route://127.0.0.1:7002",
+        "nats-route://127.0.0.1:7003",
+    ]
 
 
 def up_cluster(data_dir: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--cluster", "3", "--data-dir", str(data_dir)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--cluster", "3", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
-async def test_up_with_a_three_node_cluster_makes_r3_streams_and_takes_submissions(tmp_path: Path) -> None:
+async def test_up_with_a_three_node_cluster_makes_r3_streams_and_takes_submissions(
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "ledger"
     up = up_cluster(data_dir)
     try:

@@ -74,7 +74,9 @@ class Answers:
         return f"{len(self.replies)} events, verdicts {dict(statuses)}, answered twice {retried}"
 
     def with_status(self, statuses: set[str]) -> set[str]:
-        return {eid for eid, got in self.replies.items() if any(r["status"] in statuses for r in got)}
+        return {
+            eid for eid, got in self.replies.items() if any(r["status"] in statuses for r in got)
+        }
 
 
 class RecordingClient:
@@ -91,35 +93,62 @@ class RecordingClient:
 
 
 async def ingest(
-    nats_url: str, answers: Answers, *, patients: int, seed: int, sites: int = 3,
-    timeout: float = 10.0, attempts: int = 30,
+    nats_url: str,
+    answers: Answers,
+    *,
+    patients: int,
+    seed: int,
+    sites: int = 3,
+    timeout: float = 10.0,
+    attempts: int = 30,
 ) -> str:
     """A simulated trial through the site clients; sites retry with the same event_id."""
     trial = generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
-    conns = {site: await connect(nats_url, name=f"site-{site}") for site in ["_sponsor", *trial.site_events]}
+    conns = {
+        site: await connect(nats_url, name=f"site-{site}")
+        for site in ["_sponsor", *trial.site_events]
+    }
     try:
-        await submit_trial(trial, lambda site: RecordingClient(
-            SiteClient(conns[site], trial.trial_id, site, timeout=timeout, attempts=attempts), answers),
-            batch_size=25)
+        await submit_trial(
+            trial,
+            lambda site: RecordingClient(
+                SiteClient(conns[site], trial.trial_id, site, timeout=timeout, attempts=attempts),
+                answers,
+            ),
+            batch_size=25,
+        )
     finally:
         for nc in conns.values():
             await nc.close()
     return trial.trial_id
 
 
-async def assert_nothing_lost_or_repeated(js: JetStreamContext, trial_id: str, answers: Answers) -> int:
+async def assert_nothing_lost_or_repeated(
+    js: JetStreamContext, trial_id: str, answers: Answers
+) -> int:
     """The ledger against the verdicts; returns how many submitted events it holds."""
     entries = await ledger_of(js, trial_id)
     ids = Counter(stored["event_id"] for _, stored in entries)
     assert [eid for eid, count in ids.items() if count > 1] == [], "an event_id is stored twice"
-    submitted = {eid: seq for seq, stored in entries if stored["type"] != SEAL_TYPE
-                 for eid in [stored["event_id"]]}
+    submitted = {
+        eid: seq
+        for seq, stored in entries
+        if stored["type"] != SEAL_TYPE
+        for eid in [stored["event_id"]]
+    }
     acknowledged = answers.with_status(ACKNOWLEDGED)
     assert acknowledged - submitted.keys() == set(), "an acknowledged event is missing"
     assert submitted.keys() - acknowledged == set(), "an event is stored that no site was told of"
     assert answers.with_status({"rejected"}) & submitted.keys() == set()
-    told = {(eid, r["seq"]) for eid, got in answers.replies.items() for r in got if r["status"] in ACKNOWLEDGED}
-    assert {(eid, seq) for eid, seq in told if submitted[eid] != seq} == set(), "a verdict names the wrong seq"
+    told = {
+        (eid, r["seq"])
+        for eid, got in answers.replies.items()
+        for r in got
+        if r["status"] in ACKNOWLEDGED
+    }
+    assert {(eid, seq) for eid, seq in told if submitted[eid] != seq} == set(), (
+        "a verdict names the wrong seq"
+    )
     assert chains_intact(entries) == []
     return len(submitted)
 
@@ -141,16 +170,27 @@ def writer_key(tmp_path: Path) -> tuple[str, str]:
     return str(path), public_key_b64(load_private_key(str(path)))
 
 
-def serve(role: str, settings: Settings, data_dir: Path, writer_key: str) -> subprocess.Popen[bytes]:
+def serve(
+    role: str, settings: Settings, data_dir: Path, writer_key: str
+) -> subprocess.Popen[bytes]:
     """`trial-ledger serve <role>` as its own process, the way a deployment runs it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "", "LEDGER_DATA_DIR": str(data_dir),
-           "LEDGER_WRITER_KEY": writer_key}
+    env = {
+        **os.environ,
+        "LEDGER_NATS_URL": settings.nats_url or "",
+        "LEDGER_DATA_DIR": str(data_dir),
+        "LEDGER_WRITER_KEY": writer_key,
+    }
     if settings.database_url:
         env["LEDGER_DATABASE_URL"] = settings.database_url
     log = open(data_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", role],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -200,8 +240,12 @@ async def test_sigkill_of_the_ledgers_leader_node_mid_ingest_loses_and_repeats_n
     from tests.integration.test_safety import assert_one_alert_per_serious_ae
 
     key_path, public_key = writer_key
-    settings = Settings(nats_url=cluster.url, database_url=own_postgres.url,
-                        writer_key=key_path, writer_public_key=public_key)
+    settings = Settings(
+        nats_url=cluster.url,
+        database_url=own_postgres.url,
+        writer_key=key_path,
+        writer_public_key=public_key,
+    )
     admin = await connect(cluster.url, name="admin")
     js = admin.jetstream()
     await create_streams_when_ready(js, replicas=3)
@@ -249,7 +293,10 @@ async def test_sigkill_of_the_ledgers_leader_node_mid_ingest_loses_and_repeats_n
 
 @pytest.mark.slow
 async def test_five_sigkills_of_the_writer_during_ingest_lose_and_repeat_nothing(
-    own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres, writer_key: tuple[str, str], tmp_path: Path
+    own_nats: EmbeddedNats,
+    own_postgres: EmbeddedPostgres,
+    writer_key: tuple[str, str],
+    tmp_path: Path,
 ) -> None:
     key_path, public_key = writer_key
     settings = Settings(nats_url=own_nats.url, database_url=own_postgres.url)
@@ -260,7 +307,9 @@ async def test_five_sigkills_of_the_writer_during_ingest_lose_and_repeat_nothing
     await projector.start()
     answers = Answers()
     # A short request timeout: a site notices a dead writer quickly and retries the same ids.
-    ingesting = asyncio.create_task(ingest(own_nats.url, answers, patients=50, seed=22, timeout=3.0))
+    ingesting = asyncio.create_task(
+        ingest(own_nats.url, answers, patients=50, seed=22, timeout=3.0)
+    )
     rng = random.Random(8)
     kills = 0
     try:
@@ -301,8 +350,10 @@ def burst_events(trial: str) -> list[list[dict[str, Any]]]:
         for number in range(first, first + BURST_BATCH_PATIENTS):
             patient = f"P{number:04d}"
             batch.append(event("enrolled", trial, patient_id=patient))
-            batch.extend(event("infusion_given", trial, patient_id=patient, data={"cycle": 1 + n % 9})
-                         for n in range(INFUSIONS_PER_PATIENT))
+            batch.extend(
+                event("infusion_given", trial, patient_id=patient, data={"cycle": 1 + n % 9})
+                for n in range(INFUSIONS_PER_PATIENT)
+            )
         batches.append(batch)
     return batches
 
@@ -350,15 +401,21 @@ async def test_a_burst_of_ten_thousand_events_at_once_is_absorbed_with_bounded_m
         assert statuses == {"accepted": 1 + 10_000}, statuses
         # Still serving: a fresh patient after the burst is accepted at once.
         late = RecordingClient(SiteClient(conns[0], trial, "site02"), answers)
-        after = await late.submit_batch([event("enrolled", trial, site_id="site02", patient_id="P9999")])
+        after = await late.submit_batch(
+            [event("enrolled", trial, site_id="site02", patient_id="P9999")]
+        )
         assert after[0]["status"] == "accepted"
     finally:
         watcher.cancel()
         stop(process)
         for conn in conns:
             await conn.close()
-    print(f"burst: 10,000 events in {elapsed:.1f}s, writer RSS {before >> 20} → peak {peak >> 20} MiB")
-    assert peak < before + 300 * 2**20, f"writer memory grew from {before >> 20} to {peak >> 20} MiB"
+    print(
+        f"burst: 10,000 events in {elapsed:.1f}s, writer RSS {before >> 20} → peak {peak >> 20} MiB"
+    )
+    assert peak < before + 300 * 2**20, (
+        f"writer memory grew from {before >> 20} to {peak >> 20} MiB"
+    )
     stored = await assert_nothing_lost_or_repeated(nc.jetstream(), trial, answers)
     assert stored == 1 + 10_000 + 1
     await nc.close()
