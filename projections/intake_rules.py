@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -61,36 +62,40 @@ class PatientFacts:
 
 def patient_facts(recorded: Sequence[Recorded]) -> PatientFacts:
     """Fold a patient's recorded events (seq order) into the facts the rules use."""
-    history = effective_history(recorded)
-    enrolled_on = death_on = latest = None
-    baseline: dict[str, str] = {}
-    events: dict[str, LedgerEvent] = {}
-    ae_terms: dict[str, str] = {}
-    for entry in history.events:
-        event = entry.event
-        events[str(event.event_id)] = event
-        if not isinstance(event, ADMINISTRATIVE):
-            latest = event.occurred_on if latest is None else max(latest, event.occurred_on)
-        match event:
-            case Enrolled():
-                enrolled_on = event.occurred_on
-            case Death():
-                death_on = event.occurred_on
-            case ScanRead(data=scan) if scan.timepoint == "baseline":
-                baseline.update({lesion.lesion_id: lesion.role for lesion in scan.lesions})
-            case AeReported(data=ae):
-                ae_terms[str(event.event_id)] = ae.term
-            case _:
-                pass
-    return PatientFacts(
-        enrolled_on=enrolled_on,
-        death_on=death_on,
-        latest_clinical_on=latest,
-        baseline_lesions=baseline,
-        events=events,
-        recorded_ids=frozenset(str(entry.event.event_id) for entry in recorded),
-        ae_terms=ae_terms,
-    )
+    facts = PatientFacts(recorded_ids=frozenset(str(entry.event.event_id) for entry in recorded))
+    for entry in effective_history(recorded).events:
+        facts = _absorb(facts, entry.event)
+    return facts
+
+
+def extend_facts(facts: PatientFacts, entry: Recorded) -> PatientFacts | None:
+    """The facts after one more entry, without re-reading the history — or None when the
+    entry is a correction or retraction, which can change anything (then fold again)."""
+    if isinstance(entry.event, EventCorrected | EventRetracted):
+        return None
+    return _absorb(replace(facts, recorded_ids=facts.recorded_ids | {str(entry.event.event_id)}), entry.event)
+
+
+def _absorb(facts: PatientFacts, event: LedgerEvent) -> PatientFacts:
+    """One effective event into the facts (dicts are extended in place: the caller owns them)."""
+    event_id = str(event.event_id)
+    facts.events[event_id] = event
+    changes: dict[str, Any] = {}
+    if not isinstance(event, ADMINISTRATIVE):
+        latest = facts.latest_clinical_on
+        changes["latest_clinical_on"] = event.occurred_on if latest is None else max(latest, event.occurred_on)
+    match event:
+        case Enrolled():
+            changes["enrolled_on"] = event.occurred_on
+        case Death():
+            changes["death_on"] = event.occurred_on
+        case ScanRead(data=scan) if scan.timepoint == "baseline":
+            facts.baseline_lesions.update({lesion.lesion_id: lesion.role for lesion in scan.lesions})
+        case AeReported(data=ae):
+            facts.ae_terms[event_id] = ae.term
+        case _:
+            pass
+    return replace(facts, **changes) if changes else facts
 
 
 def check_event(

@@ -96,7 +96,7 @@ async def create_app(
         name="writer-intake",
         # Ride through a NATS node's restart: reconnect to any node, for as long as it takes.
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
+        reconnect_time_wait=1,
         **broker_options(creds),
     )
 

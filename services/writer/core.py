@@ -38,7 +38,15 @@ from events import (
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
 from events.subjects import ledger_subject, parse_intake_subject, patient_wildcard
 from projections.history import Recorded
-from projections.intake_rules import AeCheck, FieldError, check_event, error_path, patient_facts
+from projections.intake_rules import (
+    AeCheck,
+    FieldError,
+    PatientFacts,
+    check_event,
+    error_path,
+    extend_facts,
+    patient_facts,
+)
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
 
@@ -62,12 +70,20 @@ class PatientLog:
     last_seq: int = 0
     head_hash: str = ZERO_HASH
     seqs: dict[str, int] = field(default_factory=dict)
+    _facts: PatientFacts | None = None
 
     def add(self, entry: Recorded, head_hash: str) -> None:
         self.recorded.append(entry)
         self.last_seq = entry.seq
         self.head_hash = head_hash
         self.seqs[str(entry.event.event_id)] = entry.seq
+        self._facts = extend_facts(self._facts, entry) if self._facts is not None else None
+
+    def facts(self) -> PatientFacts:
+        """The rules' view of the patient, kept up to date append by append."""
+        if self._facts is None:
+            self._facts = patient_facts(self.recorded)
+        return self._facts
 
 
 @dataclass
@@ -335,7 +351,7 @@ class Writer:
                     return {"event_id": event_id, "status": "duplicate", "seq": patient.seqs[event_id]}
                 if event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
-                    facts = patient_facts(patient.recorded)
+                    facts = patient.facts()
                     errors = check_event(
                         facts, event, self.parameters(event.trial_id), today, self.check_ae
                     )
