@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -155,21 +156,27 @@ def schema(
     console.print(f"wrote {len(written)} files to {out}")
 
 
+def _serve(create: Callable[[], Awaitable[Any]]) -> None:
+    """Run one service until SIGINT/SIGTERM, then stop it cleanly."""
+
+    async def main() -> None:
+        service = await create()
+        await service.start()
+        try:
+            await _wait_for_stop()
+        finally:
+            await service.stop()
+
+    _run(main())
+
+
 @serve_app.command("writer")
 def serve_writer(data_dir: DataDir = None) -> None:
     """The validating writer (answers intake.<trial>.<site>; run several for a queue group)."""
     configure_logging()
     from services.writer.app import create_app
 
-    async def main() -> None:
-        writer = await create_app(Settings.from_env(_data_dir(data_dir)))
-        await writer.start()
-        try:
-            await _wait_for_stop()
-        finally:
-            await writer.stop()
-
-    _run(main())
+    _serve(lambda: create_app(Settings.from_env(_data_dir(data_dir))))
 
 
 @serve_app.command("projector")
@@ -185,17 +192,9 @@ def serve_projector(
     configure_logging()
     from services.projector.app import create_app
 
-    async def main() -> None:
-        projector = await create_app(Settings.from_env(_data_dir(data_dir)), schema=schema,
+    _serve(lambda: create_app(Settings.from_env(_data_dir(data_dir)), schema=schema,
                                      partitions=partitions, instance=instance, instances=instances,
-                                     only=projection)
-        await projector.start()
-        try:
-            await _wait_for_stop()
-        finally:
-            await projector.stop()
-
-    _run(main())
+                                     only=projection))
 
 
 @serve_app.command("api")
@@ -282,15 +281,7 @@ def serve_alerter(data_dir: DataDir = None) -> None:
     configure_logging()
     from services.alerter.app import create_app
 
-    async def main() -> None:
-        alerter = await create_app(Settings.from_env(_data_dir(data_dir)))
-        await alerter.start()
-        try:
-            await _wait_for_stop()
-        finally:
-            await alerter.stop()
-
-    _run(main())
+    _serve(lambda: create_app(Settings.from_env(_data_dir(data_dir))))
 
 
 @app.command()

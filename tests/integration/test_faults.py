@@ -41,7 +41,7 @@ from services.runtime import EmbeddedNats, EmbeddedPostgres
 from services.security.seals import ensure_writer_key, load_private_key, public_key_b64
 from services.security.verify import verify_ledger
 from services.settings import Settings
-from services.simulator import generate_trial, submit_trial
+from services.simulator import SimulatedTrial, generate_trial, submit_trial
 from services.writer.app import create_app as create_writer
 from tests.integration.helpers import chains_intact, event, ledger_of, parameters, unique_trial
 from tests.integration.test_projections import assert_live_equals_replay
@@ -92,18 +92,19 @@ class RecordingClient:
         return replies
 
 
+def simulated(patients: int, seed: int, sites: int = 3) -> SimulatedTrial:
+    return generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
+
+
 async def ingest(
     nats_url: str,
     answers: Answers,
+    trial: SimulatedTrial,
     *,
-    patients: int,
-    seed: int,
-    sites: int = 3,
     timeout: float = 10.0,
     attempts: int = 30,
 ) -> str:
     """A simulated trial through the site clients; sites retry with the same event_id."""
-    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
     conns = {
         site: await connect(nats_url, name=f"site-{site}")
         for site in ["_sponsor", *trial.site_events]
@@ -121,6 +122,14 @@ async def ingest(
         for nc in conns.values():
             await nc.close()
     return trial.trial_id
+
+
+async def mid_ingest(answers: Answers, ingesting: asyncio.Task[str], at: int) -> None:
+    """Wait until `at` events are answered; the fault then strikes while the rest are in flight."""
+    while len(answers.replies) < at:
+        assert not ingesting.done(), "the ingest ended before the fault"
+        await asyncio.sleep(0.05)
+    assert not ingesting.done(), "the fault should strike mid-ingest"
 
 
 async def assert_nothing_lost_or_repeated(
@@ -257,12 +266,13 @@ async def test_sigkill_of_the_ledgers_leader_node_mid_ingest_loses_and_repeats_n
     alerter = await create_alerter(settings)
     await alerter.start()
     answers = Answers()
-    ingesting = asyncio.create_task(ingest(cluster.url, answers, patients=40, seed=21))
+    trial = simulated(patients=50, seed=21)
+    total = len(trial.all_events())
+    ingesting = asyncio.create_task(ingest(cluster.url, answers, trial))
     killed: list[str] = []
     try:
-        for pause in (1.5, 4.0):
-            await asyncio.sleep(pause)
-            assert not ingesting.done(), "the ingest should still be running when a node dies"
+        for share in (0.15, 0.6):
+            await mid_ingest(answers, ingesting, int(total * share))
             leader = await stream_leader(js)
             number = int(leader.rsplit("-", 1)[1])
             cluster.kill(number)
@@ -306,16 +316,15 @@ async def test_five_sigkills_of_the_writer_during_ingest_lose_and_repeat_nothing
     projector = await create_projector(settings)
     await projector.start()
     answers = Answers()
+    trial = simulated(patients=50, seed=22)
+    total = len(trial.all_events())
     # A short request timeout: a site notices a dead writer quickly and retries the same ids.
-    ingesting = asyncio.create_task(
-        ingest(own_nats.url, answers, patients=50, seed=22, timeout=3.0)
-    )
+    ingesting = asyncio.create_task(ingest(own_nats.url, answers, trial, timeout=3.0))
     rng = random.Random(8)
     kills = 0
     try:
-        while kills < 5:
-            await asyncio.sleep(rng.uniform(1.0, 2.5))
-            assert not ingesting.done(), "the ingest should still be running when the writer dies"
+        for share in (0.1, 0.25, 0.4, 0.55, 0.7):
+            await mid_ingest(answers, ingesting, int(total * rng.uniform(share, share + 0.05)))
             process.send_signal(signal.SIGKILL)
             process.wait(10)
             kills += 1
