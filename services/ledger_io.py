@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -11,12 +12,13 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
 
 LEDGER_DUPLICATE_WINDOW_S = 120.0
 ALERTS_DUPLICATE_WINDOW_S = 7 * 24 * 3600.0
+MAX_UNAVAILABLE_FETCHES = 100  # × 0.2 s: a cluster elects a consumer leader well within this
 
 
 def ledger_config(replicas: int = 1) -> js_api.StreamConfig:
@@ -123,10 +125,20 @@ async def read_stream(
             await js.delete_consumer(stream, info.name)
         return
     sub = await js.pull_subscribe_bind(info.name, stream=stream)
+    unavailable = 0
     try:
         while remaining > 0:
             try:
                 msgs = await sub.fetch(min(batch, remaining), timeout=5)
+                unavailable = 0
+            except ServiceUnavailableError:
+                # In a cluster a just-created consumer, or one whose node just changed, answers
+                # 503 until its leader is placed: wait for it, a bounded number of times.
+                unavailable += 1
+                if unavailable > MAX_UNAVAILABLE_FETCHES:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
             except NatsTimeoutError:
                 # A message the server counts but can no longer deliver (a damaged block)
                 # would stall us forever: trust the consumer's own view of what is left.

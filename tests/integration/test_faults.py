@@ -261,6 +261,7 @@ async def test_sigkill_of_the_ledgers_leader_node_mid_ingest_loses_and_repeats_n
     assert (await js.stream_info(LEDGER_STREAM)).config.num_replicas == 3
     writer = await create_writer(settings, seal_every_seconds=2.0)
     await writer.start()
+    writing = True
     projector = await create_projector(settings)
     await projector.start()
     alerter = await create_alerter(settings)
@@ -281,13 +282,17 @@ async def test_sigkill_of_the_ledgers_leader_node_mid_ingest_loses_and_repeats_n
             cluster.restart(number)
             await wait_all_replicas_current(js)
         trial_id = await asyncio.wait_for(ingesting, 180)
+        # The writer first: its sealer would append one more seal after the readers caught up.
+        await writer.stop()
+        writing = False
         await projector.wait_caught_up(120)
         await alerter.wait_caught_up(60)
     finally:
         ingesting.cancel()
         await alerter.stop()
         await projector.stop()
-        await writer.stop()
+        if writing:
+            await writer.stop()
     print(f"leader kills {killed}: {answers.summary()}")
     assert len(killed) == 2
     stored = await assert_nothing_lost_or_repeated(js, trial_id, answers)
@@ -330,6 +335,8 @@ async def test_five_sigkills_of_the_writer_during_ingest_lose_and_repeat_nothing
             kills += 1
             process = serve("writer", settings, tmp_path / "writer", key_path)
         trial_id = await asyncio.wait_for(ingesting, 180)
+        # The writer first: its sealer would append one more seal after the projector caught up.
+        stop(process)
         await projector.wait_caught_up(120)
     finally:
         ingesting.cancel()
