@@ -57,15 +57,17 @@ def decode_stored(seq: int, stored: dict[str, Any]) -> Recorded:
 class PatientHistories:
     def __init__(
         self, js: JetStreamContext | None, capacity: int = 2000, include: Include | None = None,
-        *, from_start: bool = False,
+        *, from_start: bool = False, max_events: int = 100_000,
     ) -> None:
         self.js = js
         self.capacity = capacity
+        self.max_events = max_events
         self.include = include
         # Fed from seq 1 (a rebuild, a new build): a patient never seen has no earlier events,
         # so only an evicted patient needs reading back from the ledger.
         self.from_start = from_start
         self._seen: set[PatientKey] = set()
+        self.pinned: set[PatientKey] = set()
         # set by the Applier when it runs one partition of the patients
         self.partition: Any = None
         self.position: str = ""
@@ -91,8 +93,17 @@ class PatientHistories:
                 except Undecodable:
                     continue  # parked when it was first seen
         self._cache[key] = entries
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Bounded by patients and by cached events, so memory does not grow with the ledger."""
+        total = sum(len(entries) for entries in self._cache.values())
+        for key in list(self._cache):
+            if not (len(self._cache) > self.capacity or total > self.max_events):
+                break
+            if key in self.pinned:
+                continue  # needed by the batch being applied
+            total -= len(self._cache.pop(key))
 
     def owns(self, key: PatientKey) -> bool:
         """Whether this partition applies `key`'s rows (always, when not partitioned)."""

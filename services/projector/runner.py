@@ -141,6 +141,7 @@ class Applier:
                     fresh = run
                 decoded, parked = self._decode(fresh)
                 touched = {item.key for item in decoded}
+                self.histories.pinned = touched
                 for key in touched:
                     await self.histories.ensure(key, checkpoint)
                 for item in decoded:

@@ -86,6 +86,40 @@ class PatientLog:
         return self._facts
 
 
+class BoundedIndex:
+    """The most recent `size` event_ids with their seqs (least recently set evicted first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, int] = OrderedDict()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __getitem__(self, event_id: str) -> int:
+        return self._ids[event_id]
+
+    def __setitem__(self, event_id: str, seq: int) -> None:
+        self._ids[event_id] = seq
+        self._ids.move_to_end(event_id)
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, event_id: str, default: int | None = None) -> int | None:
+        return self._ids.get(event_id, default)
+
+    def setdefault(self, event_id: str, seq: int) -> int:
+        if event_id not in self._ids:
+            self[event_id] = seq
+        return self._ids[event_id]
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+
 @dataclass
 class Counters:
     accepted: int = 0
@@ -117,14 +151,20 @@ class Writer:
         check_ae: AeCheck,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         cache_patients: int = 4096,
+        cache_events: int = 100_000,
+        index_size: int = 250_000,
         max_retries: int = 20,
     ) -> None:
         self.js = js
         self.check_ae = check_ae
         self.now = now
         self.cache_patients = cache_patients
+        self.cache_events = cache_events
+        self._cached_events = 0
         self.max_retries = max_retries
-        self.index: dict[str, int] = {}
+        # Recent event_ids → seq: the fast path for duplicates. Bounded, so memory does not grow
+        # with the ledger; the patient's own history (below) answers for anything older.
+        self.index: BoundedIndex = BoundedIndex(index_size)
         self.trials: dict[str, ProtocolParametersSet] = {}
         self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
         self.locks: dict[PatientKey, asyncio.Lock] = {}
@@ -266,6 +306,12 @@ class Writer:
             await self._refresh_trial(event.trial_id)  # another writer may have registered it
         errors = self._envelope_rules(trial_id, site_id, event)
         if errors:
+            if event.site_id == site_id and event.trial_id == trial_id:
+                # a resubmission long after the fact may now fail a rule: the patient's own
+                # history is the authority on whether this event is already in the ledger
+                known = (await self._patient(event.patient_key)).seqs.get(event_id)
+                if known is not None:
+                    return {"event_id": event_id, "status": "duplicate", "seq": known}
             return rejected(event_id, errors)
         return await self._append(event)
 
@@ -433,8 +479,12 @@ class Writer:
             stored = msg.json()
             patient.add(Recorded(msg.seq, decode(stored)), str(stored.get("hash", ZERO_HASH)))
         self.patients[key] = patient
-        while len(self.patients) > self.cache_patients:
-            self.patients.popitem(last=False)
+        self._cached_events = sum(len(p.recorded) for p in self.patients.values())
+        while len(self.patients) > 1 and (
+            len(self.patients) > self.cache_patients or self._cached_events > self.cache_events
+        ):
+            _, evicted = self.patients.popitem(last=False)
+            self._cached_events -= len(evicted.recorded)
         return patient
 
     def stats(self) -> Mapping[str, int]:

@@ -426,3 +426,16 @@ async def test_a_batch_is_judged_event_by_event_in_order(
     results = await client.submit_batch(batch)
     assert [r["status"] for r in results] == ["accepted", "accepted", "rejected", "accepted"]
     assert [r["event_id"] for r in results] == [e["event_id"] for e in batch]
+
+
+async def test_a_resubmission_that_would_now_fail_a_rule_is_still_answered_duplicate(writer: WriterApp, nc: Any) -> None:
+    """The index of recent ids is bounded: the patient's own history answers for older ones."""
+    trial = unique_trial()
+    sponsor = SiteClient(nc, trial, "_sponsor")
+    first = parameters(trial)
+    accepted = await sponsor.submit(dict(first))
+    assert accepted["status"] == "accepted"
+    assert (await sponsor.submit(parameters(trial, version=2)))["status"] == "accepted"
+    writer.writer.index.clear()  # long forgotten by the fast path
+    again = await sponsor.submit(dict(first))  # version 1 <= current 2: a rule would reject it
+    assert again == {"event_id": first["event_id"], "status": "duplicate", "seq": accepted["seq"]}
