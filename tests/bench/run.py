@@ -233,6 +233,33 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         await engine.dispose()
 
 
+async def memory_only(memory_events: int) -> dict[str, Any]:
+    """Just the memory run (writer + one projector per projection), for long runs."""
+    configure_logging("WARNING")
+    base = Path(tempfile.mkdtemp(prefix="ledger-bench-memory-"))
+    nats = EmbeddedNats(base / "nats").start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        postgres = EmbeddedPostgres(base / "pg").start()
+    settings = Settings(nats_url=nats.url, database_url=postgres.url, data_dir=base)
+    nc = await connect(nats.url)
+    try:
+        await ensure_streams(nc.jetstream())
+        await migrate_all(settings)
+        writer = ServiceProcess("writer", settings, base)
+        WRITER_PROCESS[:] = [writer]
+        await wait_for_writer(nc, "BENCHMEM")
+        await SiteClient(nc, "BENCHMEM", "_sponsor").submit(parameters("BENCHMEM", sites=("site01",)))
+        memory = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
+                                    first_mark=memory_events // 10, log_dir=base)
+        writer.stop()
+        return {"started_at": dt.datetime.now(dt.UTC).isoformat(), "memory": memory}
+    finally:
+        await nc.close()
+        postgres.stop()
+        nats.stop()
+
+
 async def main(quick: bool, memory_events: int) -> dict[str, Any]:
     configure_logging("WARNING")
     base = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
@@ -334,9 +361,10 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
                            for i in range(0, cohort, 100)]
                 await asyncio.gather(*(client.submit_batch(b) for b in batches))
                 sent += cohort
-                for mark in (first_mark, total):
+                for mark in sorted({first_mark, total // 4, total // 2, total}):
                     if sent >= mark and str(mark) not in samples:
                         await sample(mark)
+                        print(json.dumps({"memory_mark": mark, "rss_mb": samples[str(mark)]}), flush=True)
                 if sent >= total:
                     break
     finally:
@@ -399,7 +427,17 @@ def cli() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of the work, for a smoke run")
     parser.add_argument("--memory-events", type=int, default=200_000,
                         help="events of the memory run (RSS sampled at a tenth and at the end; 0 = skip)")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory run (merged into latest.json)")
     args = parser.parse_args()
+    if args.memory_only:
+        memory = asyncio.run(memory_only(args.memory_events))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / "latest.json"
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged["memory"] = {**memory["memory"], "run_started_at": memory["started_at"], "separate_run": True}
+        path.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+        print(json.dumps(merged["memory"], indent=2))
+        return
     results = asyncio.run(main(args.quick, args.memory_events))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
