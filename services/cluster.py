@@ -8,14 +8,16 @@ same layout for real hosts). The fault tests kill and restart single nodes throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.js import JetStreamContext
 
 from services.ledger_io import ensure_streams
-from services.runtime import EmbeddedNats, free_port
+from services.runtime import EmbeddedNats
 
 CLUSTER_NAME = "ledger"
 # JetStream keeps at most this many copies of a stream; R3 survives the loss of one node.
@@ -25,6 +27,15 @@ MAX_REPLICAS = 3
 def stream_replicas(nodes: int) -> int:
     """One copy per node, up to R3: a single server keeps R1."""
     return max(1, min(nodes, MAX_REPLICAS))
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """`count` different free loopback ports: held open together, so none is handed out twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def cluster_block(name: str, route_port: int, route_ports: list[int]) -> str:
@@ -56,12 +67,15 @@ class EmbeddedCluster:
 
     def start(self) -> EmbeddedCluster:
         if not self.nodes:
-            route_ports = [free_port() for _ in range(self.size)]
-            for number, route_port in enumerate(route_ports, 1):
+            ports = distinct_free_ports(2 * self.size)
+            route_ports, client_ports = ports[: self.size], ports[self.size :]
+            for number, (route_port, client_port) in enumerate(
+                zip(route_ports, client_ports, strict=True), 1
+            ):
                 self.nodes.append(
                     EmbeddedNats(
                         self.data_dir / f"nats-{number}",
-                        port=free_port(),
+                        port=client_port,
                         auth_config=self.auth_config,
                         cluster=cluster_block(self.name, route_port, route_ports),
                         server_name=f"ledger-nats-{number}",

@@ -19,6 +19,8 @@ from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGE
 LEDGER_DUPLICATE_WINDOW_S = 120.0
 ALERTS_DUPLICATE_WINDOW_S = 7 * 24 * 3600.0
 MAX_UNAVAILABLE_FETCHES = 100  # × 0.2 s: a cluster elects a consumer leader well within this
+STALLS_BEFORE_RESTART = 3  # × 5 s fetch timeouts with messages still pending
+MAX_CONSUMER_RESTARTS = 5
 
 
 def ledger_config(replicas: int = 1) -> js_api.StreamConfig:
@@ -125,7 +127,8 @@ async def read_stream(
             await js.delete_consumer(stream, info.name)
         return
     sub = await js.pull_subscribe_bind(info.name, stream=stream)
-    unavailable = 0
+    unavailable = stalls = restarts = 0
+    last_seq = 0
     try:
         while remaining > 0:
             try:
@@ -142,16 +145,39 @@ async def read_stream(
             except NatsTimeoutError:
                 # A message the server counts but can no longer deliver (a damaged block)
                 # would stall us forever: trust the consumer's own view of what is left.
-                state = await js.consumer_info(stream, info.name)
-                if int(state.num_pending) == 0:
-                    return
+                try:
+                    state = await js.consumer_info(stream, info.name)
+                    if int(state.num_pending) == 0:
+                        return
+                    stalls += 1
+                except NotFoundError:
+                    stalls = STALLS_BEFORE_RESTART  # lost with a failed node
+                if stalls % STALLS_BEFORE_RESTART == 0:
+                    # A consumer that a cluster failover left pending but silent: start a
+                    # fresh one after the last yielded seq, a bounded number of times.
+                    restarts += 1
+                    if restarts > MAX_CONSUMER_RESTARTS:
+                        raise
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    with contextlib.suppress(Exception):
+                        await js.delete_consumer(stream, info.name)
+                    config.opt_start_seq = max(1, start_seq, last_seq + 1)
+                    info = await js.add_consumer(stream, config)
+                    sub = await js.pull_subscribe_bind(info.name, stream=stream)
+                    stalls = 0
                 continue
             for msg in msgs:
                 meta = msg.metadata
                 seq = int(meta.sequence.stream)
+                if seq <= last_seq:
+                    # A consumer re-placed by a cluster failover starts over from its first seq:
+                    # what was already yielded is never yielded twice.
+                    continue
                 if stop_seq is not None and seq > stop_seq:
                     return
                 remaining = int(meta.num_pending)
+                last_seq = seq
                 yield StoredMessage(seq, msg.subject, msg.data, dict(msg.headers or {}) or None)
     finally:
         with contextlib.suppress(Exception):

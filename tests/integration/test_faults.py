@@ -14,23 +14,16 @@ restart (test_projections.py), of the alerter (test_safety.py), of a partitioned
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from nats.js import JetStreamContext
 
 from events.subjects import LEDGER_STREAM
 from services.client import SiteClient
@@ -39,137 +32,27 @@ from services.nats_conn import connect
 from services.projector.app import create_app as create_projector
 from services.runtime import EmbeddedNats, EmbeddedPostgres
 from services.security.seals import ensure_writer_key, load_private_key, public_key_b64
-from services.security.verify import verify_ledger
 from services.settings import Settings
-from services.simulator import SimulatedTrial, generate_trial, submit_trial
 from services.writer.app import create_app as create_writer
-from tests.integration.helpers import chains_intact, event, ledger_of, parameters, unique_trial
+from tests.integration.faults import (
+    ACKNOWLEDGED,
+    Answers,
+    RecordingClient,
+    assert_nothing_lost_or_repeated,
+    assert_verifies_clean,
+    ingest,
+    mid_ingest,
+    serve,
+    simulated,
+    stop,
+    stream_leader,
+    wait_all_replicas_current,
+    wait_read_models,
+)
+from tests.integration.helpers import event, parameters, unique_trial
 from tests.integration.test_projections import assert_live_equals_replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
-
-ROOT = Path(__file__).resolve().parents[2]
-SEAL_TYPE = "ledger_sealed"
-ACKNOWLEDGED = {"accepted", "duplicate"}
-
-
-# -- what the sites were told ---------------------------------------------------------------
-
-
-@dataclass
-class Answers:
-    """Every reply any site got, per event_id (a retried event may collect several)."""
-
-    replies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def add(self, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
-        assert len(events) == len(replies), "one reply per submitted event"
-        for submitted, reply in zip(events, replies, strict=True):
-            self.replies.setdefault(submitted["event_id"], []).append(reply)
-
-    def summary(self) -> str:
-        """For the test log: verdicts, and how many events a site had to send again."""
-        statuses = Counter(r["status"] for got in self.replies.values() for r in got)
-        retried = sum(len(got) > 1 for got in self.replies.values())
-        return f"{len(self.replies)} events, verdicts {dict(statuses)}, answered twice {retried}"
-
-    def with_status(self, statuses: set[str]) -> set[str]:
-        return {
-            eid for eid, got in self.replies.items() if any(r["status"] in statuses for r in got)
-        }
-
-
-class RecordingClient:
-    """A site client that writes down every verdict it hears."""
-
-    def __init__(self, client: SiteClient, answers: Answers) -> None:
-        self.client = client
-        self.answers = answers
-
-    async def submit_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        replies = await self.client.submit_batch(events)
-        self.answers.add(events, replies)
-        return replies
-
-
-def simulated(patients: int, seed: int, sites: int = 3) -> SimulatedTrial:
-    return generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
-
-
-async def ingest(
-    nats_url: str,
-    answers: Answers,
-    trial: SimulatedTrial,
-    *,
-    timeout: float = 10.0,
-    attempts: int = 30,
-) -> str:
-    """A simulated trial through the site clients; sites retry with the same event_id."""
-    conns = {
-        site: await connect(nats_url, name=f"site-{site}")
-        for site in ["_sponsor", *trial.site_events]
-    }
-    try:
-        await submit_trial(
-            trial,
-            lambda site: RecordingClient(
-                SiteClient(conns[site], trial.trial_id, site, timeout=timeout, attempts=attempts),
-                answers,
-            ),
-            batch_size=25,
-        )
-    finally:
-        for nc in conns.values():
-            await nc.close()
-    return trial.trial_id
-
-
-async def mid_ingest(answers: Answers, ingesting: asyncio.Task[str], at: int) -> None:
-    """Wait until `at` events are answered; the fault then strikes while the rest are in flight."""
-    while len(answers.replies) < at:
-        assert not ingesting.done(), "the ingest ended before the fault"
-        await asyncio.sleep(0.05)
-    assert not ingesting.done(), "the fault should strike mid-ingest"
-
-
-async def assert_nothing_lost_or_repeated(
-    js: JetStreamContext, trial_id: str, answers: Answers
-) -> int:
-    """The ledger against the verdicts; returns how many submitted events it holds."""
-    entries = await ledger_of(js, trial_id)
-    ids = Counter(stored["event_id"] for _, stored in entries)
-    assert [eid for eid, count in ids.items() if count > 1] == [], "an event_id is stored twice"
-    submitted = {
-        eid: seq
-        for seq, stored in entries
-        if stored["type"] != SEAL_TYPE
-        for eid in [stored["event_id"]]
-    }
-    acknowledged = answers.with_status(ACKNOWLEDGED)
-    assert acknowledged - submitted.keys() == set(), "an acknowledged event is missing"
-    assert submitted.keys() - acknowledged == set(), "an event is stored that no site was told of"
-    assert answers.with_status({"rejected"}) & submitted.keys() == set()
-    told = {
-        (eid, r["seq"])
-        for eid, got in answers.replies.items()
-        for r in got
-        if r["status"] in ACKNOWLEDGED
-    }
-    assert {(eid, seq) for eid, seq in told if submitted[eid] != seq} == set(), (
-        "a verdict names the wrong seq"
-    )
-    assert chains_intact(entries) == []
-    return len(submitted)
-
-
-async def assert_verifies_clean(nats_url: str, public_key: str) -> None:
-    nc = await connect(nats_url, name="verify")
-    try:
-        report = await verify_ledger(nc.jetstream(), (public_key,))
-    finally:
-        await nc.close()
-    assert report.problems == []
-    assert report.seals > 0 and report.signed_events == report.events
 
 
 @pytest.fixture
@@ -177,39 +60,6 @@ def writer_key(tmp_path: Path) -> tuple[str, str]:
     """(private key path, public key) for a writer that signs and seals."""
     path = ensure_writer_key(tmp_path)
     return str(path), public_key_b64(load_private_key(str(path)))
-
-
-def serve(
-    role: str, settings: Settings, data_dir: Path, writer_key: str
-) -> subprocess.Popen[bytes]:
-    """`trial-ledger serve <role>` as its own process, the way a deployment runs it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "LEDGER_NATS_URL": settings.nats_url or "",
-        "LEDGER_DATA_DIR": str(data_dir),
-        "LEDGER_WRITER_KEY": writer_key,
-    }
-    if settings.database_url:
-        env["LEDGER_DATABASE_URL"] = settings.database_url
-    log = open(data_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", role],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- (a) a NATS node dies mid-ingest ---------------------------------------------------------
@@ -222,83 +72,93 @@ def cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
     nodes.stop()
 
 
-async def stream_leader(js: JetStreamContext) -> str:
-    info = await js.stream_info(LEDGER_STREAM)
-    assert info.cluster is not None
-    return str(info.cluster.leader)
+async def ingest_through_a_leader_kill(
+    cluster: EmbeddedCluster, settings: Settings, answers: Answers, *, readers: Any = ()
+) -> str:
+    """The simulated trial while the LEDGER's leader node is SIGKILLed and brought back; the
+    writer (in-process, sealing) is stopped at the end so the ledger stops moving."""
+    admin = await connect(cluster.url, name="admin")
+    js = admin.jetstream()
+    assert (await js.stream_info(LEDGER_STREAM)).config.num_replicas == 3
+    writer = await create_writer(settings, seal_every_seconds=2.0)
+    await writer.start()
+    trial = simulated(patients=50, seed=21)
+    total = len(trial.all_events())
+    ingesting = asyncio.create_task(ingest(cluster.url, answers, trial))
+    try:
+        await mid_ingest(answers, ingesting, int(total * 0.3))
+        killed = await stream_leader(js)
+        number = int(killed.rsplit("-", 1)[1])
+        cluster.kill(number)
+        await asyncio.sleep(3.0)
+        assert not ingesting.done(), "the ingest should ride through the lost node"
+        cluster.restart(number)
+        await wait_all_replicas_current(js)
+        trial_id = await asyncio.wait_for(ingesting, 180)
+    finally:
+        ingesting.cancel()
+        # Before any reader is judged: the sealer would append one more seal after it caught up.
+        await asyncio.wait_for(writer.stop(), 30)
+    print(f"killed {killed}: {answers.summary()}")
+    # Bounded: a reader stuck on a consumer the failover broke must fail here, not hang.
+    stored = await asyncio.wait_for(assert_nothing_lost_or_repeated(js, trial_id, answers), 60)
+    assert stored == len(answers.with_status(ACKNOWLEDGED)) > 500
+    await admin.close()
+    await asyncio.wait_for(assert_verifies_clean(cluster.url, settings.writer_public_key or ""), 60)
+    return trial_id
 
 
-async def wait_all_replicas_current(js: JetStreamContext, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Just after a leader change the stream answers nothing for a moment.
-        with contextlib.suppress(Exception):
-            info = await js.stream_info(LEDGER_STREAM)
-            peers = (info.cluster.replicas or []) if info.cluster else []
-            if len(peers) == 2 and all(p.current and not p.offline for p in peers):
-                return
-        await asyncio.sleep(0.25)
-    raise AssertionError("the restarted node did not catch up with the stream")
+async def r3_streams(cluster: EmbeddedCluster) -> None:
+    """As admin, before any service: a service's own create_app would make them R1."""
+    admin = await connect(cluster.url, name="admin")
+    await create_streams_when_ready(admin.jetstream(), replicas=3)
+    await admin.close()
+
+
+def cluster_settings(
+    cluster: EmbeddedCluster, database_url: str | None, writer_key: tuple[str, str]
+) -> Settings:
+    key_path, public_key = writer_key
+    return Settings(
+        nats_url=cluster.url,
+        database_url=database_url,
+        writer_key=key_path,
+        writer_public_key=public_key,
+    )
 
 
 @pytest.mark.slow
 async def test_sigkill_of_the_ledgers_leader_node_mid_ingest_loses_and_repeats_nothing(
+    cluster: EmbeddedCluster, writer_key: tuple[str, str]
+) -> None:
+    await r3_streams(cluster)
+    await ingest_through_a_leader_kill(
+        cluster, cluster_settings(cluster, None, writer_key), Answers()
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_after_a_leader_node_kill_the_read_models_equal_a_replay_and_each_sae_alerts_once(
     cluster: EmbeddedCluster, own_postgres: EmbeddedPostgres, writer_key: tuple[str, str]
 ) -> None:
     from services.alerter.app import create_app as create_alerter
     from tests.integration.test_safety import assert_one_alert_per_serious_ae
 
-    key_path, public_key = writer_key
-    settings = Settings(
-        nats_url=cluster.url,
-        database_url=own_postgres.url,
-        writer_key=key_path,
-        writer_public_key=public_key,
-    )
-    admin = await connect(cluster.url, name="admin")
-    js = admin.jetstream()
-    await create_streams_when_ready(js, replicas=3)
-    assert (await js.stream_info(LEDGER_STREAM)).config.num_replicas == 3
-    writer = await create_writer(settings, seal_every_seconds=2.0)
-    await writer.start()
-    writing = True
+    settings = cluster_settings(cluster, own_postgres.url, writer_key)
+    await r3_streams(cluster)
     projector = await create_projector(settings)
     await projector.start()
     alerter = await create_alerter(settings)
     await alerter.start()
-    answers = Answers()
-    trial = simulated(patients=50, seed=21)
-    total = len(trial.all_events())
-    ingesting = asyncio.create_task(ingest(cluster.url, answers, trial))
-    killed: list[str] = []
     try:
-        for share in (0.15, 0.6):
-            await mid_ingest(answers, ingesting, int(total * share))
-            leader = await stream_leader(js)
-            number = int(leader.rsplit("-", 1)[1])
-            cluster.kill(number)
-            killed.append(leader)
-            await asyncio.sleep(3.0)
-            cluster.restart(number)
-            await wait_all_replicas_current(js)
-        trial_id = await asyncio.wait_for(ingesting, 180)
-        # The writer first: its sealer would append one more seal after the readers caught up.
-        await writer.stop()
-        writing = False
-        await projector.wait_caught_up(120)
-        await alerter.wait_caught_up(60)
+        trial_id = await ingest_through_a_leader_kill(cluster, settings, Answers())
+        probe = await connect(cluster.url, name="probe")
+        await wait_read_models(projector, alerter, probe.jetstream(), timeout=60)
+        await probe.close()
     finally:
-        ingesting.cancel()
-        await alerter.stop()
-        await projector.stop()
-        if writing:
-            await writer.stop()
-    print(f"leader kills {killed}: {answers.summary()}")
-    assert len(killed) == 2
-    stored = await assert_nothing_lost_or_repeated(js, trial_id, answers)
-    assert stored == len(answers.with_status(ACKNOWLEDGED)) > 500
-    await admin.close()
-    await assert_verifies_clean(cluster.url, public_key)
+        await asyncio.wait_for(alerter.stop(), 30)
+        await asyncio.wait_for(projector.stop(), 30)
     await assert_live_equals_replay(settings)
     await assert_one_alert_per_serious_ae(settings, trial_id)
 
