@@ -7,7 +7,7 @@ the effective history, and each effective event remembers the seqs that shaped i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from events import (
     EventRetracted,
     LedgerEvent,
 )
+from projections.memo import PrefixMemo
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +78,36 @@ def effective_history(recorded: Iterable[Recorded]) -> EffectiveHistory:
 
     A correction of a correction is a correction of the same original; a retracted event
     stays retracted. A correction whose data no longer validates is ignored and reported
-    (the writer prevents this; a reader must never crash on it).
+    (the writer prevents this; a reader must never crash on it). A history that only grew
+    since its last fold resumes from it (`projections.memo`).
     """
-    current: dict[str, Effective] = {}
-    order: list[str] = []
-    changes: list[Change] = []
-    rejected: list[int] = []
-    for entry in recorded:
+    return _HISTORIES.fold(tuple(recorded), _history_new, _history_more).result()
+
+
+@dataclass(frozen=True, slots=True)
+class _Folding:
+    """The effective-history fold after some entries; `result()` is the history so far."""
+
+    current: dict[str, Effective]
+    order: list[str]
+    changes: list[Change]
+    rejected: list[int]
+
+    def result(self) -> EffectiveHistory:
+        current = self.current
+        events = tuple(current[key] for key in self.order if key in current)
+        return EffectiveHistory(events, tuple(self.changes), tuple(self.rejected))
+
+
+def _history_new(entries: Sequence[Recorded]) -> _Folding:
+    return _history_more(_Folding({}, [], [], []), entries)
+
+
+def _history_more(done: _Folding, entries: Sequence[Recorded]) -> _Folding:
+    # a copy: the memo may still hand `done` to another caller
+    current, order = dict(done.current), list(done.order)
+    changes, rejected = list(done.changes), list(done.rejected)
+    for entry in entries:
         event = entry.event
         match event:
             case EventCorrected(data=corr) if corr.target_event_id in current:
@@ -106,8 +130,10 @@ def effective_history(recorded: Iterable[Recorded]) -> EffectiveHistory:
                 key = str(event.event_id)
                 current[key] = Effective(entry.seq, event)
                 order.append(key)
-    events = tuple(current[key] for key in order if key in current)
-    return EffectiveHistory(events, tuple(changes), tuple(rejected))
+    return _Folding(current, order, changes, rejected)
+
+
+_HISTORIES: PrefixMemo[_Folding] = PrefixMemo()
 
 
 def _change(

@@ -10,7 +10,7 @@ an equal state.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
@@ -33,6 +33,7 @@ from events import (
 )
 from events.clinical import Agent, ChildPugh, VpGrade
 from projections.history import Effective, EffectiveHistory, Recorded, effective_history
+from projections.memo import PrefixMemo
 
 Status = Literal[
     "enrolled", "on_treatment", "off_treatment", "follow_up", "dead", "withdrawn", "lost",
@@ -355,14 +356,29 @@ def fold(history: EffectiveHistory | Iterable[Effective]) -> PatientState:
     """Fold one patient's effective events (any entry order) into its state.
 
     Given an `EffectiveHistory`, retractions and corrections count for the ledger position.
+    A history that only grew since the patient's last fold resumes from it (`PrefixMemo`).
     """
-    tally = _Tally.of(PatientState())
-    events = history.events if isinstance(history, EffectiveHistory) else history
-    for effective in events:
-        _absorb(tally, effective)
-    if isinstance(history, EffectiveHistory):
+    events = history.events if isinstance(history, EffectiveHistory) else tuple(history)
+    state = _FOLDS.fold(events, _fold_new, _fold_more)
+    if isinstance(history, EffectiveHistory) and history.changes:
+        tally = _Tally.of(state)
         for change in history.changes:
             _note_position(tally, change.seq, None)
+        state = tally.frozen()
+    return state
+
+
+_FOLDS: PrefixMemo[PatientState] = PrefixMemo()
+
+
+def _fold_new(events: Sequence[Effective]) -> PatientState:
+    return _fold_more(PatientState(), events)
+
+
+def _fold_more(state: PatientState, events: Sequence[Effective]) -> PatientState:
+    tally = _Tally.of(state)
+    for effective in events:
+        _absorb(tally, effective)
     return tally.frozen()
 
 

@@ -10,7 +10,7 @@ themselves live in `projections.tte_rules`. The inputs are small values (`Patien
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +30,7 @@ from events import (
     Withdrawn,
 )
 from projections.history import Effective
+from projections.memo import PrefixMemo
 from projections.tte_rules import (
     Assessment,
     Cnsr,
@@ -221,40 +222,19 @@ def course_from_history(
     loss to follow-up (not a contact) and sponsor-side records. Subsequent therapy = the
     earliest anticancer `subsequent_therapy_started`. None for an empty history.
     """
-    starts: list[Dated] = []
-    scans: list[Dated] = []
-    deaths: list[Dated] = []
-    alive: list[Dated] = []
-    therapies: list[Dated] = []
-    first: Effective | None = None
-    for entry in events:
-        first = entry if first is None else first
-        event, seen = entry.event, Dated(entry.event.occurred_on, entry.seqs)
-        if _shows_alive(event):
-            alive.append(seen)
-        match event:
-            case Death():
-                deaths.append(seen)
-            case InfusionGiven():
-                starts.append(seen)
-            case DoseModified(data=d) if d.agent == "lenvatinib" and d.action == "start":
-                starts.append(seen)
-            case ScanRead():
-                scans.append(seen)
-            case SubsequentTherapyStarted(data=t) if t.anticancer:
-                therapies.append(seen)
-            case _:
-                pass
-    if first is None:
+    entries = tuple(events)
+    if not entries:
         return None
-    start = _earliest(starts)
+    first = entries[0].event
+    seen = _COURSES.fold(entries, _course_new, _course_more)
+    start = seen.start
     window = dt.timedelta(days=params.screening_window_days)
     baseline = None if start is None else _latest(
-        [s for s in scans if start.on - window <= s.on <= start.on])
-    death, last_alive, therapy = _earliest(deaths), _latest(alive), _earliest(therapies)
+        [s for s in seen.scans if start.on - window <= s.on <= start.on])
+    death, last_alive, therapy = seen.death, seen.alive, seen.therapy
     return PatientCourse(
-        trial_id=first.event.trial_id, site_id=first.event.site_id,
-        patient_id=first.event.patient_id,
+        trial_id=first.trial_id, site_id=first.site_id,
+        patient_id=first.patient_id,
         startdt=start.on if start else None, startdt_seqs=start.seqs if start else (),
         baseline_assessment_on=baseline.on if baseline else None,
         death_on=death.on if death else None, death_seqs=death.seqs if death else (),
@@ -263,6 +243,49 @@ def course_from_history(
         subsequent_therapy_on=therapy.on if therapy else None,
         subsequent_therapy_seqs=therapy.seqs if therapy else (),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The dates a course is made of, after some effective events. Of equal dates the
+    earlier entry is kept, so the first ledger entry names the source."""
+
+    start: Dated | None = None
+    scans: tuple[Dated, ...] = ()
+    death: Dated | None = None
+    alive: Dated | None = None
+    therapy: Dated | None = None
+
+
+def _course_new(events: Sequence[Effective]) -> _Seen:
+    return _course_more(_Seen(), events)
+
+
+def _course_more(seen: _Seen, events: Sequence[Effective]) -> _Seen:
+    start, death, alive, therapy = seen.start, seen.death, seen.alive, seen.therapy
+    scans = list(seen.scans)
+    for entry in events:
+        event = entry.event
+        dated = Dated(event.occurred_on, entry.seqs)
+        if _shows_alive(event) and (alive is None or dated.on > alive.on):
+            alive = dated
+        match event:
+            case Death():
+                death = dated if death is None or dated.on < death.on else death
+            case InfusionGiven():
+                start = dated if start is None or dated.on < start.on else start
+            case DoseModified(data=d) if d.agent == "lenvatinib" and d.action == "start":
+                start = dated if start is None or dated.on < start.on else start
+            case ScanRead():
+                scans.append(dated)
+            case SubsequentTherapyStarted(data=t) if t.anticancer:
+                therapy = dated if therapy is None or dated.on < therapy.on else therapy
+            case _:
+                pass
+    return _Seen(start, tuple(scans), death, alive, therapy)
+
+
+_COURSES: PrefixMemo[_Seen] = PrefixMemo()
 
 
 def _shows_alive(event: LedgerEvent) -> bool:
@@ -291,12 +314,8 @@ def _dated(on: dt.date | None, seqs: tuple[int, ...]) -> Dated | None:
     return None if on is None else Dated(on, seqs)
 
 
-def _earliest(dates: list[Dated]) -> Dated | None:
-    # min/max keep the first of equal dates: the earlier ledger entry names the source.
-    return min(dates, key=lambda d: d.on) if dates else None
-
-
 def _latest(dates: list[Dated]) -> Dated | None:
+    # max keeps the first of equal dates: the earlier ledger entry names the source.
     return max(dates, key=lambda d: d.on) if dates else None
 
 

@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections import memo
 from services.ledger_io import ensure_streams, ledger_head
 from services.migrate import active_build, make_engine, migrate
 from services.nats_conn import connect
@@ -126,6 +127,10 @@ async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[d
              "lag": max(0, head - int(r[1])), "applied": int(r[2]), "parked": int(r[3])} for r in rows]
 
 
+HISTORY_PATIENTS = 2000
+HISTORY_EVENTS = 100_000
+
+
 async def create_app(
     settings: Settings, *, schema: str | None = None, batch: int = 2000,
     partitions: int = 1, instance: int = 0, instances: int = 1, only: list[str] | None = None,
@@ -144,8 +149,11 @@ async def create_app(
     unknown = set(only or ()) - {p.name for p in chosen}
     if unknown:
         raise ValueError(f"unknown projections: {sorted(unknown)}; known: {[p.name for p in all_projections()]}")
+    # a patient's next batch resumes its folds (bounded like the history caches)
+    memo.configure(keys=HISTORY_PATIENTS * len(chosen), entries=HISTORY_EVENTS * len(chosen))
     runners = [
-        LiveProjector(js, Applier(engine, build, projection, PatientHistories(js)), batch=batch)
+        LiveProjector(js, Applier(engine, build, projection,
+                                  PatientHistories(js, HISTORY_PATIENTS, max_events=HISTORY_EVENTS)), batch=batch)
         for projection in chosen
     ]
     if partitions > 1:

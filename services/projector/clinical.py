@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, text, tuple_
+from sqlalchemy import case, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,6 +36,7 @@ from services.projector.clinical_tables import (
     clinical_trial,
     response_timepoint,
 )
+from services.projector.core import copy_rows
 from services.projector.histories import Decoded, PatientHistories
 
 
@@ -140,7 +141,7 @@ async def _replace_patients(conn: AsyncConnection, derived: dict[PatientKey, Pat
                 rows[table_name].extend(table_rows)
     for table in PATIENT_TABLES:
         if rows[table.name]:
-            await conn.execute(insert(table), rows[table.name])
+            await copy_rows(conn, table, rows[table.name])
 
 
 def patient_rows(result: PatientEndpoints) -> dict[str, list[dict[str, Any]]]:

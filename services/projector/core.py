@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, text, tuple_
+from sqlalchemy import JSON, Column, Table, delete, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,7 +16,7 @@ from projections.audit import audit_trail
 from projections.history import Recorded, effective_history
 from projections.patient import fold_ledger
 from services.db import audit_trail as audit_table
-from services.db import patient_state
+from services.db import event_index, patient_state
 from services.projector.histories import Decoded, PatientHistories, PatientKey
 
 STATE_COLUMNS = (
@@ -47,8 +48,14 @@ def index_row(item: Decoded) -> dict[str, Any]:
         "reason": stored.get("reason"),
         "hash": stored["hash"],
         "prev_hash": stored["prev_hash"],
-        "body": stored,
+        "body": RawJson(item.body.decode()) if item.body else stored,
     }
+
+
+class RawJson(str):
+    """JSON text already encoded (the ledger's own bytes): COPY passes it through."""
+
+    __slots__ = ()
 
 
 class CoreProjection:
@@ -62,7 +69,7 @@ class CoreProjection:
 
     async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
         # trial-level events reach every partition; one of them owns their index rows
-        await copy_rows(conn, "event_index", [index_row(item) for item in batch if histories.owns(item.key)], JSON_COLUMNS)
+        await copy_rows(conn, event_index, [index_row(item) for item in batch if histories.owns(item.key)])
         touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE and histories.owns(item.key)})
         if not touched:
             return
@@ -89,26 +96,45 @@ class CoreProjection:
                 tuple_(audit_table.c.trial_id, audit_table.c.site_id, audit_table.c.patient_id).in_(sorted(amended))
             ))
         if audit_rows:
-            await conn.execute(insert(audit_table), audit_rows)
+            await copy_rows(conn, audit_table, audit_rows)
 
 
 AMENDING = frozenset({"event_corrected", "event_retracted"})
-JSON_COLUMNS = frozenset({"body"})
 
 
-async def copy_rows(conn: AsyncConnection, table: str, rows: list[dict[str, Any]], json_columns: frozenset[str] = frozenset()) -> None:
+async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Bulk-load rows with PostgreSQL COPY inside the current transaction (the build's schema
-    is on the search_path). Many times faster than INSERT for the event index."""
+    is on the search_path): many times faster than INSERT for a batch of thousands of rows.
+
+    JSONB values are encoded as SQLAlchemy would encode them (None as JSON null unless the
+    column says otherwise), so rows read back the same whichever way they were written."""
     if not rows:
         return
     columns = list(rows[0])
-    records = [
-        tuple(json.dumps(row[c], separators=(",", ":")) if c in json_columns else row[c] for c in columns)
-        for row in rows
-    ]
+    encoders = [_encoder(table.c[name]) for name in columns]
+    records = [tuple(encode(row[name]) for name, encode in zip(columns, encoders, strict=True)) for row in rows]
     raw = await conn.get_raw_connection()
     schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-    await raw.driver_connection.copy_records_to_table(table, records=records, columns=columns, schema_name=schema)
+    await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns, schema_name=schema)
+
+
+def _encoder(column: Column[Any]) -> Callable[[Any], Any]:
+    if not isinstance(column.type, JSON):
+        return _same
+    none_as_null = column.type.none_as_null
+
+    def encode(value: Any) -> Any:
+        if value is None and none_as_null:
+            return None
+        if isinstance(value, RawJson):
+            return str(value)
+        return json.dumps(value, separators=(",", ":"))
+
+    return encode
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def state_row(key: PatientKey, recorded: list[Recorded]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class Decoded:
     subject: str
     stored: dict[str, Any]
     recorded: Recorded
+    body: bytes = b""  # the ledger's JSON as stored (the event index keeps it as it is)
 
     @property
     def key(self) -> PatientKey:
@@ -72,6 +73,7 @@ class PatientHistories:
         self.partition: Any = None
         self.position: str = ""
         self._cache: OrderedDict[PatientKey, list[Recorded]] = OrderedDict()
+        self._events = 0  # cached entries in all, kept as entries come and go
         self.loads = 0
 
     async def ensure(self, key: PatientKey, upto_seq: int) -> None:
@@ -93,17 +95,19 @@ class PatientHistories:
                 except Undecodable:
                     continue  # parked when it was first seen
         self._cache[key] = entries
+        self._events += len(entries)
         self._evict()
 
     def _evict(self) -> None:
         """Bounded by patients and by cached events, so memory does not grow with the ledger."""
-        total = sum(len(entries) for entries in self._cache.values())
+        if len(self._cache) <= self.capacity and self._events <= self.max_events:
+            return
         for key in list(self._cache):
-            if not (len(self._cache) > self.capacity or total > self.max_events):
+            if not (len(self._cache) > self.capacity or self._events > self.max_events):
                 break
             if key in self.pinned:
                 continue  # needed by the batch being applied
-            total -= len(self._cache.pop(key))
+            self._events -= len(self._cache.pop(key))
 
     def owns(self, key: PatientKey) -> bool:
         """Whether this partition applies `key`'s rows (always, when not partitioned)."""
@@ -111,6 +115,7 @@ class PatientHistories:
 
     def append(self, item: Decoded) -> None:
         self._cache.setdefault(item.key, []).append(item.recorded)
+        self._events += 1
 
     def get(self, key: PatientKey) -> list[Recorded]:
         return self._cache.get(key, [])
@@ -118,7 +123,8 @@ class PatientHistories:
     def forget(self, keys: set[PatientKey]) -> None:
         """After a failed transaction: what the cache appended never reached the database."""
         for key in keys:
-            self._cache.pop(key, None)
+            self._events -= len(self._cache.pop(key, ()))
 
     def clear(self) -> None:
         self._cache.clear()
+        self._events = 0

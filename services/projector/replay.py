@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections import memo
 from services.db import NOT_DIGESTED
 from services.ledger_io import read_stream
 from services.migrate import check_schema_name, migrate
@@ -67,7 +68,7 @@ async def rebuild(
     projections: Sequence[Projection],
     *,
     as_of: dt.datetime | None = None,
-    batch: int = 5000,
+    batch: int = 50_000,
     progress: Progress | None = None,
     stop_seq: int | None = None,
 ) -> RebuildReport:
@@ -76,7 +77,7 @@ async def rebuild(
     await migrate(engine, schema)
     include = _recorded_by(as_of)
     appliers = [
-        Applier(engine, schema, projection, PatientHistories(js, capacity=20_000, include=include, from_start=True), contiguous=False)
+        Applier(engine, schema, projection, PatientHistories(js, capacity=batch, max_events=2 * batch, include=include, from_start=True), contiguous=False)
         for projection in projections
     ]
     began = time.perf_counter()
@@ -91,18 +92,20 @@ async def rebuild(
             await applier.apply_resilient(chunk)
         chunk.clear()
 
-    async for msg in read_stream(js, stop_seq=stop_seq, batch=2048):
-        last_seq = msg.seq
-        if include is not None and not include(_peek(msg.body)):
-            continue
-        chunk.append(Message(msg.seq, msg.subject, msg.body))
-        count += 1
-        if len(chunk) >= batch:
+    # every projection folds the same decoded entries: each patient is folded once per batch
+    with memo.configured(keys=batch, entries=2 * batch):
+        async for msg in read_stream(js, stop_seq=stop_seq, batch=2048):
+            last_seq = msg.seq
+            if include is not None and not include(_peek(msg.body)):
+                continue
+            chunk.append(Message(msg.seq, msg.subject, msg.body))
+            count += 1
+            if len(chunk) >= batch:
+                await flush()
+                if progress is not None:
+                    progress(count)
+        if chunk:
             await flush()
-            if progress is not None:
-                progress(count)
-    if chunk:
-        await flush()
     seconds = time.perf_counter() - began
     report = RebuildReport(schema, as_of.isoformat() if as_of else None, count, last_seq, seconds)
     report.digests = await digests(engine, schema)

@@ -62,7 +62,7 @@ def decode_message(message: Message) -> Decoded | str:
         stored = json.loads(message.body)
         if not isinstance(stored, dict):
             raise Undecodable("not a JSON object")
-        return Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored))
+        return Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored), message.body)
     except (ValueError, Undecodable) as exc:
         return str(exc)
 
@@ -252,12 +252,17 @@ class LiveProjector:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(LEDGER_STREAM, self.durable)
         try:
-            await self.js.consumer_info(LEDGER_STREAM, self.durable)
+            info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
+            if info.config.ack_policy != js_api.AckPolicy.ALL:
+                # made by an earlier version (explicit acks): re-made at the checkpoint
+                await self.js.delete_consumer(LEDGER_STREAM, self.durable)
+                raise NotFoundError
         except NotFoundError:
             await self.js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
                 durable_name=self.durable,
                 filter_subject=self.filter_subject,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
+                # the checkpoint is a position, so one ack covers every message up to it
+                ack_policy=js_api.AckPolicy.ALL,
                 ack_wait=120.0,
                 max_ack_pending=20_000,
                 deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
@@ -288,12 +293,13 @@ class LiveProjector:
                 continue
             except asyncio.CancelledError:
                 break
-            # ack only what the committed checkpoint covers; anything beyond it was not applied,
-            # so the consumer is re-positioned to deliver it again rather than acked away
-            for m, message in zip(msgs, messages, strict=True):
-                if message.seq <= self.last_applied:
-                    with contextlib.suppress(Exception):
-                        await m.ack()
+            # ack only what the committed checkpoint covers (one ack acknowledges everything up
+            # to it); anything beyond it was not applied, so the consumer is re-positioned to
+            # deliver it again rather than acked away
+            covered = [m for m, message in zip(msgs, messages, strict=True) if message.seq <= self.last_applied]
+            if covered:
+                with contextlib.suppress(Exception):
+                    await max(covered, key=lambda m: m.metadata.sequence.stream).ack()
             if any(message.seq > self.last_applied for message in messages):
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +21,7 @@ from events import SPONSOR_SITE, ProtocolParameters, ProtocolParametersSet
 from projections.clocks import sae_clocks
 from projections.history import effective_history
 from projections.safety import patient_safety
+from services.projector.core import copy_rows
 from services.projector.histories import Decoded, PatientHistories, PatientKey
 from services.projector.safety_tables import (
     ae_episode,
@@ -86,7 +87,7 @@ class SafetyProjection:
             (sae_clock_table, clocks),
         ):
             if rows:
-                await conn.execute(insert(table), rows)
+                await copy_rows(conn, table, rows)
 
     @staticmethod
     async def _versions(conn: AsyncConnection, trials: Iterable[str]) -> dict[str, Versions]:

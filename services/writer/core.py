@@ -152,7 +152,7 @@ class Writer:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         cache_patients: int = 4096,
         cache_events: int = 100_000,
-        index_size: int = 250_000,
+        index_size: int = 50_000,
         max_retries: int = 20,
     ) -> None:
         self.js = js

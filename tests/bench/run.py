@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import heapq
 import json
 import os
 import platform
@@ -192,17 +193,22 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         done = asyncio.Event()
 
         async def watch() -> None:
-            pending = 0
-            while not (done.is_set() and pending >= len(accepted)):
+            """Runs through the load: each accepted event's lag is the time from its
+            acceptance until every projection's checkpoint covers its seq."""
+            waiting: list[tuple[int, float]] = []  # a heap by seq
+            taken = 0
+            while not (done.is_set() and taken == len(accepted) and not waiting):
+                for item in accepted[taken:]:
+                    heapq.heappush(waiting, item)
+                taken = len(accepted)
                 found = await checkpoints(engine)
-                checkpoint = min(found.values()) if found else 0
+                checkpoint = min(found.values()) if set(found) >= names else 0
                 now = time.perf_counter()
-                ordered = sorted(accepted) if not done.is_set() else accepted
-                while pending < len(ordered) and ordered[pending][0] <= checkpoint:
-                    lags.append(now - ordered[pending][1])
-                    pending += 1
+                while waiting and waiting[0][0] <= checkpoint:
+                    lags.append(now - heapq.heappop(waiting)[1])
                 await asyncio.sleep(0.01)
 
+        watcher = asyncio.create_task(watch())
         tick = 0.05
         per_tick = max(1, int(rate * tick))
         began = time.perf_counter()
@@ -219,9 +225,8 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
             sends.append(asyncio.create_task(send(work[start:start + per_tick])))
         await asyncio.gather(*sends)
         achieved = len(work) / (time.perf_counter() - began)
-        accepted.sort()
         done.set()
-        await asyncio.wait_for(watch(), 300)
+        await asyncio.wait_for(watcher, 300)
         return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
                 "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
                            "max": 1000 * max(lags)},
@@ -425,7 +430,7 @@ def table(results: dict[str, Any]) -> str:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a quarter of the work, for a smoke run")
-    parser.add_argument("--memory-events", type=int, default=200_000,
+    parser.add_argument("--memory-events", type=int, default=1_000_000,
                         help="events of the memory run (RSS sampled at a tenth and at the end; 0 = skip)")
     parser.add_argument("--memory-only", action="store_true", help="only the memory run (merged into latest.json)")
     args = parser.parse_args()

@@ -1,0 +1,103 @@
+"""Resume a fold where it last stopped when a patient's history has only grown.
+
+Projections re-derive a touched patient from its whole effective history, which makes each
+new event cost O(history). Most batches only append: the history then starts with exactly the
+entries folded last time. `PrefixMemo` keeps each patient's last fold and the entries it
+covered; when the new history begins with those same (immutable) objects, only the rest is
+folded. Anything else (a history read back afresh, a different build) folds from the start. The result is the same either way; only the cost differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+_MEMOS: list[PrefixMemo[Any]] = []
+
+
+def configure(*, keys: int, entries: int) -> tuple[int, int]:
+    """Turn the memos on (a long-running projector) or off (keys=0, the default): a process
+    that folds a patient once, or must stay small, keeps nothing. Returns the previous bounds."""
+    previous = (_BOUNDS["keys"], _BOUNDS["entries"])
+    _BOUNDS.update(keys=keys, entries=entries)
+    for memo in _MEMOS:
+        memo.max_keys, memo.max_entries = keys, entries
+        memo._evict()
+    return previous
+
+
+@contextlib.contextmanager
+def configured(*, keys: int, entries: int) -> Iterator[None]:
+    """The memos bounded so for a while (a rebuild), then as they were."""
+    previous = configure(keys=keys, entries=entries)
+    try:
+        yield
+    finally:
+        configure(keys=previous[0], entries=previous[1])
+
+
+_BOUNDS = {"keys": 0, "entries": 0}
+
+
+class PrefixMemo(Generic[T]):
+    """A bounded per-key memo of folds over growing sequences of frozen entries.
+
+    Entries are compared by identity: the ledger's decoded events are immutable and each is
+    decoded once per process, so the same objects mean the same history.
+    """
+
+    def __init__(self) -> None:
+        self.max_keys = _BOUNDS["keys"]
+        self.max_entries = _BOUNDS["entries"]
+        self._memo: OrderedDict[int, tuple[tuple[Any, ...], T]] = OrderedDict()
+        self._entries = 0
+        self.hits = 0
+        self.misses = 0
+        _MEMOS.append(self)
+
+    def fold(
+        self,
+        events: Sequence[Any],
+        start: Callable[[Sequence[Any]], T],
+        resume: Callable[[T, Sequence[Any]], T],
+    ) -> T:
+        """`start(events)`, or `resume(earlier, rest)` when `events` extends what `earlier` folded."""
+        if not self.max_keys or not events:
+            return start(events)
+        events = tuple(events)
+        # Keyed by the first entry itself (held here, so its id stays unique): one patient's
+        # history as each projection of a process decoded it is a separate slot.
+        key = id(events[0])
+        found = self._memo.pop(key, None)
+        value: T
+        if found is not None:
+            self._entries -= len(found[0])
+            covered, earlier = found
+            if len(covered) <= len(events) and all(map(operator.is_, covered, events)):
+                self.hits += 1
+                rest = events[len(covered):]
+                value = resume(earlier, rest) if rest else earlier
+            else:
+                self.misses += 1
+                value = start(events)
+        else:
+            self.misses += 1
+            value = start(events)
+        self._memo[key] = (events, value)
+        self._entries += len(events)
+        self._evict()
+        return value
+
+    def _evict(self) -> None:
+        while self._memo and (len(self._memo) > self.max_keys or self._entries > self.max_entries):
+            covered, _ = self._memo.popitem(last=False)[1]
+            self._entries -= len(covered)
+
+    def clear(self) -> None:
+        self._memo.clear()
+        self._entries = 0
