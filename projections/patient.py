@@ -10,6 +10,7 @@ an equal state.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -389,7 +390,7 @@ def fold_ledger(recorded: Iterable[Recorded]) -> PatientState:
     state = fold(effective_history(entries))
     if not entries:
         return state
-    head = max(entries, key=lambda entry: entry.seq)
+    head = max(entries, key=operator.attrgetter("seq"))
     return replace(state, last_seq=head.seq, last_hash=head.event.hash)
 
 

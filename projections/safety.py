@@ -8,6 +8,7 @@ from the effective history (corrections and retractions already applied).
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -146,10 +147,6 @@ def treatment_dates(events: Iterable[Effective]) -> TreatmentDates:
     return TreatmentDates(state.startdt, state.last_dose_on)
 
 
-def _same_id(a: object, b: object) -> bool:
-    return str(a).lower() == str(b).lower()
-
-
 def _in_window(day: dt.date, dates: TreatmentDates, window_days: int) -> bool:
     if dates.start_date is None or day < dates.start_date:
         return False
@@ -219,23 +216,27 @@ def _evolve(fold: _Fold, entry: Effective) -> _Fold:
     return fold
 
 
-def _linked(events: tuple[Effective, ...], ae_event_id: str) -> tuple[Effective, ...]:
-    linked: list[Effective] = []
+def _links(events: tuple[Effective, ...]) -> dict[str, tuple[Effective, ...]]:
+    """Each AE's report and the events that name it (updates, dose changes, a death, a
+    discontinuation), by AE event id (case-insensitive), in seq order: one pass for all AEs."""
+    linked: dict[str, list[Effective]] = {}
     for entry in events:
         match entry.event:
             case AeUpdated(data=data) | DoseModified(data=data) | Death(data=data) | (
                 TreatmentDiscontinued(data=data)
-            ) if _same_id(data.ae_event_id, ae_event_id):
-                linked.append(entry)
-            case AeReported(event_id=event_id) if _same_id(event_id, ae_event_id):
-                linked.append(entry)
-    return tuple(sorted(linked, key=lambda item: item.seq))
+            ) if data.ae_event_id is not None:
+                linked.setdefault(str(data.ae_event_id).lower(), []).append(entry)
+            case AeReported(event_id=event_id):
+                linked.setdefault(str(event_id).lower(), []).append(entry)
+    return {key: tuple(sorted(entries, key=_SEQ)) for key, entries in linked.items()}
+
+
+_SEQ = operator.attrgetter("seq")
 
 
 def _episode(
-    report: Effective, events: tuple[Effective, ...], dates: TreatmentDates, window_days: int
+    report: Effective, linked: tuple[Effective, ...], dates: TreatmentDates, window_days: int
 ) -> AeEpisode:
-    linked = _linked(events, str(report.event.event_id))
     fold = _Fold()
     for entry in linked:
         fold = _evolve(fold, entry)
@@ -302,9 +303,10 @@ def ae_episodes(
     linked to the AE. SUSAR = serious + unexpected + possibly/probably/definitely related to
     any agent (ICH E2A).
     """
-    ordered = tuple(sorted(events, key=lambda entry: entry.seq))
+    ordered = tuple(sorted(events, key=_SEQ))
+    links = _links(ordered)
     return tuple(
-        _episode(entry, ordered, dates, parameters.teae_window_days)
+        _episode(entry, links[str(entry.event.event_id).lower()], dates, parameters.teae_window_days)
         for entry in ordered
         if isinstance(entry.event, AeReported)
     )
@@ -312,7 +314,7 @@ def ae_episodes(
 
 def patient_safety(events: Iterable[Effective], parameters: ProtocolParameters) -> PatientSafety:
     """One patient's AE episodes and death, with STARTDT / last dose."""
-    ordered = tuple(sorted(events, key=lambda entry: entry.seq))
+    ordered = tuple(sorted(events, key=_SEQ))
     if not ordered:
         raise ValueError("a patient's safety record needs at least one event")
     dates = treatment_dates(ordered)

@@ -86,11 +86,7 @@ class CoreProjection:
                 audit_rows.extend(audit_rows_for(key, recorded))
             else:
                 audit_rows.extend(audit_rows_for(key, [r for r in recorded if r.seq in new_seqs]))
-        statement = pg_insert(patient_state)
-        await conn.execute(statement.on_conflict_do_update(
-            index_elements=["trial_id", "site_id", "patient_id"],
-            set_={column: statement.excluded[column] for column in STATE_COLUMNS},
-        ), states)
+        await conn.execute(_UPSERT_STATE, states)
         if amended:
             await conn.execute(delete(audit_table).where(
                 tuple_(audit_table.c.trial_id, audit_table.c.site_id, audit_table.c.patient_id).in_(sorted(amended))
@@ -99,6 +95,15 @@ class CoreProjection:
             await copy_rows(conn, audit_table, audit_rows)
 
 
+def _upsert_state() -> Any:
+    statement = pg_insert(patient_state)
+    return statement.on_conflict_do_update(
+        index_elements=["trial_id", "site_id", "patient_id"],
+        set_={column: statement.excluded[column] for column in STATE_COLUMNS},
+    )
+
+
+_UPSERT_STATE = _upsert_state()  # built once: constructing it per batch costs more than it seems
 AMENDING = frozenset({"event_corrected", "event_retracted"})
 
 

@@ -1,7 +1,8 @@
 """Horizontal scale: patients hashed into a fixed number of partitions, claimed by instances.
 
-Each partition has its own durable consumer and its own checkpoint per projection, so a
-partition can move between instances without losing or repeating anything. An instance holds
+Each partition has its own durable consumer, shared by its projections, and its own
+checkpoint per projection, so a partition can move between instances without losing or
+repeating anything. An instance holds
 a partition by a PostgreSQL advisory lock on a dedicated connection: if the instance dies, the
 connection drops, the lock is released and another instance takes the partition over from its
 checkpoint. An instance takes its preferred partitions at once and any other free partition
@@ -74,11 +75,11 @@ class PartitionSupervisor:
 
     async def _start(self, index: int, conn: AsyncConnection) -> None:
         partition = Partition(index, self.count)
-        runners = [
-            LiveProjector(self.js, Applier(self.engine, self.schema, projection, PatientHistories(self.js),
-                                           partition=partition), batch=self.batch)
+        # one consumer per partition: its projections share the read and the decoded events
+        runners = [LiveProjector(self.js, [
+            Applier(self.engine, self.schema, projection, PatientHistories(self.js), partition=partition)
             for projection in self.projections
-        ]
+        ], batch=self.batch)]
         claim = Claimed(partition, conn, runners)
         claim.tasks = [asyncio.create_task(r.run(claim.stop)) for r in runners]
         self.claimed[index] = claim

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,6 +68,14 @@ def decode_message(message: Message) -> Decoded | str:
         return str(exc)
 
 
+def stream_seq(msg: Any) -> int:
+    """The stream seq from a JetStream message's ack subject
+    (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…`, with an optional domain and
+    account hash in the newer form), read without building the whole metadata object."""
+    parts = msg.reply.split(".")
+    return int(parts[5] if len(parts) == 9 else parts[7])
+
+
 @dataclass(frozen=True, slots=True)
 class Partition:
     """One of `count` fixed slices of the patients: a patient always hashes to the same one,
@@ -83,9 +92,15 @@ class Partition:
         digest = hashlib.sha256(".".join(key).encode()).digest()
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
-    def owns_subject(self, subject: str) -> bool:
+    def owns_subject(self, subject: str, *, keep_trial: bool = False) -> bool:
+        """Whether the subject's patient is in this slice (with `keep_trial`, trial-level
+        events count too: every partition follows the trial's parameters)."""
         parts = subject.split(".")
-        return len(parts) != 5 or self.owns((parts[1], parts[2], parts[3]))
+        if len(parts) != 5:
+            return True
+        if keep_trial and parts[2] == SPONSOR_SITE:
+            return True
+        return self.owns((parts[1], parts[2], parts[3]))
 
 
 class Gap(RuntimeError):
@@ -139,6 +154,10 @@ class Applier:
                     if not run:
                         raise Gap(f"checkpoint {checkpoint}, next message {fresh[0].seq}")
                     fresh = run
+                last = fresh[-1].seq
+                if self.partition is not None:
+                    # other partitions' patients are not even decoded here
+                    fresh = [m for m in fresh if self.partition.owns_subject(m.subject, keep_trial=True)]
                 decoded, parked = self._decode(fresh)
                 touched = {item.key for item in decoded}
                 self.histories.pinned = touched
@@ -157,7 +176,6 @@ class Applier:
                     await conn.execute(insert(parked_events), parked)
                     for row in parked:
                         log.error("event_parked", projection=self.projection.name, seq=row["seq"], error=row["error"][:300])
-                last = fresh[-1].seq
                 await conn.execute(text(
                     "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
                 ), {"s": last, "n": len(decoded), "p": self.position})
@@ -170,7 +188,9 @@ class Applier:
         decoded: list[Decoded] = []
         parked: list[dict[str, Any]] = []
         for message in fresh:
-            outcome = message.decoded if message.decoded is not None else decode_message(message)
+            if message.decoded is None:  # decoded once, shared by the projections on this consumer
+                message.decoded = decode_message(message)
+            outcome = message.decoded
             if isinstance(outcome, Decoded):
                 decoded.append(outcome)
             else:
@@ -233,21 +253,38 @@ class Applier:
 
 
 class LiveProjector:
-    """One durable JetStream consumer feeding one projection in one schema."""
+    """One durable JetStream consumer feeding one or more projections in one schema.
 
-    def __init__(self, js: JetStreamContext, applier: Applier, *, batch: int = 500, filter_subject: str = LEDGER_SUBJECTS) -> None:
+    Several projections on one consumer (a partition's instance runs them all) share the
+    read, the decoding and the decoded events, so each patient's folds are remembered across
+    them; each still commits its own rows and checkpoint, and the consumer is acked only as far
+    as every one of them has committed.
+    """
+
+    def __init__(
+        self, js: JetStreamContext, applier: Applier | Sequence[Applier], *, batch: int = 500,
+        filter_subject: str = LEDGER_SUBJECTS,
+    ) -> None:
         self.js = js
-        self.applier = applier
+        self.appliers = [applier] if isinstance(applier, Applier) else list(applier)
         self.batch = batch
         self.filter_subject = filter_subject
-        suffix = "" if applier.partition is None else f"_p{applier.partition.index}of{applier.partition.count}"
-        self.durable = f"proj_{applier.schema}_{applier.projection.name}{suffix}"
+        first = self.appliers[0]
+        suffix = "" if first.partition is None else f"_p{first.partition.index}of{first.partition.count}"
+        names = "_".join(a.projection.name for a in self.appliers)
+        self.durable = f"proj_{first.schema}_{names}{suffix}"
         self.last_applied = 0
 
+    @property
+    def applier(self) -> Applier:
+        return self.appliers[0]
+
     async def _subscribe(self, reset: bool = False) -> Any:
-        checkpoint = await self.applier.checkpoint()
-        if checkpoint == 0:
-            self.applier.histories.from_start = True
+        checkpoints = [await applier.checkpoint() for applier in self.appliers]
+        for applier, checkpoint in zip(self.appliers, checkpoints, strict=True):
+            if checkpoint == 0:
+                applier.histories.from_start = True
+        start = min(checkpoints) + 1
         if reset:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(LEDGER_STREAM, self.durable)
@@ -266,13 +303,17 @@ class LiveProjector:
                 ack_wait=120.0,
                 max_ack_pending=20_000,
                 deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=checkpoint + 1,
+                opt_start_seq=start,
             ))
         return await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
+    @property
+    def _names(self) -> str:
+        return ",".join(a.projection.name for a in self.appliers)
+
     async def run(self, stop: asyncio.Event) -> None:
         sub = await self._subscribe()
-        log.info("projection_started", projection=self.applier.projection.name, schema=self.applier.schema)
+        log.info("projection_started", projection=self._names, schema=self.applier.schema)
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=0.5)
@@ -282,24 +323,26 @@ class LiveProjector:
                 log.warning("projection_fetch_failed", error=str(exc)[:200])
                 await asyncio.sleep(0.5)
                 continue
-            messages = [Message(int(m.metadata.sequence.stream), m.subject, m.data) for m in msgs]
+            messages = [Message(stream_seq(m), m.subject, m.data) for m in msgs]
             try:
-                self.last_applied = await self.applier.apply_resilient(messages, stop)
+                applied = [await applier.apply_resilient(messages, stop) for applier in self.appliers]
             except Gap as gap:
-                log.warning("projection_repositioned", projection=self.applier.projection.name, reason=str(gap))
+                log.warning("projection_repositioned", projection=self._names, reason=str(gap))
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
                 sub = await self._subscribe(reset=True)
                 continue
             except asyncio.CancelledError:
                 break
-            # ack only what the committed checkpoint covers (one ack acknowledges everything up
-            # to it); anything beyond it was not applied, so the consumer is re-positioned to
-            # deliver it again rather than acked away
-            covered = [m for m, message in zip(msgs, messages, strict=True) if message.seq <= self.last_applied]
+            self.last_applied = min(applied)
+            # ack only what every committed checkpoint covers (one ack acknowledges everything
+            # up to it); anything beyond was not applied everywhere, so the consumer is
+            # re-positioned to deliver it again rather than acked away
+            covered = [(message.seq, m) for m, message in zip(msgs, messages, strict=True)
+                       if message.seq <= self.last_applied]
             if covered:
                 with contextlib.suppress(Exception):
-                    await max(covered, key=lambda m: m.metadata.sequence.stream).ack()
+                    await max(covered, key=operator.itemgetter(0))[1].ack()
             if any(message.seq > self.last_applied for message in messages):
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

@@ -61,6 +61,30 @@ class ServiceProcess:
         self.log.close()
 
 
+# How the bench deploys the projectors: "per-projection" = one process per projection (each
+# reads and decodes the whole ledger); "partitions" = two instances, each running every
+# projection for half of the patients on one shared consumer (`--partitions 2`).
+PROJECTOR_LAYOUT = os.environ.get("LEDGER_BENCH_PROJECTORS", "partitions")
+PARTITIONS = 2
+
+
+def expected_positions() -> list[str]:
+    """The checkpoint rows the projectors of this layout keep."""
+    names = sorted(p.name for p in all_projections())
+    if PROJECTOR_LAYOUT == "per-projection":
+        return names
+    return [f"{name}#{i}/{PARTITIONS}" for name in names for i in range(PARTITIONS)]
+
+
+def start_projectors(settings: Settings, log_dir: Path) -> dict[str, ServiceProcess]:
+    if PROJECTOR_LAYOUT == "per-projection":
+        return {name: ServiceProcess("projector", settings, log_dir, "--projection", name)
+                for name in sorted(p.name for p in all_projections())}
+    return {f"instance{i}": ServiceProcess("projector", settings, log_dir, "--partitions", str(PARTITIONS),
+                                           "--instances", str(PARTITIONS), "--instance", str(i))
+            for i in range(PARTITIONS)}
+
+
 async def wait_for_writer(nc: Any, trial: str) -> None:
     for _ in range(400):
         try:
@@ -167,14 +191,13 @@ async def bench_rebuild(nc: Any, settings: Settings) -> dict[str, Any]:
 async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int, log_dir: Path) -> dict[str, Any]:
     """Sustained ingest at `rate` events/s; lag = accepted → every projection's checkpoint covers it."""
     engine = make_engine(settings.database_url or "")
-    names = {p.name for p in all_projections()}
-    # one process per projection, as a deployment on several cores would run them
-    projectors = [ServiceProcess("projector", settings, log_dir, "--projection", name) for name in sorted(names)]
+    projectors = start_projectors(settings, log_dir)
+    names = set(expected_positions())
     try:
         async def caught_up(limit: float) -> None:
             deadline = time.perf_counter() + limit
             while time.perf_counter() < deadline:
-                found = await checkpoints(engine)
+                found = {k: v for k, v in (await checkpoints(engine)).items() if k in names}
                 if set(found) >= names and min(found.values()) >= await ledger_head(nc.jetstream()):
                     return
                 await asyncio.sleep(0.1)
@@ -201,7 +224,7 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
                 for item in accepted[taken:]:
                     heapq.heappush(waiting, item)
                 taken = len(accepted)
-                found = await checkpoints(engine)
+                found = {k: v for k, v in (await checkpoints(engine)).items() if k in names}
                 checkpoint = min(found.values()) if set(found) >= names else 0
                 now = time.perf_counter()
                 while waiting and waiting[0][0] <= checkpoint:
@@ -230,10 +253,10 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
                 "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
                            "max": 1000 * max(lags)},
-                "projector_processes": len(projectors),
-                "projector_rss_mb": {name: p.rss_mb() for name, p in zip(sorted(names), projectors, strict=True)}}
+                "projector_processes": len(projectors), "projector_layout": PROJECTOR_LAYOUT,
+                "projector_rss_mb": {name: p.rss_mb() for name, p in projectors.items()}}
     finally:
-        for projector in projectors:
+        for projector in projectors.values():
             projector.stop()
         await engine.dispose()
 
@@ -338,8 +361,8 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
     The workload is a trial's: cohorts of patients enroll, receive their ~40 events, and make
     way for the next cohort, so the ledger grows while the set of active patients does not.
     """
-    names = sorted(p.name for p in all_projections())
-    projectors = {name: ServiceProcess("projector", settings, log_dir, "--projection", name) for name in names}
+    projectors = start_projectors(settings, log_dir)
+    names = set(expected_positions())
     engine = make_engine(settings.database_url or "")
     client = SiteClient(nc, trial, "site01", timeout=120)
     cohort, per_patient = 500, 40
@@ -347,7 +370,10 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
     sent = 0
 
     async def sample(mark: int) -> None:
-        while min((await checkpoints(engine)).values() or [0]) < await ledger_head(nc.jetstream()):  # noqa: ASYNC110
+        while True:
+            found = {k: v for k, v in (await checkpoints(engine)).items() if k in names}
+            if set(found) >= names and min(found.values()) >= await ledger_head(nc.jetstream()):
+                break
             await asyncio.sleep(0.5)
         samples[str(mark)] = {"writer": WRITER_PROCESS[0].rss_mb(),
                               **{f"projector:{n}": p.rss_mb() for n, p in projectors.items()}}
