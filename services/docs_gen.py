@@ -95,7 +95,23 @@ def asyncapi_document(broker: NatsBroker) -> dict[str, Any]:
     document: dict[str, Any] = spec.to_jsonable()
     for server in document.get("servers", {}).values():
         server["host"] = DOCUMENTED_NATS
-    return document
+    return _in_stable_order(document)
+
+
+def _in_stable_order(document: dict[str, Any]) -> dict[str, Any]:
+    """Channels, operations and components by name: FastStream lists them in an order that
+    can change from one process to the next, and the committed document must not."""
+    ordered = dict(document)
+    for section in ("channels", "operations"):
+        if isinstance(ordered.get(section), dict):
+            ordered[section] = dict(sorted(ordered[section].items()))
+    components = ordered.get("components")
+    if isinstance(components, dict):
+        ordered["components"] = {
+            name: dict(sorted(part.items())) if isinstance(part, dict) else part
+            for name, part in components.items()
+        }
+    return ordered
 
 
 async def writer_asyncapi(nats_url: str) -> dict[str, Any]:
