@@ -20,28 +20,39 @@ T = TypeVar("T")
 _MEMOS: list[PrefixMemo[Any]] = []
 
 
-def configure(*, keys: int, entries: int) -> tuple[int, int]:
+def configure(*, keys: int, entries: int) -> None:
     """Turn the memos on (a long-running projector) or off (keys=0, the default): a process
-    that folds a patient once, or must stay small, keeps nothing. Returns the previous bounds."""
-    previous = (_BOUNDS["keys"], _BOUNDS["entries"])
-    _BOUNDS.update(keys=keys, entries=entries)
-    for memo in _MEMOS:
-        memo.max_keys, memo.max_entries = keys, entries
-        memo._evict()
-    return previous
+    that folds a patient once, or must stay small, keeps nothing."""
+    _BASE.update(keys=keys, entries=entries)
+    _apply_bounds()
 
 
 @contextlib.contextmanager
 def configured(*, keys: int, entries: int) -> Iterator[None]:
-    """The memos bounded so for a while (a rebuild), then as they were."""
-    previous = configure(keys=keys, entries=entries)
+    """The memos at least this large while the block runs (a rebuild); overlapping blocks
+    (two as-of rebuilds in one API process) each keep theirs until they end."""
+    bounds = (keys, entries)
+    _RAISED.append(bounds)
+    _apply_bounds()
     try:
         yield
     finally:
-        configure(keys=previous[0], entries=previous[1])
+        _RAISED.remove(bounds)
+        _apply_bounds()
 
 
-_BOUNDS = {"keys": 0, "entries": 0}
+def _apply_bounds() -> None:
+    keys = max([_BASE["keys"], *(k for k, _ in _RAISED)])
+    entries = max([_BASE["entries"], *(e for _, e in _RAISED)])
+    _BOUNDS.update(keys=keys, entries=entries)
+    for memo in _MEMOS:
+        memo.max_keys, memo.max_entries = keys, entries
+        memo._evict()
+
+
+_BASE = {"keys": 0, "entries": 0}
+_BOUNDS = dict(_BASE)
+_RAISED: list[tuple[int, int]] = []
 
 
 class PrefixMemo(Generic[T]):

@@ -149,8 +149,9 @@ async def create_app(
     unknown = set(only or ()) - {p.name for p in chosen}
     if unknown:
         raise ValueError(f"unknown projections: {sorted(unknown)}; known: {[p.name for p in all_projections()]}")
-    # a patient's next batch resumes its folds (bounded like the history caches)
-    memo.configure(keys=HISTORY_PATIENTS * len(chosen), entries=HISTORY_EVENTS * len(chosen))
+    # A patient's next batch resumes its folds. Only recently active patients need that, so
+    # the memos stay well inside the history caches (projections on one consumer share them).
+    memo.configure(keys=HISTORY_PATIENTS, entries=HISTORY_EVENTS // 2)
     runners = [
         LiveProjector(js, Applier(engine, build, projection,
                                   PatientHistories(js, HISTORY_PATIENTS, max_events=HISTORY_EVENTS)), batch=batch)

@@ -104,3 +104,18 @@ def _ledger() -> list[Recorded]:
     """One drawn ledger with a few events per patient."""
     drawn = find(trial_ledger(), lambda drawn: sum(e.event.site_id != "_sponsor" for e in drawn[0]) >= 6)
     return drawn[0]
+
+
+def test_overlapping_raised_bounds_end_where_the_base_is() -> None:
+    memo.configure(keys=5, entries=50)
+    try:
+        with memo.configured(keys=100, entries=1000):
+            outer = memo.configured(keys=200, entries=2000)
+            outer.__enter__()
+            assert (_HISTORIES.max_keys, _HISTORIES.max_entries) == (200, 2000)
+        # the first block ended while the second still runs: the second's bounds hold
+        assert (_HISTORIES.max_keys, _HISTORIES.max_entries) == (200, 2000)
+        outer.__exit__(None, None, None)
+        assert (_HISTORIES.max_keys, _HISTORIES.max_entries) == (5, 50)
+    finally:
+        memo.configure(keys=0, entries=0)
