@@ -16,7 +16,7 @@ from projections import memo
 from services.ledger_io import ensure_streams, ledger_head
 from services.migrate import active_build, make_engine, migrate
 from services.nats_conn import connect
-from services.projector.histories import PatientHistories
+from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
 from services.projector.partitions import PartitionSupervisor
 from services.projector.runner import Applier, LiveProjector, Projection
 from services.settings import Settings
@@ -127,10 +127,6 @@ async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[d
              "lag": max(0, head - int(r[1])), "applied": int(r[2]), "parked": int(r[3])} for r in rows]
 
 
-HISTORY_PATIENTS = 2000
-HISTORY_EVENTS = 100_000
-
-
 async def create_app(
     settings: Settings, *, schema: str | None = None, batch: int = 2000,
     partitions: int = 1, instance: int = 0, instances: int = 1, only: list[str] | None = None,
@@ -151,10 +147,9 @@ async def create_app(
         raise ValueError(f"unknown projections: {sorted(unknown)}; known: {[p.name for p in all_projections()]}")
     # A patient's next batch resumes its folds. Only recently active patients need that, so
     # the memos stay well inside the history caches (projections on one consumer share them).
-    memo.configure(keys=HISTORY_PATIENTS, entries=HISTORY_EVENTS // 2)
+    memo.configure(keys=CACHE_PATIENTS, entries=CACHE_EVENTS // 2)
     runners = [
-        LiveProjector(js, Applier(engine, build, projection,
-                                  PatientHistories(js, HISTORY_PATIENTS, max_events=HISTORY_EVENTS)), batch=batch)
+        LiveProjector(js, Applier(engine, build, projection, PatientHistories(js)), batch=batch)
         for projection in chosen
     ]
     if partitions > 1:

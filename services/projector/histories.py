@@ -55,10 +55,16 @@ def decode_stored(seq: int, stored: dict[str, Any]) -> Recorded:
         raise Undecodable(str(exc)) from exc
 
 
+# A live projection's cache of recently active patients' histories. A patient outside it is
+# read back from the ledger, so the bound trades memory for those reads, never correctness.
+CACHE_PATIENTS = 2000
+CACHE_EVENTS = 40_000
+
+
 class PatientHistories:
     def __init__(
-        self, js: JetStreamContext | None, capacity: int = 2000, include: Include | None = None,
-        *, from_start: bool = False, max_events: int = 100_000,
+        self, js: JetStreamContext | None, capacity: int = CACHE_PATIENTS, include: Include | None = None,
+        *, from_start: bool = False, max_events: int = CACHE_EVENTS,
     ) -> None:
         self.js = js
         self.capacity = capacity
