@@ -126,9 +126,13 @@ class Applier:
 
     async def _begin(self, conn: AsyncConnection) -> int:
         await conn.execute(text(f'SET LOCAL search_path TO "{self.schema}"'))
+        # A partition new to this build starts where the unpartitioned projection stopped, if
+        # it ran here before: moving a build to partitioned instances repeats nothing.
         await conn.execute(text(
-            "INSERT INTO projection_checkpoint (projection, last_seq) VALUES (:p, 0) ON CONFLICT DO NOTHING"
-        ), {"p": self.position})
+            "INSERT INTO projection_checkpoint (projection, last_seq) VALUES (:p, "
+            "coalesce((SELECT last_seq FROM projection_checkpoint WHERE projection = :base AND :p <> :base), 0)) "
+            "ON CONFLICT DO NOTHING"
+        ), {"p": self.position, "base": self.projection.name})
         row = await conn.execute(text(
             "SELECT last_seq FROM projection_checkpoint WHERE projection = :p FOR UPDATE"
         ), {"p": self.position})
@@ -307,12 +311,26 @@ class LiveProjector:
             ))
         return await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
+    async def _subscribe_retrying(self, stop: asyncio.Event, reset: bool = False) -> Any:
+        """`_subscribe`, retried while NATS is away or electing a new leader (a failover can
+        answer a consumer request with an error for a few seconds)."""
+        delay = 0.2
+        while True:
+            try:
+                return await self._subscribe(reset)
+            except Exception as exc:
+                if stop.is_set():
+                    raise
+                log.warning("projection_subscribe_retry", projection=self._names, error=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     @property
     def _names(self) -> str:
         return ",".join(a.projection.name for a in self.appliers)
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self._subscribe()
+        sub = await self._subscribe_retrying(stop)
         log.info("projection_started", projection=self._names, schema=self.applier.schema)
         while not stop.is_set():
             try:
@@ -330,7 +348,7 @@ class LiveProjector:
                 log.warning("projection_repositioned", projection=self._names, reason=str(gap))
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-                sub = await self._subscribe(reset=True)
+                sub = await self._subscribe_retrying(stop, reset=True)
                 continue
             except asyncio.CancelledError:
                 break
@@ -346,6 +364,6 @@ class LiveProjector:
             if any(message.seq > self.last_applied for message in messages):
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-                sub = await self._subscribe(reset=True)
+                sub = await self._subscribe_retrying(stop, reset=True)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

@@ -34,13 +34,15 @@ def test_every_patient_belongs_to_exactly_one_partition() -> None:
     assert min(sizes) > 0.15 * len(keys)  # roughly even
 
 
-def projector(settings: Settings, data_dir: Path, instance: int) -> subprocess.Popen[bytes]:
+def projector(settings: Settings, data_dir: Path, instance: int | None) -> subprocess.Popen[bytes]:
+    """Instance `instance` of two partitioned projectors, or (None) one unpartitioned projector."""
     env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "", "LEDGER_DATABASE_URL": settings.database_url or "",
            "LEDGER_DATA_DIR": str(data_dir)}
     log = open(data_dir / f"projector-{instance}.log", "ab")  # noqa: SIM115 - the child owns it
+    partitioned = [] if instance is None else [
+        "--partitions", str(PARTITIONS), "--instance", str(instance), "--instances", "2"]
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "projector", "--partitions", str(PARTITIONS),
-         "--instance", str(instance), "--instances", "2"],
+        [sys.executable, "-m", "services.cli", "serve", "projector", *partitioned],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
@@ -90,3 +92,35 @@ async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(ser
     assert live["event_index"]["rows"] == accepted
     logs = "".join(p.read_text() for p in tmp_path.glob("projector-*.log"))  # noqa: ASYNC240 - test teardown
     assert logs.count("partition_claimed") > PARTITIONS  # some partition changed hands
+
+
+async def test_a_build_moves_from_one_projector_to_partitioned_instances_mid_ingest(
+    servers: Settings, writer, tmp_path: Path,  # noqa: F811
+) -> None:
+    engine = make_engine(servers.database_url or "")
+    await migrate(engine)
+    await migrate(engine, "live")
+    single = projector(servers, tmp_path, None)
+    pair: list[subprocess.Popen[bytes]] = []
+    try:
+        ingesting = asyncio.create_task(ingest(servers, patients=120, seed=31))
+        await asyncio.sleep(4.0)
+        single.terminate()  # a clean stop: its checkpoints stand where it left off
+        single.wait(30)
+        async with engine.connect() as conn:
+            before = dict((await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))).all())
+        assert min(before.values()) > 0  # the unpartitioned projector had applied something
+        pair = [projector(servers, tmp_path, 0), projector(servers, tmp_path, 1)]
+        accepted = await ingesting
+        await caught_up(servers, 240)
+    finally:
+        for proc in (single, *pair):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+    async with engine.connect() as conn:
+        parked = (await conn.execute(text("SELECT count(*) FROM live.parked_event"))).scalar_one()
+    await engine.dispose()
+    assert parked == 0  # nothing applied twice (a repeat would collide in the event index)
+    live = await assert_live_equals_replay(servers)
+    assert live["event_index"]["rows"] == accepted
