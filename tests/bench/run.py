@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import heapq
 import json
@@ -19,6 +20,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from services.projector.app import all_projections
 from services.projector.replay import rebuild
 from services.runtime import EmbeddedNats, EmbeddedPostgres
 from services.settings import Settings
+from tests.bench.alerts import bench_alert_latency
+from tests.bench.peer import run_peer
 from tests.integration.helpers import event, parameters
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,55 +265,51 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         await engine.dispose()
 
 
-async def memory_only(memory_events: int) -> dict[str, Any]:
-    """Just the memory run (writer + one projector per projection), for long runs."""
+@contextlib.asynccontextmanager
+async def bench_system(prefix: str, trials: tuple[str, ...]) -> AsyncIterator[tuple[Path, Settings, Any, ServiceProcess]]:
+    """Embedded NATS and PostgreSQL with production durability, the streams and read-model
+    schema, a writer in its own process and `trials` set up; everything stopped afterwards."""
     configure_logging("WARNING")
-    base = Path(tempfile.mkdtemp(prefix="ledger-bench-memory-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     nats = EmbeddedNats(base / "nats").start()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         postgres = EmbeddedPostgres(base / "pg").start()
     settings = Settings(nats_url=nats.url, database_url=postgres.url, data_dir=base)
     nc = await connect(nats.url)
+    writer = None
     try:
         await ensure_streams(nc.jetstream())
         await migrate_all(settings)
         writer = ServiceProcess("writer", settings, base)
         WRITER_PROCESS[:] = [writer]
-        await wait_for_writer(nc, "BENCHMEM")
-        await SiteClient(nc, "BENCHMEM", "_sponsor").submit(parameters("BENCHMEM", sites=("site01",)))
-        memory = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
-                                    first_mark=memory_events // 10, log_dir=base)
-        writer.stop()
-        return {"started_at": dt.datetime.now(dt.UTC).isoformat(), "memory": memory}
+        await wait_for_writer(nc, trials[0])
+        for trial in trials:
+            await SiteClient(nc, trial, "_sponsor").submit(parameters(trial, sites=("site01",)))
+        yield base, settings, nc, writer
     finally:
+        if writer is not None:
+            writer.stop()
         await nc.close()
         postgres.stop()
         nats.stop()
 
 
+async def memory_only(memory_events: int) -> dict[str, Any]:
+    """Just the memory run (writer + projectors), to repeat that part on its own."""
+    async with bench_system("ledger-bench-memory-", ("BENCHMEM",)) as (base, settings, nc, _):
+        memory = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
+                                    first_mark=memory_events // 10, log_dir=base)
+        return {"started_at": dt.datetime.now(dt.UTC).isoformat(), "memory": memory}
+
+
 async def main(quick: bool, memory_events: int) -> dict[str, Any]:
-    configure_logging("WARNING")
-    base = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    nats = EmbeddedNats(base / "nats").start()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        postgres = EmbeddedPostgres(base / "pg").start()
-    settings = Settings(nats_url=nats.url, database_url=postgres.url, data_dir=base)
     scale = 0.25 if quick else 1.0
     results: dict[str, Any] = {"started_at": dt.datetime.now(dt.UTC).isoformat(), "machine": platform.platform(),
                                "settings": {"jetstream": "file storage, sync_interval: always (fsync per write)",
                                             "postgres": "fsync=on, synchronous_commit=on", "quick": quick}}
-    nc = await connect(nats.url)
-    try:
-        await ensure_streams(nc.jetstream())
-        await migrate_all(settings)
-        writer = ServiceProcess("writer", settings, base)
-        WRITER_PROCESS[:] = [writer]
-        trial = "BENCH"
-        await wait_for_writer(nc, trial)
-        await SiteClient(nc, trial, "_sponsor").submit(parameters(trial, sites=("site01",)))
-        await SiteClient(nc, "BENCHMEM", "_sponsor").submit(parameters("BENCHMEM", sites=("site01",)))
+    trial = "BENCH"
+    async with bench_system("ledger-bench-", (trial, "BENCHMEM")) as (base, settings, nc, writer):
         raw = await bench_raw_publish(nc, int(20_000 * scale), 600)
         single = await bench_intake(nc, trial, patients=int(400 * scale), per_patient=5, batch=1, concurrency=32)
         batch = await bench_intake(nc, trial, patients=int(2000 * scale), per_patient=10, batch=100, concurrency=8)
@@ -318,8 +318,6 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
         results["intake_batch_per_s"] = batch["per_s"]
         results["raw_publish_per_s"] = raw["raw_publish_per_s"]
         results["intake_batch_vs_raw"] = batch["per_s"] / raw["raw_publish_per_s"]
-        from tests.bench.peer import run_peer
-
         peer = await asyncio.to_thread(run_peer, settings.database_url or "", patients=batch["patients"],
                                        per_patient=10, workers=8)
         results["peer"] = peer
@@ -337,26 +335,17 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
             results["memory"] = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
                                                    first_mark=memory_events // 10, log_dir=base)
         results["writer_rss_mb"] = writer.rss_mb()
-        writer.stop()
-        try:
-            from tests.bench.alerts import bench_alert_latency
-        except ImportError:
-            bench_alert_latency = None
-        if bench_alert_latency is not None:
-            results["alert_latency"] = await bench_alert_latency(nats.url, background_rate=1000,
-                                                                 samples=int(200 * scale) or 50)
-            under = results["alert_latency"].get("under_load", {})
-            results["alert_latency_ms"] = {"p50": under.get("p50"), "p99": under.get("p99")}
-    finally:
-        await nc.close()
-        postgres.stop()
-        nats.stop()
+        writer.stop()  # the alert bench brings its own writer
+        results["alert_latency"] = await bench_alert_latency(settings.nats_url or "", background_rate=1000,
+                                                             samples=int(200 * scale) or 50)
+        under = results["alert_latency"].get("under_load", {})
+        results["alert_latency_ms"] = {"p50": under.get("p50"), "p99": under.get("p99")}
     return results
 
 
 async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, first_mark: int, log_dir: Path) -> dict[str, Any]:
     """RSS of each service process after `first_mark` and after `total` events of sustained
-    batch ingest, the projections keeping up (one process per projection).
+    batch ingest, the projections keeping up (in the bench's PROJECTOR_LAYOUT).
 
     The workload is a trial's: cohorts of patients enroll, receive their ~40 events, and make
     way for the next cohort, so the ledger grows while the set of active patients does not.
