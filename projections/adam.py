@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from events import AeReportedData, EnrolledData
 from projections.tte import PatientCourse, TteRecord
@@ -47,10 +48,23 @@ class AdamRow:
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
-        return tuple(f.name.upper() for f in fields(cls))
+        return tuple(name.upper() for name in _field_names(cls))
 
     def cells(self) -> tuple[Cell, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        getter = _CELLS.get(type(self))
+        if getter is None:
+            names = _field_names(type(self))
+            attributes = operator.attrgetter(*names)
+            getter = _CELLS[type(self)] = attributes if len(names) > 1 else (lambda row: (attributes(row),))
+        return getter(self)
+
+
+def _field_names(row_type: type[AdamRow]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(row_type))
+
+
+# per row type, a getter of its cells in column order (`dataclasses.fields` is slow per row)
+_CELLS: dict[type[AdamRow], Callable[[AdamRow], Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)

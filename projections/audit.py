@@ -160,7 +160,7 @@ def _row(
     amended_by: tuple[int, ...] = (),
 ) -> AuditRow:
     event = entry.event
-    data = event.model_dump(mode="json")["data"]
+    data = event.data.model_dump(mode="json")
     target = getattr(event.data, "target_event_id", None)
     return AuditRow(
         seq=entry.seq,

@@ -84,19 +84,24 @@ def effective_history(recorded: Iterable[Recorded]) -> EffectiveHistory:
     return _HISTORIES.fold(tuple(recorded), _history_new, _history_more).result()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Folding:
-    """The effective-history fold after some entries; `result()` is the history so far."""
+    """The effective-history fold after some entries; `result()` is the history so far.
+    Never changed once made (a resumed fold makes a new one), so its result is made once:
+    every projection deriving the same patient then sees the very same history object."""
 
     current: dict[str, Effective]
     order: list[str]
     changes: list[Change]
     rejected: list[int]
+    _result: EffectiveHistory | None = None
 
     def result(self) -> EffectiveHistory:
-        current = self.current
-        events = tuple(current[key] for key in self.order if key in current)
-        return EffectiveHistory(events, tuple(self.changes), tuple(self.rejected))
+        if self._result is None:
+            current = self.current
+            events = tuple(current[key] for key in self.order if key in current)
+            self._result = EffectiveHistory(events, tuple(self.changes), tuple(self.rejected))
+        return self._result
 
 
 def _history_new(entries: Sequence[Recorded]) -> _Folding:

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-_MEMOS: list[PrefixMemo[Any]] = []
+_MEMOS: list[_BoundedMemo[Any]] = []
 
 
 def configure(*, keys: int, entries: int) -> None:
@@ -55,21 +55,41 @@ _BOUNDS = dict(_BASE)
 _RAISED: list[tuple[int, int]] = []
 
 
-class PrefixMemo(Generic[T]):
-    """A bounded per-key memo of folds over growing sequences of frozen entries.
+class _BoundedMemo(Generic[T]):
+    """Per-key memo slots over sequences of frozen entries, bounded by keys and entries.
 
     Entries are compared by identity: the ledger's decoded events are immutable and each is
-    decoded once per process, so the same objects mean the same history.
+    decoded once per process, so the same objects mean the same history. A slot is keyed by
+    the first entry itself (held here, so its id stays unique): one patient's history as
+    each projection of a process decoded it is a separate slot.
     """
 
     def __init__(self) -> None:
         self.max_keys = _BOUNDS["keys"]
         self.max_entries = _BOUNDS["entries"]
-        self._memo: OrderedDict[int, tuple[tuple[Any, ...], T]] = OrderedDict()
+        self._memo: OrderedDict[int, tuple[tuple[Any, ...], Any]] = OrderedDict()
         self._entries = 0
         self.hits = 0
         self.misses = 0
         _MEMOS.append(self)
+
+    def _store(self, events: tuple[Any, ...], value: Any) -> None:
+        self._memo[id(events[0])] = (events, value)
+        self._entries += len(events)
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._memo and (len(self._memo) > self.max_keys or self._entries > self.max_entries):
+            covered, _ = self._memo.popitem(last=False)[1]
+            self._entries -= len(covered)
+
+    def clear(self) -> None:
+        self._memo.clear()
+        self._entries = 0
+
+
+class PrefixMemo(_BoundedMemo[T]):
+    """A bounded per-key memo of folds over growing sequences of frozen entries."""
 
     def fold(
         self,
@@ -81,10 +101,7 @@ class PrefixMemo(Generic[T]):
         if not self.max_keys or not events:
             return start(events)
         events = tuple(events)
-        # Keyed by the first entry itself (held here, so its id stays unique): one patient's
-        # history as each projection of a process decoded it is a separate slot.
-        key = id(events[0])
-        found = self._memo.pop(key, None)
+        found = self._memo.pop(id(events[0]), None)
         value: T
         if found is not None:
             self._entries -= len(found[0])
@@ -99,16 +116,28 @@ class PrefixMemo(Generic[T]):
         else:
             self.misses += 1
             value = start(events)
-        self._memo[key] = (events, value)
-        self._entries += len(events)
-        self._evict()
+        self._store(events, value)
         return value
 
-    def _evict(self) -> None:
-        while self._memo and (len(self._memo) > self.max_keys or self._entries > self.max_entries):
-            covered, _ = self._memo.popitem(last=False)[1]
-            self._entries -= len(covered)
 
-    def clear(self) -> None:
-        self._memo.clear()
-        self._entries = 0
+class ExactMemo(_BoundedMemo[T]):
+    """A bounded memo of results for exactly the same entries (by identity) and the same
+    `extra` argument (by equality): projections that share a consumer derive the same
+    patient from the same entries, and only the first of them needs to compute."""
+
+    def get(self, events: Sequence[Any], extra: Any, compute: Callable[[], T]) -> T:
+        if not self.max_keys or not events:
+            return compute()
+        events = tuple(events)
+        found = self._memo.pop(id(events[0]), None)
+        if found is not None:
+            covered, (seen, value) = found
+            self._entries -= len(covered)
+            if len(covered) == len(events) and seen == extra and all(map(operator.is_, covered, events)):
+                self.hits += 1
+                self._store(covered, (seen, value))
+                return value  # type: ignore[no-any-return]
+        self.misses += 1
+        value = compute()
+        self._store(events, (extra, value))
+        return value

@@ -28,6 +28,7 @@ from events.safety import Seriousness
 from projections import patient
 from projections.ctcae import ctcae_table
 from projections.history import Effective
+from projections.memo import ExactMemo
 
 AGENTS: tuple[Agent, ...] = ("haic", "pd1", "lenvatinib")
 RELATED = frozenset({"possible", "probable", "definite"})
@@ -232,6 +233,7 @@ def _links(events: tuple[Effective, ...]) -> dict[str, tuple[Effective, ...]]:
 
 
 _SEQ = operator.attrgetter("seq")
+_SAFETY: ExactMemo[PatientSafety] = ExactMemo()
 
 
 def _episode(
@@ -304,6 +306,8 @@ def ae_episodes(
     any agent (ICH E2A).
     """
     ordered = tuple(sorted(events, key=_SEQ))
+    if not any(type(entry.event) is AeReported for entry in ordered):
+        return ()  # most patients, most of the time: nothing to link
     links = _links(ordered)
     return tuple(
         _episode(entry, links[str(entry.event.event_id).lower()], dates, parameters.teae_window_days)
@@ -313,10 +317,17 @@ def ae_episodes(
 
 
 def patient_safety(events: Iterable[Effective], parameters: ProtocolParameters) -> PatientSafety:
-    """One patient's AE episodes and death, with STARTDT / last dose."""
+    """One patient's AE episodes and death, with STARTDT / last dose.
+
+    The clinical and the safety projection both need this for the same entries; when memos
+    are on (`projections.memo`), the second gets the first one's result."""
     ordered = tuple(sorted(events, key=_SEQ))
     if not ordered:
         raise ValueError("a patient's safety record needs at least one event")
+    return _SAFETY.get(ordered, parameters, lambda: _patient_safety(ordered, parameters))
+
+
+def _patient_safety(ordered: tuple[Effective, ...], parameters: ProtocolParameters) -> PatientSafety:
     dates = treatment_dates(ordered)
     deaths = [DeathRecord(entry.seq, entry.event.occurred_on, entry.event.data.cause)
               for entry in ordered if isinstance(entry.event, Death)]

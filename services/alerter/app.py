@@ -205,7 +205,7 @@ class AlerterApp:
         if seq < self.last_seq:
             return ()  # redelivered: its alerts were published before we moved on
         try:
-            stored = json.loads(body)
+            stored = json.loads(body.decode())
             if not isinstance(stored, dict):
                 raise Undecodable("not a JSON object")
             decoded = Decoded(seq, subject, stored, decode_stored(seq, stored))

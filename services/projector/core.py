@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -116,16 +117,26 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, An
     if not rows:
         return
     columns = list(rows[0])
-    encoders = [_encoder(table.c[name]) for name in columns]
-    records = [tuple(encode(row[name]) for name, encode in zip(columns, encoders, strict=True)) for row in rows]
+    take = operator.itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    records = [take(row) for row in rows]
+    encoders = [(i, encoder) for i, name in enumerate(columns) if (encoder := _encoder(table.c[name])) is not None]
+    if encoders:  # only the JSONB cells need encoding; the driver takes the rest as they are
+        records = [_encoded(record, encoders) for record in records]
     raw = await conn.get_raw_connection()
     schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
     await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns, schema_name=schema)
 
 
-def _encoder(column: Column[Any]) -> Callable[[Any], Any]:
+def _encoded(record: tuple[Any, ...], encoders: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    cells = list(record)
+    for i, encode in encoders:
+        cells[i] = encode(cells[i])
+    return tuple(cells)
+
+
+def _encoder(column: Column[Any]) -> Callable[[Any], Any] | None:
     if not isinstance(column.type, JSON):
-        return _same
+        return None
     none_as_null = column.type.none_as_null
 
     def encode(value: Any) -> Any:
@@ -136,10 +147,6 @@ def _encoder(column: Column[Any]) -> Callable[[Any], Any]:
         return json.dumps(value, separators=(",", ":"))
 
     return encode
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def state_row(key: PatientKey, recorded: list[Recorded]) -> dict[str, Any]:
@@ -156,14 +163,14 @@ def audit_rows_for(key: PatientKey, recorded: list[Recorded]) -> list[dict[str, 
     trial_id, site_id, patient_id = key
     rows = []
     for audit in audit_trail(effective_history(recorded), recorded):
-        data = audit.as_dict()
         rows.append({
             "seq": audit.seq, "trial_id": trial_id, "site_id": site_id, "patient_id": patient_id,
             "event_id": audit.event_id, "type": audit.type, "occurred_on": audit.occurred_on,
-            "recorded_at": data["recorded_at"], "recorded_by": audit.recorded_by,
+            "recorded_at": None if audit.recorded_at is None else audit.recorded_at.isoformat(),
+            "recorded_by": audit.recorded_by,
             "reason": audit.reason, "hash": audit.hash, "prev_hash": audit.prev_hash,
             "status": audit.status, "target_event_id": audit.target_event_id,
-            "target_seq": audit.target_seq, "amended_by": data["amended_by"] or None,
-            "changes": data["changes"] or None,
+            "target_seq": audit.target_seq, "amended_by": list(audit.amended_by) or None,
+            "changes": [change.as_dict() for change in audit.changes] or None,
         })
     return rows

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -37,11 +37,11 @@ class Decoded:
     stored: dict[str, Any]
     recorded: Recorded
     body: bytes = b""  # the ledger's JSON as stored (the event index keeps it as it is)
+    key: PatientKey = field(init=False)  # (trial, site, patient), looked up for every grouping
 
-    @property
-    def key(self) -> PatientKey:
+    def __post_init__(self) -> None:
         event = self.recorded.event
-        return (event.trial_id, event.site_id, event.patient_id)
+        object.__setattr__(self, "key", (event.trial_id, event.site_id, event.patient_id))
 
 
 class Undecodable(ValueError):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import memo
 from services.db import NOT_DIGESTED
-from services.ledger_io import read_stream
+from services.ledger_io import read_ordered
 from services.migrate import check_schema_name, migrate
 from services.projector.histories import PatientHistories
 from services.projector.runner import Applier, Message, Projection, decode_message
@@ -94,16 +94,17 @@ async def rebuild(
 
     # every projection folds the same decoded entries: each patient is folded once per batch
     with memo.configured(keys=batch, entries=2 * batch):
-        async for msg in read_stream(js, stop_seq=stop_seq, batch=2048):
-            last_seq = msg.seq
-            if include is not None and not include(_peek(msg.body)):
-                continue
-            chunk.append(Message(msg.seq, msg.subject, msg.body))
-            count += 1
-            if len(chunk) >= batch:
-                await flush()
-                if progress is not None:
-                    progress(count)
+        async for messages in read_ordered(js, stop_seq=stop_seq):
+            for msg in messages:
+                last_seq = msg.seq
+                if include is not None and not include(_peek(msg.body)):
+                    continue
+                chunk.append(Message(msg.seq, msg.subject, msg.body))
+                count += 1
+                if len(chunk) >= batch:
+                    await flush()
+                    if progress is not None:
+                        progress(count)
         if chunk:
             await flush()
     seconds = time.perf_counter() - began

@@ -60,7 +60,7 @@ class Message:
 def decode_message(message: Message) -> Decoded | str:
     """The decoded event, or why it cannot be read (then it is parked)."""
     try:
-        stored = json.loads(message.body)
+        stored = json.loads(message.body.decode())  # str: skips json's encoding detection
         if not isinstance(stored, dict):
             raise Undecodable("not a JSON object")
         return Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored), message.body)
@@ -267,11 +267,15 @@ class LiveProjector:
 
     def __init__(
         self, js: JetStreamContext, applier: Applier | Sequence[Applier], *, batch: int = 500,
-        filter_subject: str = LEDGER_SUBJECTS,
+        filter_subject: str = LEDGER_SUBJECTS, wait: float = 0.05,
     ) -> None:
         self.js = js
         self.appliers = [applier] if isinstance(applier, Applier) else list(applier)
         self.batch = batch
+        # How long a fetch may wait. nats-py's fetch, once it has to wait for the server, keeps
+        # waiting until the batch is full or this runs out: when caught up, every event would
+        # sit out this much before it is applied. What has piled up is fetched at once anyway.
+        self.wait = wait
         self.filter_subject = filter_subject
         first = self.appliers[0]
         suffix = "" if first.partition is None else f"_p{first.partition.index}of{first.partition.count}"
@@ -334,7 +338,7 @@ class LiveProjector:
         log.info("projection_started", projection=self._names, schema=self.applier.schema)
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(self.batch, timeout=0.5)
+                msgs = await sub.fetch(self.batch, timeout=self.wait)
             except NatsTimeoutError:
                 continue
             except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place

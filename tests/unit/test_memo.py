@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
+from events import ProtocolParameters
 from projections import memo
 from projections.endpoints import replay_trial
 from projections.history import _HISTORIES, Recorded, effective_history
@@ -119,3 +120,35 @@ def test_overlapping_raised_bounds_end_where_the_base_is() -> None:
         assert (_HISTORIES.max_keys, _HISTORIES.max_entries) == (5, 50)
     finally:
         memo.configure(keys=0, entries=0)
+
+
+def test_an_exact_memo_answers_only_the_same_entries_and_the_same_argument(memos_on: None) -> None:
+    exact: memo.ExactMemo[tuple[int, str]] = memo.ExactMemo()
+    calls: list[str] = []
+
+    def compute(entries: tuple[object, ...], extra: str) -> tuple[int, str]:
+        calls.append(extra)
+        return (len(entries), extra)
+
+    a, b, c = object(), object(), object()
+    first = (a, b)
+    assert exact.get(first, "p1", lambda: compute(first, "p1")) == (2, "p1")
+    assert exact.get((a, b), "p1", lambda: compute(first, "p1")) == (2, "p1")  # the same objects: remembered
+    assert calls == ["p1"]
+    assert exact.get((a, b), "p2", lambda: compute(first, "p2")) == (2, "p2")  # another argument
+    assert exact.get((a, b, c), "p2", lambda: compute((a, b, c), "p2")) == (3, "p2")  # grown
+    assert exact.get((a, object()), "p2", lambda: compute((a, b), "p2")) == (2, "p2")  # an equal-length other
+    assert calls == ["p1", "p2", "p2", "p2"]
+    assert (exact.hits, exact.misses) == (1, 4)
+    memo.configure(keys=0, entries=0)
+    exact.get(first, "p1", lambda: compute(first, "p1"))
+    assert len(calls) == 5  # off: computed every time
+
+
+def test_safety_is_derived_once_for_the_same_entries(memos_on: None) -> None:
+    entries = _ledger()
+    key = next(e.event.patient_key for e in entries if e.event.site_id != "_sponsor")
+    history = effective_history([e for e in entries if e.event.patient_key == key])
+    first = patient_safety(history.events, ProtocolParameters())
+    assert patient_safety(history.events, ProtocolParameters()) is first
+    assert patient_safety(history.events, ProtocolParameters(teae_window_days=5)) is not first
