@@ -54,6 +54,16 @@ log = structlog.get_logger("writer")
 
 MAX_BATCH = 500
 MAX_EVENT_BYTES = 256 * 1024
+
+
+def _may_be_large(payload: bytes) -> bool:
+    """Whether an event parsed from `payload` could exceed MAX_EVENT_BYTES as `json.dumps`
+    writes it. Re-encoding grows JSON text at most 4.5-fold (`1e15` → `1000000000000000.0`;
+    a non-ASCII character becomes a `\\u` escape at most 3 times its UTF-8 length; `,` and `:`
+    gain a space), so a payload under a sixth of the limit need not be measured event by event."""
+    return len(payload) * 6 > MAX_EVENT_BYTES
+
+
 WRONG_LAST_SEQUENCE = 10071
 WRITER_FIELDS = ("recorded_at", "prev_hash", "hash")
 # The latest calendar date anywhere on Earth (UTC+14): a site's "today" is never in our future.
@@ -241,11 +251,11 @@ class Writer:
                 return rejected(
                     None, [FieldError("events", f"a batch holds at most {MAX_BATCH} events")]
                 )
-            return {"results": await self._judge_batch(trial_id, site_id, items)}
-        return await self._judge(trial_id, site_id, body)
+            return {"results": await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))}
+        return await self._judge(trial_id, site_id, body, _may_be_large(payload))
 
     async def _judge_batch(
-        self, trial_id: str, site_id: str, items: list[Any]
+        self, trial_id: str, site_id: str, items: list[Any], measure: bool = True
     ) -> list[dict[str, Any]]:
         """Each event judged on its own; one patient's events in order, patients in parallel."""
         groups: dict[Any, list[int]] = {}
@@ -256,24 +266,24 @@ class Writer:
 
         async def run(positions: list[int]) -> None:
             for position in positions:
-                results[position] = await self._judge(trial_id, site_id, items[position])
+                results[position] = await self._judge(trial_id, site_id, items[position], measure)
 
         await asyncio.gather(*(run(positions) for positions in groups.values()))
         return results
 
-    async def _judge(self, trial_id: str, site_id: str, raw: Any) -> dict[str, Any]:
-        result = await self._judge_inner(trial_id, site_id, raw)
+    async def _judge(self, trial_id: str, site_id: str, raw: Any, measure: bool = True) -> dict[str, Any]:
+        result = await self._judge_inner(trial_id, site_id, raw, measure)
         status = result["status"]
         setattr(self.counters, status, getattr(self.counters, status) + 1)
         return result
 
-    async def _judge_inner(self, trial_id: str, site_id: str, raw: Any) -> dict[str, Any]:
+    async def _judge_inner(self, trial_id: str, site_id: str, raw: Any, measure: bool = True) -> dict[str, Any]:
         if not isinstance(raw, dict):
             return rejected(None, [FieldError("event", "an event is a JSON object")])
         event_id = raw.get("event_id")
         if isinstance(event_id, str) and event_id in self.index:
             return {"event_id": event_id, "status": "duplicate", "seq": self.index[event_id]}
-        if len(json.dumps(raw)) > MAX_EVENT_BYTES:
+        if measure and len(json.dumps(raw)) > MAX_EVENT_BYTES:
             return rejected(
                 event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")]
             )
