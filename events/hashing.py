@@ -16,7 +16,9 @@ from events.envelope import ZERO_HASH
 # floats from 1e-4 up (below it Python switches to exponents earlier than ECMAScript).
 _PLAIN_FLOAT_LOW = 1e-4
 _PLAIN_FLOAT_HIGH = 1e21
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+)
 
 
 def _plain(value: Any) -> Any:
@@ -72,7 +74,9 @@ def event_hash(stored: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def seal_stored(event: Mapping[str, Any], *, recorded_at: str, prev_hash: str | None) -> dict[str, Any]:
+def seal_stored(
+    event: Mapping[str, Any], *, recorded_at: str, prev_hash: str | None
+) -> dict[str, Any]:
     """The stored form of an accepted event: writer fields set, hash computed last."""
     stored = dict(event)
     stored["recorded_at"] = recorded_at

@@ -55,7 +55,9 @@ class AdamRow:
         if getter is None:
             names = _field_names(type(self))
             attributes = operator.attrgetter(*names)
-            getter = _CELLS[type(self)] = attributes if len(names) > 1 else (lambda row: (attributes(row),))
+            getter = _CELLS[type(self)] = (
+                attributes if len(names) > 1 else (lambda row: (attributes(row),))
+            )
         return getter(self)
 
 

@@ -108,8 +108,7 @@ def audit_trail(history: EffectiveHistory, recorded: Iterable[Recorded]) -> tupl
         change = changes.get(entry.seq)
         if change is not None:
             superseded = change.kind == "corrected" and (
-                latest_correction[change.target_seq] != entry.seq
-                or change.target_seq in retracted
+                latest_correction[change.target_seq] != entry.seq or change.target_seq in retracted
             )
             status: AuditStatus = "superseded correction" if superseded else "effective"
             rows.append(_row(entry, status, change=change))
@@ -118,8 +117,10 @@ def audit_trail(history: EffectiveHistory, recorded: Iterable[Recorded]) -> tupl
         else:
             amendments = tuple(amended_by.get(entry.seq, ()))
             status = (
-                "retracted" if entry.seq in retracted
-                else "corrected" if amendments
+                "retracted"
+                if entry.seq in retracted
+                else "corrected"
+                if amendments
                 else "effective"
             )
             rows.append(_row(entry, status, amended_by=amendments))

@@ -113,8 +113,12 @@ def is_late_entry(
 def acknowledgements(events: Iterable[Effective]) -> tuple[Acknowledgement, ...]:
     """The `sae_acknowledged` entries of a patient's effective history, in ledger order."""
     return tuple(
-        Acknowledgement(entry.event.data.alert_id, entry.seq, entry.event.recorded_at,
-                        entry.event.data.expedited_report_submitted_on)
+        Acknowledgement(
+            entry.event.data.alert_id,
+            entry.seq,
+            entry.event.recorded_at,
+            entry.event.data.expedited_report_submitted_on,
+        )
         for entry in sorted(events, key=lambda item: item.seq)
         if isinstance(entry.event, SaeAcknowledged)
     )
@@ -143,8 +147,11 @@ def sae_clock(
     days = expedited_days(episode.susar, episode.fatal_or_life_threatening)
     alert = alert_id(onset.event_id)
     mine = [ack for ack in acknowledged if ack.alert_id.lower() == alert.lower()]
-    submitted = [ack.expedited_report_submitted_on for ack in mine
-                 if ack.expedited_report_submitted_on is not None]
+    submitted = [
+        ack.expedited_report_submitted_on
+        for ack in mine
+        if ack.expedited_report_submitted_on is not None
+    ]
     return SaeClock(
         alert_id=alert,
         ae_event_id=episode.ae_event_id,

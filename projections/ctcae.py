@@ -90,9 +90,7 @@ def _key(term: str) -> str:
 @functools.cache
 def ctcae_table() -> CtcaeTable:
     """The shipped CTCAE v5.0 term table, read once from the package data."""
-    text = (
-        resources.files("projections").joinpath("data/ctcae_v5_terms.csv").read_text("utf-8")
-    )
+    text = resources.files("projections").joinpath("data/ctcae_v5_terms.csv").read_text("utf-8")
     terms: dict[str, CtcaeTerm] = {}
     for row in csv.DictReader(io.StringIO(text)):
         descriptions = {
@@ -137,21 +135,26 @@ def check_ae(term: str, grade: int, verbatim: str | None) -> list[tuple[str, str
         problems.append(("term", _unknown_term_message(term, table.suggestions(term))))
         return problems
     if 1 <= grade <= 5 and grade not in entry.grade_descriptions:
-        problems.append((
-            "grade",
-            f"'{entry.term}' has no grade {grade} in CTCAE v{CTCAE_VERSION}; "
-            f"its grades are {_spoken_list(entry.allowed_grades)}.",
-        ))
+        problems.append(
+            (
+                "grade",
+                f"'{entry.term}' has no grade {grade} in CTCAE v{CTCAE_VERSION}; "
+                f"its grades are {_spoken_list(entry.allowed_grades)}.",
+            )
+        )
     if entry.requires_verbatim and not (verbatim or "").strip():
-        problems.append((
-            "verbatim",
-            f"'{entry.term}' needs a verbatim description of the event.",
-        ))
+        problems.append(
+            (
+                "verbatim",
+                f"'{entry.term}' needs a verbatim description of the event.",
+            )
+        )
     return problems
 
 
 # Grading from measurements. Every threshold is compared in Decimal built from the value as
 # written, so 3.0 × ULN is exactly 3.0 × ULN and a boundary never falls on the wrong side.
+
 
 def _dec(value: Number) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))

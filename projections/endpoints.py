@@ -203,11 +203,15 @@ def derive_patient(
         treated=treated,
         course=course,
         timepoints=responses.timepoints,
-        timepoint_seqs={tp.seq: seqs[tp.seq] for tps in responses.timepoints.values() for tp in tps},
+        timepoint_seqs={
+            tp.seq: seqs[tp.seq] for tps in responses.timepoints.values() for tp in tps
+        },
         best=best,
         records=records,
         adsl=adsl_row(
-            course, state.baseline, trtedt=state.last_dose_on,
+            course,
+            state.baseline,
+            trtedt=state.last_dose_on,
             measurable_recist=responses.measurable(RECIST),
             measurable_mrecist=responses.measurable(MRECIST),
             data_cutoff=params.data_cutoff,
@@ -231,8 +235,8 @@ def time_to_event_records(
     recist = responses.timepoints[RECIST]
     pvtt = responses.timepoints[PVTT]
     confirmed = {
-        tp.seq for tp in confirmed_responses(
-            mrecist, course.startdt, params, course.subsequent_therapy_on)
+        tp.seq
+        for tp in confirmed_responses(mrecist, course.startdt, params, course.subsequent_therapy_on)
     }
 
     def overall_pd(tp: TimepointResponse) -> bool:
@@ -247,14 +251,19 @@ def time_to_event_records(
     candidates = (
         derive_os(course, params),
         derive_pfs(course, assessments(mrecist, seqs, overall_pd, redated=True), params, "PFS"),
-        derive_pfs(course, assessments(recist, seqs, overall_pd, redated=True), params,
-                   "PFSRECIST"),
+        derive_pfs(
+            course, assessments(recist, seqs, overall_pd, redated=True), params, "PFSRECIST"
+        ),
         derive_pfs(course, assessments(mrecist, seqs, intrahepatic), params, "PFSIH"),
         derive_pfs(course, assessments(mrecist, seqs, extrahepatic), params, "PFSEH"),
-        derive_pfs(course, assessments(pvtt, seqs, overall_pd, redated=True), params, "PFSPVTT",
-                   eligible=responses.has_pvtt),
-        derive_dor(course, assessments(mrecist, seqs, overall_pd, confirmed, redated=True),
-                   params),
+        derive_pfs(
+            course,
+            assessments(pvtt, seqs, overall_pd, redated=True),
+            params,
+            "PFSPVTT",
+            eligible=responses.has_pvtt,
+        ),
+        derive_dor(course, assessments(mrecist, seqs, overall_pd, confirmed, redated=True), params),
     )
     return tuple(record for record in candidates if record is not None)
 
@@ -324,16 +333,31 @@ def _adrs_rows(
             continue
         criterion = _criterion(item.criterion)
         for tp in responses.timepoints[item.criterion]:
-            rows.append(adrs_row(*key, paramcd="OVR", criterion=criterion, avalc=tp.overall,
-                                 adt=tp.occurred_on, srcseqs=seqs.get(tp.seq, (tp.seq,))))
+            rows.append(
+                adrs_row(
+                    *key,
+                    paramcd="OVR",
+                    criterion=criterion,
+                    avalc=tp.overall,
+                    adt=tp.occurred_on,
+                    srcseqs=seqs.get(tp.seq, (tp.seq,)),
+                )
+            )
         best_rows: tuple[tuple[ResponseParamcd, BestResponse], ...] = (
-            ("BOR", item.bor), ("CBOR", item.cbor))
+            ("BOR", item.bor),
+            ("CBOR", item.cbor),
+        )
         for paramcd, found in best_rows:
-            rows.append(adrs_row(
-                *key, paramcd=paramcd, criterion=criterion, avalc=found.response,
-                adt=found.occurred_on,
-                srcseqs=() if found.seq is None else seqs.get(found.seq, (found.seq,)),
-            ))
+            rows.append(
+                adrs_row(
+                    *key,
+                    paramcd=paramcd,
+                    criterion=criterion,
+                    avalc=found.response,
+                    adt=found.occurred_on,
+                    srcseqs=() if found.seq is None else seqs.get(found.seq, (found.seq,)),
+                )
+            )
     return tuple(rows)
 
 
@@ -344,9 +368,16 @@ def _adae_rows(
         return ()
     safety = patient_safety(events, params)
     return tuple(
-        adae_row(course.trial_id, course.site_id, course.patient_id, _as_reported(episode),
-                 onset_on=episode.onset, soc=episode.soc,
-                 treatment_emergent=episode.treatment_emergent, srcseqs=episode.seqs)
+        adae_row(
+            course.trial_id,
+            course.site_id,
+            course.patient_id,
+            _as_reported(episode),
+            onset_on=episode.onset,
+            soc=episode.soc,
+            treatment_emergent=episode.treatment_emergent,
+            srcseqs=episode.seqs,
+        )
         for episode in safety.episodes
     )
 
@@ -355,10 +386,16 @@ def _as_reported(episode: AeEpisode) -> AeReportedData:
     # The episode as it stands (updates applied), at its worst grade; built without
     # re-validation because the implied seriousness criteria are the episode's, not a site's.
     fields: dict[str, Any] = {
-        "term": episode.term, "verbatim": episode.verbatim, "grade": episode.worst_grade,
-        "serious": episode.serious, "seriousness": episode.seriousness,
-        "attribution": episode.attribution, "expected": episode.expected,
-        "immune_related": episode.immune_related, "action_taken": episode.action_taken,
-        "outcome": episode.outcome, "resolved_on": episode.resolved_on,
+        "term": episode.term,
+        "verbatim": episode.verbatim,
+        "grade": episode.worst_grade,
+        "serious": episode.serious,
+        "seriousness": episode.seriousness,
+        "attribution": episode.attribution,
+        "expected": episode.expected,
+        "immune_related": episode.immune_related,
+        "action_taken": episode.action_taken,
+        "outcome": episode.outcome,
+        "resolved_on": episode.resolved_on,
     }
     return AeReportedData.model_construct(**fields)

@@ -42,8 +42,12 @@ class Landmark:
     upper: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"months": self.months, "days": self.days, "survival": self.survival,
-                "ci": [self.lower, self.upper]}
+        return {
+            "months": self.months,
+            "days": self.days,
+            "survival": self.survival,
+            "ci": [self.lower, self.upper],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +72,19 @@ class EndpointSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "paramcd": self.paramcd, "n": self.n, "events": self.events,
-            "median_days": self.median_days, "median_ci_days": list(self.median_ci_days),
+            "paramcd": self.paramcd,
+            "n": self.n,
+            "events": self.events,
+            "median_days": self.median_days,
+            "median_ci_days": list(self.median_ci_days),
             "median_months": _months(self.median_days),
             "median_ci_months": [_months(limit) for limit in self.median_ci_days],
             "median_ci_by_conf_type": {k: list(v) for k, v in self.median_ci_by_conf_type.items()},
             "conf_type": self.conf_type,
             "landmarks": [landmark.to_dict() for landmark in self.landmarks],
             "at_risk": [{"months": m, "n": count} for m, count in self.at_risk],
-            "at_seq": self.at_seq, "parameters_version": self.parameters_version,
+            "at_seq": self.at_seq,
+            "parameters_version": self.parameters_version,
         }
 
 
@@ -166,10 +174,18 @@ class RateSummary:
     parameters_version: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"measure": self.measure, "criterion": self.criterion, "confirmed": self.confirmed,
-                "responders": self.responders, "n": self.n, "rate": self.rate,
-                "ci": list(self.ci), "denominator": self.denominator, "at_seq": self.at_seq,
-                "parameters_version": self.parameters_version}
+        return {
+            "measure": self.measure,
+            "criterion": self.criterion,
+            "confirmed": self.confirmed,
+            "responders": self.responders,
+            "n": self.n,
+            "rate": self.rate,
+            "ci": list(self.ci),
+            "denominator": self.denominator,
+            "at_seq": self.at_seq,
+            "parameters_version": self.parameters_version,
+        }
 
 
 def response_rates(
@@ -189,9 +205,18 @@ def response_rates(
         for confirmed in (True, False):
             k = sum(1 for o in population if (o.cbor if confirmed else o.bor) in counted)
             estimate = clopper_pearson(k, len(population))
-            rates.append(RateSummary(
-                measure=measure, criterion=criterion, confirmed=confirmed, responders=k,
-                n=len(population), rate=estimate.rate, ci=(estimate.lower, estimate.upper),
-                denominator=denominator, at_seq=at_seq, parameters_version=parameters_version,
-            ))
+            rates.append(
+                RateSummary(
+                    measure=measure,
+                    criterion=criterion,
+                    confirmed=confirmed,
+                    responders=k,
+                    n=len(population),
+                    rate=estimate.rate,
+                    ci=(estimate.lower, estimate.upper),
+                    denominator=denominator,
+                    at_seq=at_seq,
+                    parameters_version=parameters_version,
+                )
+            )
     return tuple(rates)

@@ -158,8 +158,9 @@ def incidence_tables(patients: Iterable[PatientSafety]) -> IncidenceTables:
     related = {"any": where(lambda ep: bool(ep.related_agents))}
     for agent in AGENTS:
         related[agent] = where(_related_to(agent))
-    dead = sorted((patient.patient_key, patient.death.seq)
-                  for patient in treated if patient.death is not None)
+    dead = sorted(
+        (patient.patient_key, patient.death.seq) for patient in treated if patient.death is not None
+    )
     deaths = Count(
         patients=len(dead),
         n=n,

@@ -73,7 +73,9 @@ def extend_facts(facts: PatientFacts, entry: Recorded) -> PatientFacts | None:
     entry is a correction or retraction, which can change anything (then fold again)."""
     if isinstance(entry.event, EventCorrected | EventRetracted):
         return None
-    return _absorb(replace(facts, recorded_ids=facts.recorded_ids | {str(entry.event.event_id)}), entry.event)
+    return _absorb(
+        replace(facts, recorded_ids=facts.recorded_ids | {str(entry.event.event_id)}), entry.event
+    )
 
 
 def _absorb(facts: PatientFacts, event: LedgerEvent) -> PatientFacts:
@@ -83,14 +85,18 @@ def _absorb(facts: PatientFacts, event: LedgerEvent) -> PatientFacts:
     changes: dict[str, Any] = {}
     if not isinstance(event, ADMINISTRATIVE):
         latest = facts.latest_clinical_on
-        changes["latest_clinical_on"] = event.occurred_on if latest is None else max(latest, event.occurred_on)
+        changes["latest_clinical_on"] = (
+            event.occurred_on if latest is None else max(latest, event.occurred_on)
+        )
     match event:
         case Enrolled():
             changes["enrolled_on"] = event.occurred_on
         case Death():
             changes["death_on"] = event.occurred_on
         case ScanRead(data=scan) if scan.timepoint == "baseline":
-            facts.baseline_lesions.update({lesion.lesion_id: lesion.role for lesion in scan.lesions})
+            facts.baseline_lesions.update(
+                {lesion.lesion_id: lesion.role for lesion in scan.lesions}
+            )
         case AeReported(data=ae):
             facts.ae_terms[event_id] = ae.term
         case _:
@@ -168,7 +174,9 @@ def _type_rules(
         case ScanRead():
             return _lesion_rules(facts, event)
         case AeReported(data=ae):
-            found = [FieldError(_in_data(f), m) for f, m in check_ae(ae.term, ae.grade, ae.verbatim)]
+            found = [
+                FieldError(_in_data(f), m) for f, m in check_ae(ae.term, ae.grade, ae.verbatim)
+            ]
             if ae.grade == 5 and facts.death_on is None:
                 found.append(
                     FieldError(
@@ -235,7 +243,9 @@ def _ae_update_rules(
     if grade is None:
         return []
     errors = [
-        FieldError("data.grade", m) for f, m in check_ae(term, grade, "-") if _in_data(f) == "data.grade"
+        FieldError("data.grade", m)
+        for f, m in check_ae(term, grade, "-")
+        if _in_data(f) == "data.grade"
     ]
     if grade == 5 and facts.death_on is None:
         errors.append(

@@ -108,7 +108,7 @@ class PrefixMemo(_BoundedMemo[T]):
             covered, earlier = found
             if len(covered) <= len(events) and all(map(operator.is_, covered, events)):
                 self.hits += 1
-                rest = events[len(covered):]
+                rest = events[len(covered) :]
                 value = resume(earlier, rest) if rest else earlier
             else:
                 self.misses += 1
@@ -133,7 +133,11 @@ class ExactMemo(_BoundedMemo[T]):
         if found is not None:
             covered, (seen, value) = found
             self._entries -= len(covered)
-            if len(covered) == len(events) and seen == extra and all(map(operator.is_, covered, events)):
+            if (
+                len(covered) == len(events)
+                and seen == extra
+                and all(map(operator.is_, covered, events))
+            ):
                 self.hits += 1
                 self._store(covered, (seen, value))
                 return value  # type: ignore[no-any-return]

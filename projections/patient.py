@@ -37,7 +37,13 @@ from projections.history import Effective, EffectiveHistory, Recorded, effective
 from projections.memo import PrefixMemo
 
 Status = Literal[
-    "enrolled", "on_treatment", "off_treatment", "follow_up", "dead", "withdrawn", "lost",
+    "enrolled",
+    "on_treatment",
+    "off_treatment",
+    "follow_up",
+    "dead",
+    "withdrawn",
+    "lost",
 ]
 AgentStatus = Literal["not_started", "ongoing", "discontinued"]
 LenvatinibStatus = Literal["not_started", "ongoing", "interrupted", "discontinued"]
@@ -317,9 +323,14 @@ class _Tally:
     @classmethod
     def of(cls, state: PatientState) -> _Tally:
         return cls(
-            state, dict(state.dose_changes), dict(state.ae_grades),
-            dict(state.ae_update_grades), dict(state.known_events),
-            set(state.baseline_lesion_ids), set(state.new_lesion_ids), {},
+            state,
+            dict(state.dose_changes),
+            dict(state.ae_grades),
+            dict(state.ae_update_grades),
+            dict(state.known_events),
+            set(state.baseline_lesion_ids),
+            set(state.new_lesion_ids),
+            {},
         )
 
     def get(self, name: str) -> Any:

@@ -96,17 +96,21 @@ def assess_pvtt(
         elif pvtt is not None and pvtt.thrombus_diameter_mm is not None:
             diameter = tenths(pvtt.thrombus_diameter_mm)
         flags = ("pvtt_not_assessed",) if pvtt is None else ()
-        results.append(Assessment(
-            target_response=None,
-            non_target_response=None,
-            new_lesion=pvtt is not None and pvtt.new_branch,
-            overall=overall,
-            target_sum=diameter,
-            pct_from_baseline=None if diameter is None else percent_change(diameter, base),
-            pct_from_nadir=None if diameter is None else percent_change(diameter, nadir.diameter),
-            pd_date=day if overall == PD else None,
-            flags=flags,
-        ))
+        results.append(
+            Assessment(
+                target_response=None,
+                non_target_response=None,
+                new_lesion=pvtt is not None and pvtt.new_branch,
+                overall=overall,
+                target_sum=diameter,
+                pct_from_baseline=None if diameter is None else percent_change(diameter, base),
+                pct_from_nadir=None
+                if diameter is None
+                else percent_change(diameter, nadir.diameter),
+                pd_date=day if overall == PD else None,
+                flags=flags,
+            )
+        )
         if pvtt is not None and overall != NE:
             grade = 0 if overall == CR else VP_RANK[pvtt.vp_grade or "Vp1"]
             nadir = nadir.after(diameter, grade)

@@ -272,7 +272,8 @@ def counting_new_lesions(
     for lesion_id, seen in sightings.items():
         first_index, first = seen[0]
         confirmed = [
-            index for index, lesion in seen
+            index
+            for index, lesion in seen
             if not lesion.equivocal and rules.new_counts(lesion, first)
         ]
         if not confirmed:
@@ -313,8 +314,11 @@ def assess_lesions(
     results: list[Assessment] = []
     for (day, data), new in zip(scans, news, strict=True):
         by_id = {lesion.lesion_id: lesion for lesion in data.lesions}
-        flags = [f"unmatched_lesion:{lesion.lesion_id}" for lesion in data.lesions
-                 if lesion.role != "new" and not _in_baseline(baseline, lesion.lesion_id)]
+        flags = [
+            f"unmatched_lesion:{lesion.lesion_id}"
+            for lesion in data.lesions
+            if lesion.role != "new" and not _in_baseline(baseline, lesion.lesion_id)
+        ]
         sizes = [_target_size(rules, by_id.get(t.lesion_id), t) for t in baseline.targets]
         target = target_response(rules, baseline, sizes, nadir) if baseline.targets else None
         states = [rules.non_target_state(by_id.get(n.lesion_id), n) for n in baseline.non_targets]
@@ -332,30 +336,42 @@ def assess_lesions(
         liver_known = sum(size for size in liver_sizes if size is not None)
         intrahepatic_pd = (
             (bool(liver) and is_progression(rules, liver_known, liver_nadir))
-            or any(s == "progressed" for n, s in zip(baseline.non_targets, states, strict=True)
-                   if n.location == "intrahepatic")
+            or any(
+                s == "progressed"
+                for n, s in zip(baseline.non_targets, states, strict=True)
+                if n.location == "intrahepatic"
+            )
             or any(n.lesion.location == "intrahepatic" for n in new.values())
         )
         extrahepatic_pd = (
             ascites
             or any(n.lesion.location == "extrahepatic" for n in new.values())
-            or (params.extrahepatic_pd_includes_baseline_progression
-                and any(s == "progressed" for n, s in zip(baseline.non_targets, states, strict=True)
-                        if n.location == "extrahepatic"))
+            or (
+                params.extrahepatic_pd_includes_baseline_progression
+                and any(
+                    s == "progressed"
+                    for n, s in zip(baseline.non_targets, states, strict=True)
+                    if n.location == "extrahepatic"
+                )
+            )
         )
-        results.append(Assessment(
-            target_response=target,
-            non_target_response=non_target,
-            new_lesion=bool(new) or ascites,
-            overall=overall,
-            target_sum=total,
-            pct_from_baseline=None if total is None else percent_change(total, baseline.target_sum),
-            pct_from_nadir=None if total is None else percent_change(total, nadir),
-            pd_date=min([day, *(n.since for n in new.values())]) if overall == PD else None,
-            intrahepatic_pd=intrahepatic_pd,
-            extrahepatic_pd=extrahepatic_pd,
-            flags=tuple(flags),
-        ))
+        results.append(
+            Assessment(
+                target_response=target,
+                non_target_response=non_target,
+                new_lesion=bool(new) or ascites,
+                overall=overall,
+                target_sum=total,
+                pct_from_baseline=None
+                if total is None
+                else percent_change(total, baseline.target_sum),
+                pct_from_nadir=None if total is None else percent_change(total, nadir),
+                pd_date=min([day, *(n.since for n in new.values())]) if overall == PD else None,
+                intrahepatic_pd=intrahepatic_pd,
+                extrahepatic_pd=extrahepatic_pd,
+                flags=tuple(flags),
+            )
+        )
         if total is not None:
             nadir = min(nadir, total)
         if liver and None not in liver_sizes:

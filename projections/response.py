@@ -160,7 +160,8 @@ def assess_patient(
     baselines[PVTT] = CriterionBaseline(
         criterion=PVTT,
         target_sum_mm=_mm(
-            None if pvtt is None or pvtt.thrombus_diameter_mm is None
+            None
+            if pvtt is None or pvtt.thrombus_diameter_mm is None
             else tenths(pvtt.thrombus_diameter_mm)
         ),
         measurable=pvtt is not None,
@@ -298,7 +299,8 @@ def confirmed_responses(
     (admiralonco `derive_param_confirmed_resp`)."""
     window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
     return tuple(
-        tp for index, tp in enumerate(window)
+        tp
+        for index, tp in enumerate(window)
         if (tp.overall == CR and _confirmed(window, index, {CR}, {CR, NE}, params))
         or (tp.overall == PR and _confirmed(window, index, {CR, PR}, {CR, PR, NE}, params))
     )

@@ -190,8 +190,9 @@ def _evolve(fold: _Fold, entry: Effective) -> _Fold:
     site_aware_at: dt.datetime | None = None
     match entry.event:
         case AeReported(data=data, occurred_on=day):
-            fold = replace(fold, record=data, onset=day,
-                           grades=(GradeRecord(entry.seq, day, data.grade),))
+            fold = replace(
+                fold, record=data, onset=day, grades=(GradeRecord(entry.seq, day, data.grade),)
+            )
             site_aware_at = data.site_aware_at
         case AeUpdated(data=data, occurred_on=day) if fold.record is not None:
             fold = replace(fold, record=_apply_update(fold.record, entry.event))
@@ -211,8 +212,9 @@ def _evolve(fold: _Fold, entry: Effective) -> _Fold:
     if action == "withdrawn":
         fold = replace(fold, withdrawn_seqs=(*fold.withdrawn_seqs, entry.seq))
     if not was_serious and _serious_now(fold) and fold.onset_serious is None:
-        onset = SeriousOnset(str(entry.event.event_id), entry.seq, trigger,
-                             entry.event.recorded_at, site_aware_at)
+        onset = SeriousOnset(
+            str(entry.event.event_id), entry.seq, trigger, entry.event.recorded_at, site_aware_at
+        )
         fold = replace(fold, onset_serious=onset)
     return fold
 
@@ -223,8 +225,11 @@ def _links(events: tuple[Effective, ...]) -> dict[str, tuple[Effective, ...]]:
     linked: dict[str, list[Effective]] = {}
     for entry in events:
         match entry.event:
-            case AeUpdated(data=data) | DoseModified(data=data) | Death(data=data) | (
-                TreatmentDiscontinued(data=data)
+            case (
+                AeUpdated(data=data)
+                | DoseModified(data=data)
+                | Death(data=data)
+                | (TreatmentDiscontinued(data=data))
             ) if data.ae_event_id is not None:
                 linked.setdefault(str(data.ae_event_id).lower(), []).append(entry)
             case AeReported(event_id=event_id):
@@ -258,10 +263,17 @@ def _episode(
         later.grade > fold.grades[0].grade and _in_window(later.occurred_on, dates, window_days)
         for later in fold.grades[1:]
     )
-    modifications = [e.seq for e in linked if isinstance(e.event, DoseModified)
-                     and e.event.data.action in {"reduce", "interrupt"}]
-    stops = [e.seq for e in linked if isinstance(e.event, TreatmentDiscontinued) or (
-        isinstance(e.event, DoseModified) and e.event.data.action == "discontinue")]
+    modifications = [
+        e.seq
+        for e in linked
+        if isinstance(e.event, DoseModified) and e.event.data.action in {"reduce", "interrupt"}
+    ]
+    stops = [
+        e.seq
+        for e in linked
+        if isinstance(e.event, TreatmentDiscontinued)
+        or (isinstance(e.event, DoseModified) and e.event.data.action == "discontinue")
+    ]
     entry_term = ctcae_table().lookup(record.term)
     serious = _serious_now(fold)
     return AeEpisode(
@@ -310,7 +322,9 @@ def ae_episodes(
         return ()  # most patients, most of the time: nothing to link
     links = _links(ordered)
     return tuple(
-        _episode(entry, links[str(entry.event.event_id).lower()], dates, parameters.teae_window_days)
+        _episode(
+            entry, links[str(entry.event.event_id).lower()], dates, parameters.teae_window_days
+        )
         for entry in ordered
         if isinstance(entry.event, AeReported)
     )
@@ -327,10 +341,15 @@ def patient_safety(events: Iterable[Effective], parameters: ProtocolParameters) 
     return _SAFETY.get(ordered, parameters, lambda: _patient_safety(ordered, parameters))
 
 
-def _patient_safety(ordered: tuple[Effective, ...], parameters: ProtocolParameters) -> PatientSafety:
+def _patient_safety(
+    ordered: tuple[Effective, ...], parameters: ProtocolParameters
+) -> PatientSafety:
     dates = treatment_dates(ordered)
-    deaths = [DeathRecord(entry.seq, entry.event.occurred_on, entry.event.data.cause)
-              for entry in ordered if isinstance(entry.event, Death)]
+    deaths = [
+        DeathRecord(entry.seq, entry.event.occurred_on, entry.event.data.cause)
+        for entry in ordered
+        if isinstance(entry.event, Death)
+    ]
     return PatientSafety(
         patient_key=ordered[0].event.patient_key,
         dates=dates,

@@ -43,9 +43,21 @@ from projections.tte_rules import (
 )
 
 __all__ = [
-    "DAYS_PER_MONTH", "PARAM_LABELS", "Assessment", "Cnsr", "PatientCourse", "PfsParamcd",
-    "TteParamcd", "TteRecord", "course_from_history", "derive_dor", "derive_os", "derive_pfs",
-    "missed_assessments_gap_days", "months", "study_day",
+    "DAYS_PER_MONTH",
+    "PARAM_LABELS",
+    "Assessment",
+    "Cnsr",
+    "PatientCourse",
+    "PfsParamcd",
+    "TteParamcd",
+    "TteRecord",
+    "course_from_history",
+    "derive_dor",
+    "derive_os",
+    "derive_pfs",
+    "missed_assessments_gap_days",
+    "months",
+    "study_day",
 ]
 
 DAYS_PER_MONTH = 30.4375
@@ -166,8 +178,9 @@ def derive_pfs(
     if not eligible or start is None:
         return None
     if course.baseline_assessment_on is None:
-        no_baseline = Outcome(start, Cnsr.NO_ASSESSMENT, "NO BASELINE ASSESSMENT", "STARTDT",
-                              course.startdt_seqs)
+        no_baseline = Outcome(
+            start, Cnsr.NO_ASSESSMENT, "NO BASELINE ASSESSMENT", "STARTDT", course.startdt_seqs
+        )
         return _record(course, paramcd, start, no_baseline)
     origin = Assessment(start, progressed=False, adequate=False, seqs=course.startdt_seqs)
     outcome = progression_outcome(
@@ -229,15 +242,21 @@ def course_from_history(
     seen = _COURSES.fold(entries, _course_new, _course_more)
     start = seen.start
     window = dt.timedelta(days=params.screening_window_days)
-    baseline = None if start is None else _latest(
-        [s for s in seen.scans if start.on - window <= s.on <= start.on])
+    baseline = (
+        None
+        if start is None
+        else _latest([s for s in seen.scans if start.on - window <= s.on <= start.on])
+    )
     death, last_alive, therapy = seen.death, seen.alive, seen.therapy
     return PatientCourse(
-        trial_id=first.trial_id, site_id=first.site_id,
+        trial_id=first.trial_id,
+        site_id=first.site_id,
         patient_id=first.patient_id,
-        startdt=start.on if start else None, startdt_seqs=start.seqs if start else (),
+        startdt=start.on if start else None,
+        startdt_seqs=start.seqs if start else (),
         baseline_assessment_on=baseline.on if baseline else None,
-        death_on=death.on if death else None, death_seqs=death.seqs if death else (),
+        death_on=death.on if death else None,
+        death_seqs=death.seqs if death else (),
         last_known_alive_on=last_alive.on if last_alive else None,
         last_known_alive_seqs=last_alive.seqs if last_alive else (),
         subsequent_therapy_on=therapy.on if therapy else None,
@@ -323,8 +342,15 @@ def _record(
     course: PatientCourse, paramcd: TteParamcd, origin: dt.date, outcome: Outcome
 ) -> TteRecord:
     return TteRecord(
-        trial_id=course.trial_id, site_id=course.site_id, patient_id=course.patient_id,
-        paramcd=paramcd, param=PARAM_LABELS[paramcd], startdt=origin,
-        adt=max(outcome.adt, origin), cnsr=outcome.cnsr, evntdesc=outcome.evntdesc,
-        cnsdtdsc=outcome.cnsdtdsc, srcseqs=outcome.srcseqs,
+        trial_id=course.trial_id,
+        site_id=course.site_id,
+        patient_id=course.patient_id,
+        paramcd=paramcd,
+        param=PARAM_LABELS[paramcd],
+        startdt=origin,
+        adt=max(outcome.adt, origin),
+        cnsr=outcome.cnsr,
+        evntdesc=outcome.evntdesc,
+        cnsdtdsc=outcome.cnsdtdsc,
+        srcseqs=outcome.srcseqs,
     )

@@ -114,8 +114,9 @@ def os_outcome(
         return Outcome(cutoff, Cnsr.DATA_CUTOFF, "ALIVE AT DATA CUT-OFF", CUTOFF, last_alive.seqs)
     if last_alive is None or last_alive.on < start.on:
         return Outcome(start.on, Cnsr.LAST_KNOWN_ALIVE, "ALIVE", "STARTDT", start.seqs)
-    return Outcome(last_alive.on, Cnsr.LAST_KNOWN_ALIVE, "ALIVE", "LAST KNOWN ALIVE DATE",
-                   last_alive.seqs)
+    return Outcome(
+        last_alive.on, Cnsr.LAST_KNOWN_ALIVE, "ALIVE", "LAST KNOWN ALIVE DATE", last_alive.seqs
+    )
 
 
 def progression_outcome(
@@ -159,11 +160,17 @@ def progression_outcome(
             return Outcome(last[-1].on, cnsr, why, LAST_ADEQUATE, last[-1].seqs)
         return Outcome(origin.on, cnsr, why, "STARTDT", origin.seqs)
 
-    if therapy is not None and (cutoff is None or therapy.on <= cutoff) and (
-        event is None or therapy.on < event[0]
+    if (
+        therapy is not None
+        and (cutoff is None or therapy.on <= cutoff)
+        and (event is None or therapy.on < event[0])
     ):
-        return censored(therapy.on, on_too=True, cnsr=Cnsr.SUBSEQUENT_THERAPY,
-                        why="SUBSEQUENT ANTICANCER THERAPY BEFORE PD")
+        return censored(
+            therapy.on,
+            on_too=True,
+            cnsr=Cnsr.SUBSEQUENT_THERAPY,
+            why="SUBSEQUENT ANTICANCER THERAPY BEFORE PD",
+        )
     if event is not None:
         on, what, seqs = event
         before = [a.on for a in adequate if a.on < on]
@@ -174,13 +181,23 @@ def progression_outcome(
         return Outcome(on, Cnsr.EVENT, what, None, seqs)
     late = _event_after_cutoff(assessments, death, cutoff)
     if late is not None:
-        return censored(dt.date.max, on_too=True, cnsr=Cnsr.DATA_CUTOFF,
-                        why=f"{late} AFTER DATA CUT-OFF")
+        return censored(
+            dt.date.max, on_too=True, cnsr=Cnsr.DATA_CUTOFF, why=f"{late} AFTER DATA CUT-OFF"
+        )
     if adequate:
-        return censored(dt.date.max, on_too=True, cnsr=Cnsr.LAST_ADEQUATE_ASSESSMENT,
-                        why="NO PROGRESSION, ALIVE")
-    return Outcome(origin.on, Cnsr.NO_ASSESSMENT, "NO ADEQUATE POST-BASELINE ASSESSMENT",
-                   "STARTDT", origin.seqs)
+        return censored(
+            dt.date.max,
+            on_too=True,
+            cnsr=Cnsr.LAST_ADEQUATE_ASSESSMENT,
+            why="NO PROGRESSION, ALIVE",
+        )
+    return Outcome(
+        origin.on,
+        Cnsr.NO_ASSESSMENT,
+        "NO ADEQUATE POST-BASELINE ASSESSMENT",
+        "STARTDT",
+        origin.seqs,
+    )
 
 
 def first_response(

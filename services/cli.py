@@ -51,7 +51,14 @@ async def _wait_for_stop() -> None:
 def up(
     data_dir: DataDir = None,
     api_port: Annotated[int, typer.Option(help="HTTP port (0 = free port).")] = 0,
-    cluster: Annotated[int, typer.Option("--cluster", min=1, help="Embedded nats-servers: 3 = a routed JetStream cluster with R3 streams (for local fault tests).")] = 1,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster",
+            min=1,
+            help="Embedded nats-servers: 3 = a routed JetStream cluster with R3 streams (for local fault tests).",
+        ),
+    ] = 1,
 ) -> None:
     """Start everything: embedded NATS + PostgreSQL (unless URLs are set) and every service."""
     configure_logging()
@@ -182,19 +189,33 @@ def serve_writer(data_dir: DataDir = None) -> None:
 @serve_app.command("projector")
 def serve_projector(
     data_dir: DataDir = None,
-    schema: Annotated[str | None, typer.Option(help="Read-model build (default: the active one).")] = None,
-    partitions: Annotated[int, typer.Option(help="Patient partitions shared by all instances (1 = no partitioning).")] = 1,
+    schema: Annotated[
+        str | None, typer.Option(help="Read-model build (default: the active one).")
+    ] = None,
+    partitions: Annotated[
+        int, typer.Option(help="Patient partitions shared by all instances (1 = no partitioning).")
+    ] = 1,
     instance: Annotated[int, typer.Option(help="This instance's number (0-based).")] = 0,
     instances: Annotated[int, typer.Option(help="How many instances are meant to run.")] = 1,
-    projection: Annotated[list[str] | None, typer.Option("--projection", help="Run only this projection (repeatable).")] = None,
+    projection: Annotated[
+        list[str] | None,
+        typer.Option("--projection", help="Run only this projection (repeatable)."),
+    ] = None,
 ) -> None:
     """The projector: one durable consumer per projection, exactly-once into PostgreSQL."""
     configure_logging()
     from services.projector.app import create_app
 
-    _serve(lambda: create_app(Settings.from_env(_data_dir(data_dir)), schema=schema,
-                                     partitions=partitions, instance=instance, instances=instances,
-                                     only=projection))
+    _serve(
+        lambda: create_app(
+            Settings.from_env(_data_dir(data_dir)),
+            schema=schema,
+            partitions=partitions,
+            instance=instance,
+            instances=instances,
+            only=projection,
+        )
+    )
 
 
 @serve_app.command("api")
@@ -209,25 +230,48 @@ def serve_api(
 
     from services.api.app import create_app
 
-    uvicorn.run(create_app(Settings.from_env(_data_dir(data_dir))), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(Settings.from_env(_data_dir(data_dir))),
+        host=host,
+        port=port,
+        log_level="warning",
+    )
 
 
 @app.command()
 def replay(
     data_dir: DataDir = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO 8601 instant: only events recorded at or before it.")] = None,
-    schema: Annotated[str | None, typer.Option(help="Schema to rebuild into (default replay_<time>).")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO 8601 instant: only events recorded at or before it."),
+    ] = None,
+    schema: Annotated[
+        str | None, typer.Option(help="Schema to rebuild into (default replay_<time>).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    compare_live: Annotated[bool, typer.Option("--compare", help="List every difference from the live read models.")] = False,
-    switch: Annotated[bool, typer.Option("--switch", help="Make the rebuilt schema the live one (no downtime).")] = False,
+    compare_live: Annotated[
+        bool, typer.Option("--compare", help="List every difference from the live read models.")
+    ] = False,
+    switch: Annotated[
+        bool, typer.Option("--switch", help="Make the rebuilt schema the live one (no downtime).")
+    ] = False,
 ) -> None:
     """Rebuild every read model from the ledger into a fresh schema and print per-table digests."""
     configure_logging("WARNING")
     from services.projector.rebuild_cli import run_replay
 
     settings = Settings.from_env(_data_dir(data_dir))
-    code = _run(run_replay(settings, as_of=as_of, schema=schema, as_json=as_json,
-                           compare_live=compare_live, switch=switch, console=console))
+    code = _run(
+        run_replay(
+            settings,
+            as_of=as_of,
+            schema=schema,
+            as_json=as_json,
+            compare_live=compare_live,
+            switch=switch,
+            console=console,
+        )
+    )
     sys.exit(code)
 
 
@@ -236,7 +280,9 @@ def export(
     dataset: Annotated[str, typer.Argument(help="adsl, adtte, adrs or adae.")],
     data_dir: DataDir = None,
     trial: Annotated[str, typer.Option("--trial", help="Trial id.")] = "HAIC-PD1-LEN",
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="CSV file (default: standard output).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="CSV file (default: standard output).")
+    ] = None,
 ) -> None:
     """Write an ADaM-style dataset as CSV from the live read models."""
     configure_logging("WARNING")
@@ -249,9 +295,15 @@ def export(
 @alerts_app.command("follow")
 def alerts_follow(
     data_dir: DataDir = None,
-    durable: Annotated[str, typer.Option("--durable", help="Your durable subscription name.")] = "safety-officer",
-    ack: Annotated[bool, typer.Option("--ack/--no-ack", help="Acknowledge each alert with sae_acknowledged.")] = False,
-    officer: Annotated[str, typer.Option("--officer", help="Your user id (recorded_by of acknowledgements).")] = "safety.officer",
+    durable: Annotated[
+        str, typer.Option("--durable", help="Your durable subscription name.")
+    ] = "safety-officer",
+    ack: Annotated[
+        bool, typer.Option("--ack/--no-ack", help="Acknowledge each alert with sae_acknowledged.")
+    ] = False,
+    officer: Annotated[
+        str, typer.Option("--officer", help="Your user id (recorded_by of acknowledgements).")
+    ] = "safety.officer",
     once: Annotated[bool, typer.Option("--once", help="Print what is pending and exit.")] = False,
 ) -> None:
     """Print every serious-AE alert once; catches up after being offline."""
@@ -259,7 +311,13 @@ def alerts_follow(
     from services.alerter.follow import run_follow
 
     settings = Settings.from_env(_data_dir(data_dir))
-    sys.exit(_run(run_follow(settings, durable=durable, ack=ack, officer=officer, once=once, console=console)))
+    sys.exit(
+        _run(
+            run_follow(
+                settings, durable=durable, ack=ack, officer=officer, once=once, console=console
+            )
+        )
+    )
 
 
 @app.command()
@@ -287,8 +345,13 @@ def serve_alerter(data_dir: DataDir = None) -> None:
 @app.command()
 def report(
     data_dir: DataDir = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO 8601 instant: the report as the ledger stood then.")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path("report.html"),
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO 8601 instant: the report as the ledger stood then."),
+    ] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
     trial: Annotated[str, typer.Option("--trial", help="Trial id.")] = "HAIC-PD1-LEN",
 ) -> None:
     """One self-contained HTML report: endpoints, responses, safety, stamped with the ledger position."""

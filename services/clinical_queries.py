@@ -38,7 +38,12 @@ from services.projector.clinical_tables import (
     response_timepoint,
 )
 
-DATASETS: dict[str, type[AdamRow]] = {"adsl": AdslRow, "adtte": AdtteRow, "adrs": AdrsRow, "adae": AdaeRow}
+DATASETS: dict[str, type[AdamRow]] = {
+    "adsl": AdslRow,
+    "adtte": AdtteRow,
+    "adrs": AdrsRow,
+    "adae": AdaeRow,
+}
 
 
 class NotFound(LookupError):
@@ -56,11 +61,17 @@ class TrialStamp:
 
 
 async def trial_stamp(conn: AsyncConnection, trial: str) -> TrialStamp:
-    row = (await conn.execute(select(clinical_trial).where(clinical_trial.c.trial_id == trial))).first()
+    row = (
+        await conn.execute(select(clinical_trial).where(clinical_trial.c.trial_id == trial))
+    ).first()
     if row is None:
         raise NotFound(f"no clinical data for trial {trial!r}")
-    return TrialStamp(trial, int(row.last_seq), int(row.parameters_version),
-                      ProtocolParameters.model_validate(row.parameters))
+    return TrialStamp(
+        trial,
+        int(row.last_seq),
+        int(row.parameters_version),
+        ProtocolParameters.model_validate(row.parameters),
+    )
 
 
 def conf_type_of(value: str | None, stamp: TrialStamp) -> ConfType:
@@ -90,15 +101,25 @@ def plain(mapping: Any) -> dict[str, Any]:
     return value
 
 
-async def _tte_rows(conn: AsyncConnection, trial: str, site: str | None, paramcd: str | None = None) -> list[Any]:
+async def _tte_rows(
+    conn: AsyncConnection, trial: str, site: str | None, paramcd: str | None = None
+) -> list[Any]:
     query = select(adtte).where(*_where(adtte, trial, site))
     if paramcd is not None:
         query = query.where(adtte.c.paramcd == paramcd)
-    return list((await conn.execute(query.order_by(adtte.c.site_id, adtte.c.patient_id, adtte.c.paramcd))).all())
+    return list(
+        (
+            await conn.execute(query.order_by(adtte.c.site_id, adtte.c.patient_id, adtte.c.paramcd))
+        ).all()
+    )
 
 
 async def endpoint_summaries(
-    conn: AsyncConnection, trial: str, *, conf_type: str | None = None, site: str | None = None,
+    conn: AsyncConnection,
+    trial: str,
+    *,
+    conf_type: str | None = None,
+    site: str | None = None,
 ) -> dict[str, Any]:
     """One KM summary per PARAMCD and ORR/DCR per criterion (DESIGN.md `/endpoints`)."""
     stamp = await trial_stamp(conn, trial)
@@ -108,27 +129,51 @@ async def endpoint_summaries(
         by_paramcd[row.paramcd].append(row)
     endpoints = [
         summarize_endpoint(
-            paramcd, [r.aval for r in by_paramcd[paramcd]], [r.cnsr == 0 for r in by_paramcd[paramcd]],
-            kind, at_seq=stamp.at_seq, parameters_version=stamp.parameters_version,
+            paramcd,
+            [r.aval for r in by_paramcd[paramcd]],
+            [r.cnsr == 0 for r in by_paramcd[paramcd]],
+            kind,
+            at_seq=stamp.at_seq,
+            parameters_version=stamp.parameters_version,
         ).to_dict()
         for paramcd in PARAMCDS
     ]
-    best = (await conn.execute(select(best_response).where(*_where(best_response, trial, site)))).all()
+    best = (
+        await conn.execute(select(best_response).where(*_where(best_response, trial, site)))
+    ).all()
     rates: list[RateSummary] = []
     for criterion in CRITERIA:
-        outcomes = [ResponseOutcome(r.treated, r.measurable, r.bor, r.cbor) for r in best if r.criterion == criterion]
-        rates.extend(response_rates(criterion, outcomes, at_seq=stamp.at_seq,
-                                    parameters_version=stamp.parameters_version))
+        outcomes = [
+            ResponseOutcome(r.treated, r.measurable, r.bor, r.cbor)
+            for r in best
+            if r.criterion == criterion
+        ]
+        rates.extend(
+            response_rates(
+                criterion,
+                outcomes,
+                at_seq=stamp.at_seq,
+                parameters_version=stamp.parameters_version,
+            )
+        )
     return {
-        "trial_id": trial, "at_seq": stamp.at_seq, "parameters_version": stamp.parameters_version,
-        "conf_type": kind, "endpoints": endpoints,
+        "trial_id": trial,
+        "at_seq": stamp.at_seq,
+        "parameters_version": stamp.parameters_version,
+        "conf_type": kind,
+        "endpoints": endpoints,
         "orr": [rate.to_dict() for rate in rates if rate.measure == "ORR"],
         "dcr": [rate.to_dict() for rate in rates if rate.measure == "DCR"],
     }
 
 
 async def endpoint_detail(
-    conn: AsyncConnection, trial: str, paramcd: str, *, conf_type: str | None = None, site: str | None = None,
+    conn: AsyncConnection,
+    trial: str,
+    paramcd: str,
+    *,
+    conf_type: str | None = None,
+    site: str | None = None,
 ) -> dict[str, Any]:
     """One PARAMCD: its ADTTE rows, the KM step table (the curve) and its summary."""
     if paramcd not in PARAMCDS:
@@ -138,11 +183,20 @@ async def endpoint_detail(
     rows = await _tte_rows(conn, trial, site, paramcd)
     times, events = [r.aval for r in rows], [r.cnsr == 0 for r in rows]
     result = fit(times, events, kind)
-    summary = summarize_endpoint(paramcd, times, events, kind, at_seq=stamp.at_seq,
-                                 parameters_version=stamp.parameters_version)
+    summary = summarize_endpoint(
+        paramcd,
+        times,
+        events,
+        kind,
+        at_seq=stamp.at_seq,
+        parameters_version=stamp.parameters_version,
+    )
     return {
-        "paramcd": paramcd, "at_seq": stamp.at_seq, "parameters_version": stamp.parameters_version,
-        "conf_type": kind, "summary": summary.to_dict(),
+        "paramcd": paramcd,
+        "at_seq": stamp.at_seq,
+        "parameters_version": stamp.parameters_version,
+        "conf_type": kind,
+        "summary": summary.to_dict(),
         "rows": [plain(r._mapping) for r in rows],
         "curve": [] if result is None else result.to_dict()["rows"],
         "at_risk": summary.to_dict()["at_risk"],
@@ -150,7 +204,11 @@ async def endpoint_detail(
 
 
 async def responses(
-    conn: AsyncConnection, trial: str, *, site: str | None = None, patient: str | None = None,
+    conn: AsyncConnection,
+    trial: str,
+    *,
+    site: str | None = None,
+    patient: str | None = None,
 ) -> list[dict[str, Any]]:
     """Per patient × criterion: the best responses and every timepoint (with the reader's
     call and the disagreement flag)."""
@@ -159,11 +217,19 @@ async def responses(
     if patient is not None:
         best_query = best_query.where(best_response.c.patient_id == patient)
         tp_query = tp_query.where(response_timepoint.c.patient_id == patient)
-    best = (await conn.execute(best_query.order_by(
-        best_response.c.site_id, best_response.c.patient_id, best_response.c.criterion))).all()
+    best = (
+        await conn.execute(
+            best_query.order_by(
+                best_response.c.site_id, best_response.c.patient_id, best_response.c.criterion
+            )
+        )
+    ).all()
     timepoints: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in (await conn.execute(tp_query.order_by(
-            response_timepoint.c.occurred_on, response_timepoint.c.seq))).all():
+    for row in (
+        await conn.execute(
+            tp_query.order_by(response_timepoint.c.occurred_on, response_timepoint.c.seq)
+        )
+    ).all():
         item = plain(row._mapping)
         key = (item.pop("site_id"), item.pop("patient_id"), item.pop("criterion"))
         item.pop("trial_id")
@@ -177,22 +243,33 @@ async def responses(
     return result
 
 
-async def patient_endpoints(conn: AsyncConnection, trial: str, site: str, patient: str) -> list[dict[str, Any]]:
+async def patient_endpoints(
+    conn: AsyncConnection, trial: str, site: str, patient: str
+) -> list[dict[str, Any]]:
     """One patient's ADTTE records."""
-    rows = await conn.execute(select(adtte).where(
-        adtte.c.trial_id == trial, adtte.c.site_id == site, adtte.c.patient_id == patient,
-    ).order_by(adtte.c.paramcd))
+    rows = await conn.execute(
+        select(adtte)
+        .where(
+            adtte.c.trial_id == trial,
+            adtte.c.site_id == site,
+            adtte.c.patient_id == patient,
+        )
+        .order_by(adtte.c.paramcd)
+    )
     order = {paramcd: index for index, paramcd in enumerate(PARAMCDS)}
     return sorted((plain(r._mapping) for r in rows), key=lambda r: order.get(r["paramcd"], 99))
 
 
-async def export_csv(conn: AsyncConnection, trial: str, dataset: str, *, site: str | None = None) -> str:
+async def export_csv(
+    conn: AsyncConnection, trial: str, dataset: str, *, site: str | None = None
+) -> str:
     """An ADaM dataset as CSV (`projections.adam` columns and cell rendering; RFC 4180)."""
     row_type = DATASETS.get(dataset)
     if row_type is None:
         raise NotFound(f"no dataset {dataset!r}; known: {', '.join(DATASETS)}")
     rows = await conn.execute(
-        select(adam_record.c.cells).where(*_where(adam_record, trial, site), adam_record.c.dataset == dataset)
+        select(adam_record.c.cells)
+        .where(*_where(adam_record, trial, site), adam_record.c.dataset == dataset)
         .order_by(adam_record.c.site_id, adam_record.c.patient_id, adam_record.c.line)
     )
     buffer = io.StringIO()

@@ -19,8 +19,10 @@ def _percent(value: float | None) -> str:
 
 def endpoint_table(summary: dict[str, Any]) -> Table:
     """n, events, median [95 % CI] in months per PARAMCD (NE = not reached), and S(12 months)."""
-    table = Table(title=f"Time-to-event endpoints (ledger seq {summary['at_seq']}, "
-                        f"parameters v{summary['parameters_version']}, CI {summary['conf_type']})")
+    table = Table(
+        title=f"Time-to-event endpoints (ledger seq {summary['at_seq']}, "
+        f"parameters v{summary['parameters_version']}, CI {summary['conf_type']})"
+    )
     table.add_column("endpoint")
     for column in ("n", "events", "median, months [95 % CI]", "12-month rate"):
         table.add_column(column, justify="right")
@@ -28,10 +30,13 @@ def endpoint_table(summary: dict[str, Any]) -> Table:
         lower, upper = item["median_ci_months"]
         twelve = next((lm for lm in item["landmarks"] if lm["months"] == 12), None)
         table.add_row(
-            item["paramcd"], str(item["n"]),
+            item["paramcd"],
+            str(item["n"]),
             str(item["events"]),
             f"{_months(item['median_months'])} [{_months(lower)}, {_months(upper)}]",
-            "–" if twelve is None or twelve["survival"] is None else f"{100 * twelve['survival']:.1f} %",
+            "–"
+            if twelve is None or twelve["survival"] is None
+            else f"{100 * twelve['survival']:.1f} %",
         )
     return table
 
@@ -43,13 +48,19 @@ def rate_table(summary: dict[str, Any]) -> Table:
         table.add_column(column)
     for item in [*summary["orr"], *summary["dcr"]]:
         lower, upper = item["ci"]
-        table.add_row(item["measure"], item["criterion"], "yes" if item["confirmed"] else "no",
-                      f"{item['responders']} / {item['n']}",
-                      f"{_percent(item['rate'])} [{_percent(lower)}, {_percent(upper)}]")
+        table.add_row(
+            item["measure"],
+            item["criterion"],
+            "yes" if item["confirmed"] else "no",
+            f"{item['responders']} / {item['n']}",
+            f"{_percent(item['rate'])} [{_percent(lower)}, {_percent(upper)}]",
+        )
     return table
 
 
-async def print_summary(http: httpx.AsyncClient, trial_id: str, console: Console, system: Any) -> None:
+async def print_summary(
+    http: httpx.AsyncClient, trial_id: str, console: Console, system: Any
+) -> None:
     """Print the endpoint table and the ORR/DCR table of `trial_id`."""
     response = await http.get(f"/api/trials/{trial_id}/endpoints")
     if response.status_code == 404:

@@ -21,7 +21,11 @@ from services.simulator import SimulatedTrial, SubmissionReport, generate_trial,
 
 Section = Callable[[httpx.AsyncClient, str, Console], Awaitable[None]]
 # Modules with `async def print_summary(http, trial_id, console, system)`, printed in this order.
-SUMMARY_MODULES = ("services.clinical_summary", "services.safety_summary", "services.report_summary")
+SUMMARY_MODULES = (
+    "services.clinical_summary",
+    "services.safety_summary",
+    "services.report_summary",
+)
 
 
 async def simulate_into(
@@ -34,23 +38,36 @@ async def simulate_into(
     today: dt.date | None = None,
 ) -> SubmissionReport:
     """Generate the trial (deterministic per seed) and submit it like the sites would."""
-    assert settings.nats_url, "no running system found: start `trial-ledger up` or set LEDGER_NATS_URL"
-    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=today or dt.date.today())
+    assert settings.nats_url, (
+        "no running system found: start `trial-ledger up` or set LEDGER_NATS_URL"
+    )
+    trial = generate_trial(
+        seed=seed, sites=sites, patients=patients, today=today or dt.date.today()
+    )
     connections: dict[str, Any] = {}
 
     async def open_all() -> None:
         for site in ["_sponsor", *trial.site_events]:
             role = "admin" if site == "_sponsor" else f"site:{site}"
-            connections[site] = await connect(settings.nats_url or "", settings.creds_for(role), name=f"sim-{site}")
+            connections[site] = await connect(
+                settings.nats_url or "", settings.creds_for(role), name=f"sim-{site}"
+            )
 
     await open_all()
     total = len(trial.all_events())
     try:
-        with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("submitting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("submit", total=total)
             report = await submit_trial(
-                trial, lambda site: SiteClient(connections[site], trial.trial_id, site),
+                trial,
+                lambda site: SiteClient(connections[site], trial.trial_id, site),
                 progress=lambda n: bar.update(task, advance=n),
             )
     finally:
@@ -64,27 +81,42 @@ def _print_submission(console: Console, trial: SimulatedTrial, report: Submissio
     table = Table(title=f"Simulated trial {trial.trial_id} (seed {trial.seed})")
     for column in ("sites", "patients", "events", "accepted", "duplicate", "rejected"):
         table.add_column(column, justify="right")
-    table.add_row(str(len(trial.site_events)), str(len(trial.patient_ids())), str(report.submitted),
-                  str(report.accepted), str(report.duplicate), str(report.rejected))
+    table.add_row(
+        str(len(trial.site_events)),
+        str(len(trial.patient_ids())),
+        str(report.submitted),
+        str(report.accepted),
+        str(report.duplicate),
+        str(report.rejected),
+    )
     console.print(table)
     for reply in report.rejected_replies[:5]:
         console.print(f"[red]rejected[/red] {json.dumps(reply)}")
 
 
-async def run_demo(data_dir: Path, *, sites: int, patients: int, seed: int, console: Console) -> None:
+async def run_demo(
+    data_dir: Path, *, sites: int, patients: int, seed: int, console: Console
+) -> None:
     from services.system import System
 
     site_ids = tuple(f"site{n:02d}" for n in range(1, sites + 1))  # the simulator's site ids
     system = await System(data_dir, sites=site_ids).start()
     try:
-        console.print(f"[bold]trial-ledger[/bold] up: NATS {system.runtime['nats_url']}, "
-                      f"PostgreSQL {system.runtime['database_url']}, API {system.runtime['api_url']}")
-        report = await simulate_into(system.settings, sites=sites, patients=patients, seed=seed, console=console)
+        console.print(
+            f"[bold]trial-ledger[/bold] up: NATS {system.runtime['nats_url']}, "
+            f"PostgreSQL {system.runtime['database_url']}, API {system.runtime['api_url']}"
+        )
+        report = await simulate_into(
+            system.settings, sites=sites, patients=patients, seed=seed, console=console
+        )
         projector = system.services["projector"]
         await projector.wait_caught_up(120)
         token = system.runtime["api_tokens"]["admin"]
-        async with httpx.AsyncClient(base_url=system.runtime["api_url"], timeout=60,
-                                     headers={"Authorization": f"Bearer {token}"}) as http:
+        async with httpx.AsyncClient(
+            base_url=system.runtime["api_url"],
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:
             await _print_core_summary(http, "HAIC-PD1-LEN", console)
             for module in SUMMARY_MODULES:
                 try:
@@ -116,5 +148,7 @@ async def _print_core_summary(http: httpx.AsyncClient, trial: str, console: Cons
     for column in ("projection", "checkpoint seq", "lag", "parked"):
         lag.add_column(column)
     for row in status["projections"]:
-        lag.add_row(row["projection"], str(row["checkpoint_seq"]), str(row["lag"]), str(row["parked"]))
+        lag.add_row(
+            row["projection"], str(row["checkpoint_seq"]), str(row["lag"]), str(row["parked"])
+        )
     console.print(lag)

@@ -16,14 +16,20 @@ from services.migrate import active_build, make_engine
 from services.settings import Settings
 
 
-async def run_export(settings: Settings, dataset: str, *, trial: str, out: Path | None, console: Console) -> int:
+async def run_export(
+    settings: Settings, dataset: str, *, trial: str, out: Path | None, console: Console
+) -> int:
     """Write `dataset` of `trial` to `out` (standard output when None); the exit code."""
     name = dataset.lower()
     if name not in DATASETS:
-        console.print(f"[red]unknown dataset {dataset!r}[/red]; choose one of {', '.join(DATASETS)}")
+        console.print(
+            f"[red]unknown dataset {dataset!r}[/red]; choose one of {', '.join(DATASETS)}"
+        )
         return 2
     if not settings.database_url:
-        console.print("[red]no database found[/red]: start `trial-ledger up` or set LEDGER_DATABASE_URL")
+        console.print(
+            "[red]no database found[/red]: start `trial-ledger up` or set LEDGER_DATABASE_URL"
+        )
         return 2
     engine = make_engine(settings.database_url, pool_size=1)
     try:

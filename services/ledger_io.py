@@ -114,16 +114,31 @@ async def read_ordered(
 
     async def collect(msg: Any) -> None:
         parts = msg.reply.split(".")
-        short = len(parts) == 9  # `$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<ts>.<pending>`
-        buffer.append(StoredMessage(int(parts[5] if short else parts[7]), msg.subject, msg.data,
-                                    msg.headers or None))
+        short = (
+            len(parts) == 9
+        )  # `$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<ts>.<pending>`
+        buffer.append(
+            StoredMessage(
+                int(parts[5] if short else parts[7]), msg.subject, msg.data, msg.headers or None
+            )
+        )
         pending[0] = int(parts[8] if short else parts[10])
         arrived.set()
 
-    config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                                   opt_start_seq=max(1, start_seq), inactive_threshold=60.0)
-    sub = await js.subscribe(filter_subject, stream=stream, cb=collect, ordered_consumer=True, config=config,
-                             pending_msgs_limit=0, pending_bytes_limit=0)
+    config = js_api.ConsumerConfig(
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(1, start_seq),
+        inactive_threshold=60.0,
+    )
+    sub = await js.subscribe(
+        filter_subject,
+        stream=stream,
+        cb=collect,
+        ordered_consumer=True,
+        config=config,
+        pending_msgs_limit=0,
+        pending_bytes_limit=0,
+    )
     try:
         if not buffer:
             info = await sub.consumer_info()

@@ -33,7 +33,9 @@ def _upgrade(connection: Connection, schema: str) -> None:
 
 
 def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+    )
 
 
 async def migrate(engine: AsyncEngine, schema: str = DEFAULT_BUILD) -> None:
@@ -42,23 +44,32 @@ async def migrate(engine: AsyncEngine, schema: str = DEFAULT_BUILD) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(715517)"))
         await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}"))
-        await conn.execute(text(
-            f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.active_build "
-            "(id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), schema_name text NOT NULL)"
-        ))
-        await conn.execute(text(
-            f"INSERT INTO {META_SCHEMA}.active_build (id, schema_name) VALUES (1, :s) ON CONFLICT DO NOTHING"
-        ), {"s": DEFAULT_BUILD})
+        await conn.execute(
+            text(
+                f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.active_build "
+                "(id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), schema_name text NOT NULL)"
+            )
+        )
+        await conn.execute(
+            text(
+                f"INSERT INTO {META_SCHEMA}.active_build (id, schema_name) VALUES (1, :s) ON CONFLICT DO NOTHING"
+            ),
+            {"s": DEFAULT_BUILD},
+        )
         await conn.run_sync(_upgrade, schema)
 
 
 async def active_build(engine: AsyncEngine) -> str:
     async with engine.connect() as conn:
-        value = (await conn.execute(text(f"SELECT schema_name FROM {META_SCHEMA}.active_build"))).scalar()
+        value = (
+            await conn.execute(text(f"SELECT schema_name FROM {META_SCHEMA}.active_build"))
+        ).scalar()
     return str(value or DEFAULT_BUILD)
 
 
 async def switch_build(engine: AsyncEngine, schema: str) -> None:
     check_schema_name(schema)
     async with engine.begin() as conn:
-        await conn.execute(text(f"UPDATE {META_SCHEMA}.active_build SET schema_name = :s"), {"s": schema})
+        await conn.execute(
+            text(f"UPDATE {META_SCHEMA}.active_build SET schema_name = :s"), {"s": schema}
+        )

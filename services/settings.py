@@ -34,7 +34,16 @@ class Settings:
         base = data_dir or default_data_dir()
         runtime = read_runtime(base)
         creds = dict(runtime.get("credentials") or {})
-        for role in [*list(creds), "admin", "writer", "projector", "alerter", "api", "auditor", "safety"]:
+        for role in [
+            *list(creds),
+            "admin",
+            "writer",
+            "projector",
+            "alerter",
+            "api",
+            "auditor",
+            "safety",
+        ]:
             env_name = "LEDGER_CREDS_" + role.upper().replace(":", "_").replace("-", "_")
             if os.environ.get(env_name):
                 creds[role] = os.environ[env_name]

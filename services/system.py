@@ -32,6 +32,8 @@ def configured_sites() -> tuple[str, ...]:
     """Sites that get an identity: LEDGER_SITES (comma-separated), else site01..site06."""
     named = [s.strip() for s in os.environ.get("LEDGER_SITES", "").split(",") if s.strip()]
     return tuple(named) or DEFAULT_SITES
+
+
 API_ROLES = ("admin", "api", "auditor", "safety", "statistician")
 
 
@@ -174,7 +176,9 @@ class System:
 
         port = api_port or free_port()
         api = create_api(self.settings, tokens=self.runtime["api_tokens"])
-        server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():

@@ -69,33 +69,59 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         await migrate(engine)
         app.state.engine = engine
         app.state.builds = Builds(engine)
-        app.state.nc = await connect(settings.nats_url, settings.creds_for("api"), name="api") if settings.nats_url else None
+        app.state.nc = (
+            await connect(settings.nats_url, settings.creds_for("api"), name="api")
+            if settings.nats_url
+            else None
+        )
         app.state.asof = AsOfBuilds(engine, app.state.nc)
         yield
         if app.state.nc is not None:
             await app.state.nc.close()
         await engine.dispose()
 
-    app = FastAPI(title="trial-ledger", version="0.1.0", lifespan=lifespan,
-                  description="Read models of the trial ledger: patients, audit trail, endpoints, safety.")
+    app = FastAPI(
+        title="trial-ledger",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Read models of the trial ledger: patients, audit trail, endpoints, safety.",
+    )
     app.state.tokens = dict(tokens if tokens is not None else settings.api_tokens)
 
     @app.get("/api/trials")
     async def trials(request: Request, principal: CurrentPrincipal) -> list[dict[str, Any]]:
         """Every trial with protocol parameters in the ledger, with its patient counts."""
         async with reading(request) as conn:
-            params = (await conn.execute(
-                select(event_index.c.trial_id, func.max(event_index.c.seq).label("parameters_seq"))
-                .where(event_index.c.type == "protocol_parameters_set").group_by(event_index.c.trial_id)
-            )).all()
-            counts = dict((await conn.execute(
-                select(patient_state.c.trial_id, func.count()).where(_visible(principal))
-                .group_by(patient_state.c.trial_id)
-            )).all())
-        return [{"trial_id": t, "parameters_seq": s, "patients": counts.get(t, 0)} for t, s in params]
+            params = (
+                await conn.execute(
+                    select(
+                        event_index.c.trial_id, func.max(event_index.c.seq).label("parameters_seq")
+                    )
+                    .where(event_index.c.type == "protocol_parameters_set")
+                    .group_by(event_index.c.trial_id)
+                )
+            ).all()
+            counts = dict(
+                (
+                    await conn.execute(
+                        select(patient_state.c.trial_id, func.count())
+                        .where(_visible(principal))
+                        .group_by(patient_state.c.trial_id)
+                    )
+                ).all()
+            )
+        return [
+            {"trial_id": t, "parameters_seq": s, "patients": counts.get(t, 0)} for t, s in params
+        ]
 
     @app.get("/api/trials/{trial}/patients")
-    async def patients(trial: str, request: Request, principal: CurrentPrincipal, site: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    async def patients(
+        trial: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        site: str | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Current state of every patient the caller may see."""
         query = select(patient_state).where(patient_state.c.trial_id == trial, _visible(principal))
         if site:
@@ -103,15 +129,26 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         if status:
             query = query.where(patient_state.c.status == status)
         async with reading(request) as conn:
-            rows = (await conn.execute(query.order_by(patient_state.c.site_id, patient_state.c.patient_id))).all()
+            rows = (
+                await conn.execute(
+                    query.order_by(patient_state.c.site_id, patient_state.c.patient_id)
+                )
+            ).all()
         return [jsonable(r) for r in rows]
 
     @app.get("/api/trials/{trial}/patients/{patient}")
-    async def patient(trial: str, patient: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    async def patient(
+        trial: str, patient: str, request: Request, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
         """One patient's state (responses and endpoints are added by their projections)."""
         async with reading(request) as conn:
-            row = (await conn.execute(select(patient_state).where(
-                patient_state.c.trial_id == trial, patient_state.c.patient_id == patient))).first()
+            row = (
+                await conn.execute(
+                    select(patient_state).where(
+                        patient_state.c.trial_id == trial, patient_state.c.patient_id == patient
+                    )
+                )
+            ).first()
         if row is None:
             raise HTTPException(404, "no such patient")
         require_site_access(principal, row.site_id)
@@ -121,27 +158,49 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         return body
 
     @app.get("/api/trials/{trial}/patients/{patient}/events")
-    async def patient_events(trial: str, patient: str, request: Request, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+    async def patient_events(
+        trial: str, patient: str, request: Request, principal: CurrentPrincipal
+    ) -> list[dict[str, Any]]:
         """The audit trail: every ledger entry of the patient, corrections as old → new."""
         async with reading(request) as conn:
-            rows = (await conn.execute(select(audit_trail).where(
-                audit_trail.c.trial_id == trial, audit_trail.c.patient_id == patient).order_by(audit_trail.c.seq))).all()
-            bodies = dict((await conn.execute(select(event_index.c.seq, event_index.c.body).where(
-                and_(event_index.c.trial_id == trial, event_index.c.patient_id == patient)))).all())
+            rows = (
+                await conn.execute(
+                    select(audit_trail)
+                    .where(audit_trail.c.trial_id == trial, audit_trail.c.patient_id == patient)
+                    .order_by(audit_trail.c.seq)
+                )
+            ).all()
+            bodies = dict(
+                (
+                    await conn.execute(
+                        select(event_index.c.seq, event_index.c.body).where(
+                            and_(
+                                event_index.c.trial_id == trial, event_index.c.patient_id == patient
+                            )
+                        )
+                    )
+                ).all()
+            )
         if not rows:
             raise HTTPException(404, "no such patient")
         require_site_access(principal, rows[0].site_id)
         return [{**jsonable(r), "event": bodies.get(r.seq)} for r in rows]
 
     @app.get("/api/trials/{trial}/projections")
-    async def projections(trial: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    async def projections(
+        trial: str, request: Request, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
         """Each projection's checkpoint seq against the ledger head (lag 0 = caught up)."""
         schema = await request.app.state.builds.current()
         nc = request.app.state.nc
         if nc is None:
             raise HTTPException(503, "no NATS connection configured")
         status = await projection_status(request.app.state.engine, nc.jetstream(), schema)
-        return {"build": schema, "ledger_head": await ledger_head(nc.jetstream()), "projections": status}
+        return {
+            "build": schema,
+            "ledger_head": await ledger_head(nc.jetstream()),
+            "projections": status,
+        }
 
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:

@@ -48,7 +48,9 @@ class AsOfBuilds:
             from services.projector.app import all_projections
 
             schema = "asof_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-            await rebuild(self.nc.jetstream(), self.engine, schema, all_projections(), as_of=instant)
+            await rebuild(
+                self.nc.jetstream(), self.engine, schema, all_projections(), as_of=instant
+            )
             self._built[key] = schema
             while len(self._built) > self.keep:
                 _, old = self._built.popitem(last=False)

@@ -48,11 +48,16 @@ def current_principal(request: Request) -> Principal:
         return Principal("admin")
     header = request.headers.get("authorization", "")
     presented = header[7:].strip() if header.lower().startswith("bearer ") else None
-    presented = presented or request.cookies.get("ledger_token") or request.query_params.get("token")
+    presented = (
+        presented or request.cookies.get("ledger_token") or request.query_params.get("token")
+    )
     principal = principal_for(tokens, presented)
     if principal is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return principal
 
 

@@ -84,8 +84,11 @@ class ProjectorApp:
                     js = self.nc.jetstream()
                     self.schema = build
                     self.runners = [
-                        LiveProjector(js, Applier(self.engine, build, r.applier.projection, PatientHistories(js)),
-                                      batch=r.batch)
+                        LiveProjector(
+                            js,
+                            Applier(self.engine, build, r.applier.projection, PatientHistories(js)),
+                            batch=r.batch,
+                        )
                         for r in self.runners
                     ]
                     self.stop_event = asyncio.Event()
@@ -104,7 +107,9 @@ class ProjectorApp:
     async def lag(self) -> dict[str, int]:
         """Ledger head minus each projection's checkpoint (0 = caught up)."""
         head = await ledger_head(self.nc.jetstream())
-        return {r.applier.position: head - await r.applier.checkpoint() for r in self.active_runners()}
+        return {
+            r.applier.position: head - await r.applier.checkpoint() for r in self.active_runners()
+        }
 
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -118,18 +123,37 @@ class ProjectorApp:
 async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[dict[str, Any]]:
     head = await ledger_head(js)
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(
-            f'SELECT p.projection, p.last_seq, p.applied, '
-            f'(SELECT count(*) FROM "{schema}".parked_event x WHERE x.projection = split_part(p.projection, \'#\', 1)) '
-            f'FROM "{schema}".projection_checkpoint p ORDER BY p.projection'
-        ))).all()
-    return [{"projection": r[0], "checkpoint_seq": int(r[1]), "ledger_head": head,
-             "lag": max(0, head - int(r[1])), "applied": int(r[2]), "parked": int(r[3])} for r in rows]
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT p.projection, p.last_seq, p.applied, "
+                    f"(SELECT count(*) FROM \"{schema}\".parked_event x WHERE x.projection = split_part(p.projection, '#', 1)) "
+                    f'FROM "{schema}".projection_checkpoint p ORDER BY p.projection'
+                )
+            )
+        ).all()
+    return [
+        {
+            "projection": r[0],
+            "checkpoint_seq": int(r[1]),
+            "ledger_head": head,
+            "lag": max(0, head - int(r[1])),
+            "applied": int(r[2]),
+            "parked": int(r[3]),
+        }
+        for r in rows
+    ]
 
 
 async def create_app(
-    settings: Settings, *, schema: str | None = None, batch: int = 2000,
-    partitions: int = 1, instance: int = 0, instances: int = 1, only: list[str] | None = None,
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    batch: int = 2000,
+    partitions: int = 1,
+    instance: int = 0,
+    instances: int = 1,
+    only: list[str] | None = None,
 ) -> ProjectorApp:
     """One process; with `partitions` > 1 it claims its share of patient partitions (and any
     partition another instance left) instead of running every patient itself."""
@@ -144,7 +168,9 @@ async def create_app(
     chosen = [p for p in all_projections() if not only or p.name in only]
     unknown = set(only or ()) - {p.name for p in chosen}
     if unknown:
-        raise ValueError(f"unknown projections: {sorted(unknown)}; known: {[p.name for p in all_projections()]}")
+        raise ValueError(
+            f"unknown projections: {sorted(unknown)}; known: {[p.name for p in all_projections()]}"
+        )
     # A patient's next batch resumes its folds. Only recently active patients need that, so
     # the memos stay well inside the history caches (projections on one consumer share them).
     memo.configure(keys=CACHE_PATIENTS, entries=CACHE_EVENTS // 2)
@@ -153,7 +179,15 @@ async def create_app(
         for projection in chosen
     ]
     if partitions > 1:
-        supervisor = PartitionSupervisor(js, engine, build, chosen, count=partitions,
-                                         instance=instance, instances=instances, batch=batch)
+        supervisor = PartitionSupervisor(
+            js,
+            engine,
+            build,
+            chosen,
+            count=partitions,
+            instance=instance,
+            instances=instances,
+            batch=batch,
+        )
         return ProjectorApp(nc, engine, build, [], follow_active=False, supervisor=supervisor)
     return ProjectorApp(nc, engine, build, runners, follow_active=schema is None)

@@ -45,7 +45,9 @@ class ClinicalProjection:
 
     name = "clinical"
 
-    async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
+    async def apply(
+        self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories
+    ) -> None:
         by_trial: dict[str, list[Decoded]] = defaultdict(list)
         for item in batch:
             by_trial[item.recorded.event.trial_id].append(item)
@@ -53,7 +55,11 @@ class ClinicalProjection:
             await self._apply_trial(conn, trial_id, by_trial[trial_id], histories)
 
     async def _apply_trial(
-        self, conn: AsyncConnection, trial_id: str, items: list[Decoded], histories: PatientHistories,
+        self,
+        conn: AsyncConnection,
+        trial_id: str,
+        items: list[Decoded],
+        histories: PatientHistories,
     ) -> None:
         stored = await load_parameters(conn, trial_id)
         # the parameters in force before this batch, from this projection's own view of the
@@ -67,7 +73,8 @@ class ClinicalProjection:
         # Batch patients first: loading others below may evict them from the bounded cache.
         derived: dict[PatientKey, PatientEndpoints | None] = {
             key: derive_patient(list(histories.get(key)), plan.parameters)
-            for key in sorted(plan.touched) if histories.owns(key)
+            for key in sorted(plan.touched)
+            if histories.owns(key)
         }
         if plan.parameters_changed:
             checkpoint = await _checkpoint(conn, histories.position or self.name)
@@ -83,56 +90,84 @@ class ClinicalProjection:
 
 async def load_parameters(conn: AsyncConnection, trial_id: str) -> tuple[TrialParameters, int]:
     """The trial's parameters in force and the last ledger seq of the trial applied so far."""
-    row = (await conn.execute(select(clinical_trial).where(clinical_trial.c.trial_id == trial_id))).first()
+    row = (
+        await conn.execute(select(clinical_trial).where(clinical_trial.c.trial_id == trial_id))
+    ).first()
     if row is None:
         return DEFAULT_PARAMETERS, 0
     parameters = ProtocolParameters.model_validate(row.parameters)
-    return TrialParameters(row.parameters_version, row.parameters_seq, parameters), int(row.last_seq)
+    return TrialParameters(row.parameters_version, row.parameters_seq, parameters), int(
+        row.last_seq
+    )
 
 
-async def _store_parameters(conn: AsyncConnection, trial_id: str, parameters: TrialParameters, last_seq: int) -> None:
+async def _store_parameters(
+    conn: AsyncConnection, trial_id: str, parameters: TrialParameters, last_seq: int
+) -> None:
     row = {
-        "trial_id": trial_id, "parameters_version": parameters.version,
-        "parameters_seq": parameters.seq, "parameters": parameters.parameters.model_dump(mode="json"),
+        "trial_id": trial_id,
+        "parameters_version": parameters.version,
+        "parameters_seq": parameters.seq,
+        "parameters": parameters.parameters.model_dump(mode="json"),
         "last_seq": last_seq,
     }
     statement = pg_insert(clinical_trial).values(**row)
     newer = statement.excluded.parameters_version > clinical_trial.c.parameters_version
     # several partitions write this row: keep the newest parameters and the highest seq
-    await conn.execute(statement.on_conflict_do_update(
-        index_elements=["trial_id"],
-        set_={
-            "parameters_version": func.greatest(clinical_trial.c.parameters_version, statement.excluded.parameters_version),
-            "parameters_seq": case((newer, statement.excluded.parameters_seq), else_=clinical_trial.c.parameters_seq),
-            "parameters": case((newer, statement.excluded.parameters), else_=clinical_trial.c.parameters),
-            "last_seq": func.greatest(clinical_trial.c.last_seq, statement.excluded.last_seq),
-        },
-    ))
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["trial_id"],
+            set_={
+                "parameters_version": func.greatest(
+                    clinical_trial.c.parameters_version, statement.excluded.parameters_version
+                ),
+                "parameters_seq": case(
+                    (newer, statement.excluded.parameters_seq),
+                    else_=clinical_trial.c.parameters_seq,
+                ),
+                "parameters": case(
+                    (newer, statement.excluded.parameters), else_=clinical_trial.c.parameters
+                ),
+                "last_seq": func.greatest(clinical_trial.c.last_seq, statement.excluded.last_seq),
+            },
+        )
+    )
 
 
 async def _checkpoint(conn: AsyncConnection, projection: str) -> int:
     # Inside the Applier's transaction the checkpoint row still holds the previous batch's end.
-    value = (await conn.execute(text(
-        "SELECT last_seq FROM projection_checkpoint WHERE projection = :p"), {"p": projection})).scalar()
+    value = (
+        await conn.execute(
+            text("SELECT last_seq FROM projection_checkpoint WHERE projection = :p"),
+            {"p": projection},
+        )
+    ).scalar()
     return int(value or 0)
 
 
 async def _known_patients(conn: AsyncConnection, trial_id: str) -> list[PatientKey]:
     rows = await conn.execute(
-        select(clinical_patient.c.trial_id, clinical_patient.c.site_id, clinical_patient.c.patient_id)
+        select(
+            clinical_patient.c.trial_id, clinical_patient.c.site_id, clinical_patient.c.patient_id
+        )
         .where(clinical_patient.c.trial_id == trial_id)
         .order_by(clinical_patient.c.site_id, clinical_patient.c.patient_id)
     )
     return [(t, s, p) for t, s, p in rows]
 
 
-async def _replace_patients(conn: AsyncConnection, derived: dict[PatientKey, PatientEndpoints | None]) -> None:
+async def _replace_patients(
+    conn: AsyncConnection, derived: dict[PatientKey, PatientEndpoints | None]
+) -> None:
     if not derived:
         return
     keys = sorted(derived)
     for table in PATIENT_TABLES:
-        await conn.execute(delete(table).where(
-            tuple_(table.c.trial_id, table.c.site_id, table.c.patient_id).in_(keys)))
+        await conn.execute(
+            delete(table).where(
+                tuple_(table.c.trial_id, table.c.site_id, table.c.patient_id).in_(keys)
+            )
+        )
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for key in keys:
         result = derived[key]
@@ -152,53 +187,94 @@ def patient_rows(result: PatientEndpoints) -> dict[str, list[dict[str, Any]]]:
     course = result.course
     pvtt = next(best for best in result.best if best.criterion == "PVTT")
     patient = {
-        **ids, "startdt": course.startdt, "treated": result.treated,
-        "baseline_on": course.baseline_assessment_on, "has_pvtt": pvtt.measurable,
-        "subsequent_therapy_on": course.subsequent_therapy_on, **stamp,
+        **ids,
+        "startdt": course.startdt,
+        "treated": result.treated,
+        "baseline_on": course.baseline_assessment_on,
+        "has_pvtt": pvtt.measurable,
+        "subsequent_therapy_on": course.subsequent_therapy_on,
+        **stamp,
     }
     timepoints = [
         {
-            **ids, "criterion": criterion, "seq": tp.seq, "occurred_on": tp.occurred_on,
-            "target_response": tp.target_response, "non_target_response": tp.non_target_response,
-            "new_lesion": tp.new_lesion, "overall": tp.overall, "target_sum_mm": tp.target_sum_mm,
+            **ids,
+            "criterion": criterion,
+            "seq": tp.seq,
+            "occurred_on": tp.occurred_on,
+            "target_response": tp.target_response,
+            "non_target_response": tp.non_target_response,
+            "new_lesion": tp.new_lesion,
+            "overall": tp.overall,
+            "target_sum_mm": tp.target_sum_mm,
             "pct_change_from_baseline": tp.pct_change_from_baseline,
-            "pct_change_from_nadir": tp.pct_change_from_nadir, "pd_date": tp.pd_date,
-            "intrahepatic_pd": tp.intrahepatic_pd, "extrahepatic_pd": tp.extrahepatic_pd,
-            "reader_call": tp.reader_call, "disagrees": tp.disagrees, "flags": list(tp.flags),
-            "srcseqs": list(result.timepoint_seqs.get(tp.seq, (tp.seq,))), **stamp,
+            "pct_change_from_nadir": tp.pct_change_from_nadir,
+            "pd_date": tp.pd_date,
+            "intrahepatic_pd": tp.intrahepatic_pd,
+            "extrahepatic_pd": tp.extrahepatic_pd,
+            "reader_call": tp.reader_call,
+            "disagrees": tp.disagrees,
+            "flags": list(tp.flags),
+            "srcseqs": list(result.timepoint_seqs.get(tp.seq, (tp.seq,))),
+            **stamp,
         }
         for criterion, tps in result.timepoints.items()
         for tp in tps
     ]
     best = [
         {
-            **ids, "criterion": item.criterion, "treated": result.treated,
-            "measurable": item.measurable, "has_disease": item.has_disease,
-            "baseline_sum_mm": item.baseline_sum_mm, "bor": item.bor.response,
-            "bor_on": item.bor.occurred_on, "bor_seq": item.bor.seq, "cbor": item.cbor.response,
-            "cbor_on": item.cbor.occurred_on, "cbor_seq": item.cbor.seq,
-            "best_pct_change": item.best_pct_change, **stamp,
+            **ids,
+            "criterion": item.criterion,
+            "treated": result.treated,
+            "measurable": item.measurable,
+            "has_disease": item.has_disease,
+            "baseline_sum_mm": item.baseline_sum_mm,
+            "bor": item.bor.response,
+            "bor_on": item.bor.occurred_on,
+            "bor_seq": item.bor.seq,
+            "cbor": item.cbor.response,
+            "cbor_on": item.cbor.occurred_on,
+            "cbor_seq": item.cbor.seq,
+            "best_pct_change": item.best_pct_change,
+            **stamp,
         }
         for item in result.best
     ]
     records = [
         {
-            **ids, "paramcd": record.paramcd, "param": record.param, "startdt": record.startdt,
-            "adt": record.adt, "aval": record.aval, "cnsr": int(record.cnsr),
-            "evntdesc": record.evntdesc, "cnsdtdsc": record.cnsdtdsc,
-            "srcseqs": list(record.srcseqs), **stamp,
+            **ids,
+            "paramcd": record.paramcd,
+            "param": record.param,
+            "startdt": record.startdt,
+            "adt": record.adt,
+            "aval": record.aval,
+            "cnsr": int(record.cnsr),
+            "evntdesc": record.evntdesc,
+            "cnsdtdsc": record.cnsdtdsc,
+            "srcseqs": list(record.srcseqs),
+            **stamp,
         }
         for record in result.records
     ]
     datasets: list[tuple[str, tuple[AdamRow, ...]]] = [
-        ("adsl", (result.adsl,)), ("adtte", result.adtte), ("adrs", result.adrs), ("adae", result.adae),
+        ("adsl", (result.adsl,)),
+        ("adtte", result.adtte),
+        ("adrs", result.adrs),
+        ("adae", result.adae),
     ]
     adam = [
-        {**ids, "dataset": dataset, "line": line, "cells": [render_cell(cell) for cell in row.cells()]}
+        {
+            **ids,
+            "dataset": dataset,
+            "line": line,
+            "cells": [render_cell(cell) for cell in row.cells()],
+        }
         for dataset, dataset_rows in datasets
         for line, row in enumerate(dataset_rows)
     ]
     return {
-        clinical_patient.name: [patient], response_timepoint.name: timepoints,
-        best_response.name: best, adtte.name: records, adam_record.name: adam,
+        clinical_patient.name: [patient],
+        response_timepoint.name: timepoints,
+        best_response.name: best,
+        adtte.name: records,
+        adam_record.name: adam,
     }

@@ -21,11 +21,31 @@ from services.db import event_index, patient_state
 from services.projector.histories import Decoded, PatientHistories, PatientKey
 
 STATE_COLUMNS = (
-    "status", "bclc_stage", "child_pugh", "ecog", "baseline_pvtt", "baseline_extrahepatic_spread",
-    "enrolled_on", "startdt", "last_dose_on", "haic_cycles", "pd1_infusions", "pd1_status",
-    "lenvatinib_status", "lenvatinib_dose_mg", "scans", "last_scan_on", "worst_ae_grade", "death_on",
-    "last_known_alive_on", "subsequent_therapy_on", "discontinued_on", "withdrawn_on",
-    "event_count", "last_seq", "last_hash",
+    "status",
+    "bclc_stage",
+    "child_pugh",
+    "ecog",
+    "baseline_pvtt",
+    "baseline_extrahepatic_spread",
+    "enrolled_on",
+    "startdt",
+    "last_dose_on",
+    "haic_cycles",
+    "pd1_infusions",
+    "pd1_status",
+    "lenvatinib_status",
+    "lenvatinib_dose_mg",
+    "scans",
+    "last_scan_on",
+    "worst_ae_grade",
+    "death_on",
+    "last_known_alive_on",
+    "subsequent_therapy_on",
+    "discontinued_on",
+    "withdrawn_on",
+    "event_count",
+    "last_seq",
+    "last_hash",
 )
 
 
@@ -68,10 +88,16 @@ class CoreProjection:
 
     name = "core"
 
-    async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None:
+    async def apply(
+        self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories
+    ) -> None:
         # trial-level events reach every partition; one of them owns their index rows
-        await copy_rows(conn, event_index, [index_row(item) for item in batch if histories.owns(item.key)])
-        touched = sorted({item.key for item in batch if item.key[1] != SPONSOR_SITE and histories.owns(item.key)})
+        await copy_rows(
+            conn, event_index, [index_row(item) for item in batch if histories.owns(item.key)]
+        )
+        touched = sorted(
+            {item.key for item in batch if item.key[1] != SPONSOR_SITE and histories.owns(item.key)}
+        )
         if not touched:
             return
         amended = {item.key for item in batch if item.stored.get("type") in AMENDING}
@@ -89,9 +115,13 @@ class CoreProjection:
                 audit_rows.extend(audit_rows_for(key, [r for r in recorded if r.seq in new_seqs]))
         await conn.execute(_UPSERT_STATE, states)
         if amended:
-            await conn.execute(delete(audit_table).where(
-                tuple_(audit_table.c.trial_id, audit_table.c.site_id, audit_table.c.patient_id).in_(sorted(amended))
-            ))
+            await conn.execute(
+                delete(audit_table).where(
+                    tuple_(
+                        audit_table.c.trial_id, audit_table.c.site_id, audit_table.c.patient_id
+                    ).in_(sorted(amended))
+                )
+            )
         if audit_rows:
             await copy_rows(conn, audit_table, audit_rows)
 
@@ -119,15 +149,23 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, An
     columns = list(rows[0])
     take = operator.itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     records = [take(row) for row in rows]
-    encoders = [(i, encoder) for i, name in enumerate(columns) if (encoder := _encoder(table.c[name])) is not None]
+    encoders = [
+        (i, encoder)
+        for i, name in enumerate(columns)
+        if (encoder := _encoder(table.c[name])) is not None
+    ]
     if encoders:  # only the JSONB cells need encoding; the driver takes the rest as they are
         records = [_encoded(record, encoders) for record in records]
     raw = await conn.get_raw_connection()
     schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-    await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns, schema_name=schema)
+    await raw.driver_connection.copy_records_to_table(
+        table.name, records=records, columns=columns, schema_name=schema
+    )
 
 
-def _encoded(record: tuple[Any, ...], encoders: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+def _encoded(
+    record: tuple[Any, ...], encoders: list[tuple[int, Callable[[Any], Any]]]
+) -> tuple[Any, ...]:
     cells = list(record)
     for i, encode in encoders:
         cells[i] = encode(cells[i])
@@ -163,14 +201,25 @@ def audit_rows_for(key: PatientKey, recorded: list[Recorded]) -> list[dict[str, 
     trial_id, site_id, patient_id = key
     rows = []
     for audit in audit_trail(effective_history(recorded), recorded):
-        rows.append({
-            "seq": audit.seq, "trial_id": trial_id, "site_id": site_id, "patient_id": patient_id,
-            "event_id": audit.event_id, "type": audit.type, "occurred_on": audit.occurred_on,
-            "recorded_at": None if audit.recorded_at is None else audit.recorded_at.isoformat(),
-            "recorded_by": audit.recorded_by,
-            "reason": audit.reason, "hash": audit.hash, "prev_hash": audit.prev_hash,
-            "status": audit.status, "target_event_id": audit.target_event_id,
-            "target_seq": audit.target_seq, "amended_by": list(audit.amended_by) or None,
-            "changes": [change.as_dict() for change in audit.changes] or None,
-        })
+        rows.append(
+            {
+                "seq": audit.seq,
+                "trial_id": trial_id,
+                "site_id": site_id,
+                "patient_id": patient_id,
+                "event_id": audit.event_id,
+                "type": audit.type,
+                "occurred_on": audit.occurred_on,
+                "recorded_at": None if audit.recorded_at is None else audit.recorded_at.isoformat(),
+                "recorded_by": audit.recorded_by,
+                "reason": audit.reason,
+                "hash": audit.hash,
+                "prev_hash": audit.prev_hash,
+                "status": audit.status,
+                "target_event_id": audit.target_event_id,
+                "target_seq": audit.target_seq,
+                "amended_by": list(audit.amended_by) or None,
+                "changes": [change.as_dict() for change in audit.changes] or None,
+            }
+        )
     return rows

@@ -63,8 +63,13 @@ CACHE_EVENTS = 40_000
 
 class PatientHistories:
     def __init__(
-        self, js: JetStreamContext | None, capacity: int = CACHE_PATIENTS, include: Include | None = None,
-        *, from_start: bool = False, max_events: int = CACHE_EVENTS,
+        self,
+        js: JetStreamContext | None,
+        capacity: int = CACHE_PATIENTS,
+        include: Include | None = None,
+        *,
+        from_start: bool = False,
+        max_events: int = CACHE_EVENTS,
     ) -> None:
         self.js = js
         self.capacity = capacity

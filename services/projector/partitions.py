@@ -40,8 +40,17 @@ class Claimed:
 
 class PartitionSupervisor:
     def __init__(
-        self, js: JetStreamContext, engine: AsyncEngine, schema: str, projections: list[Projection],
-        *, count: int, instance: int = 0, instances: int = 1, batch: int = 2000, grace_s: float = 3.0,
+        self,
+        js: JetStreamContext,
+        engine: AsyncEngine,
+        schema: str,
+        projections: list[Projection],
+        *,
+        count: int,
+        instance: int = 0,
+        instances: int = 1,
+        batch: int = 2000,
+        grace_s: float = 3.0,
         poll_s: float = 0.5,
     ) -> None:
         self.js = js
@@ -49,7 +58,9 @@ class PartitionSupervisor:
         self.schema = schema
         self.projections = projections
         self.count = count
-        self.preferred = {p for p in range(count) if p % max(1, instances) == instance % max(1, instances)}
+        self.preferred = {
+            p for p in range(count) if p % max(1, instances) == instance % max(1, instances)
+        }
         self.batch = batch
         self.grace_s = grace_s
         self.poll_s = poll_s
@@ -63,7 +74,11 @@ class PartitionSupervisor:
     async def _try_claim(self, index: int) -> AsyncConnection | None:
         conn = await self.engine.connect()
         try:
-            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_BASE + index})).scalar()
+            got = (
+                await conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_BASE + index}
+                )
+            ).scalar()
             await conn.commit()
         except Exception:
             await conn.close()
@@ -76,10 +91,22 @@ class PartitionSupervisor:
     async def _start(self, index: int, conn: AsyncConnection) -> None:
         partition = Partition(index, self.count)
         # one consumer per partition: its projections share the read and the decoded events
-        runners = [LiveProjector(self.js, [
-            Applier(self.engine, self.schema, projection, PatientHistories(self.js), partition=partition)
-            for projection in self.projections
-        ], batch=self.batch)]
+        runners = [
+            LiveProjector(
+                self.js,
+                [
+                    Applier(
+                        self.engine,
+                        self.schema,
+                        projection,
+                        PatientHistories(self.js),
+                        partition=partition,
+                    )
+                    for projection in self.projections
+                ],
+                batch=self.batch,
+            )
+        ]
         claim = Claimed(partition, conn, runners)
         claim.tasks = [asyncio.create_task(r.run(claim.stop)) for r in runners]
         self.claimed[index] = claim
@@ -101,7 +128,9 @@ class PartitionSupervisor:
                             self._free_since.pop(index, None)
                         else:
                             with contextlib.suppress(Exception):
-                                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_BASE + index})
+                                await conn.execute(
+                                    text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_BASE + index}
+                                )
                             await conn.close()
                         continue
                 with contextlib.suppress(Exception):

@@ -24,21 +24,35 @@ def parse_instant(value: str) -> dt.datetime:
 
 
 async def run_replay(
-    settings: Settings, *, as_of: str | None, schema: str | None, as_json: bool,
-    compare_live: bool, switch: bool, console: Console,
+    settings: Settings,
+    *,
+    as_of: str | None,
+    schema: str | None,
+    as_json: bool,
+    compare_live: bool,
+    switch: bool,
+    console: Console,
 ) -> int:
     assert settings.nats_url and settings.database_url, "no running system found and no URLs set"
     instant = parse_instant(as_of) if as_of else None
     name = schema or "replay_" + dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
-    nc = await connect(settings.nats_url, settings.creds_for("auditor") or settings.creds_for("projector"), name="replay")
+    nc = await connect(
+        settings.nats_url,
+        settings.creds_for("auditor") or settings.creds_for("projector"),
+        name="replay",
+    )
     engine = make_engine(settings.database_url)
     try:
         with console.status("rebuilding read models from the ledger…"):
             report = await rebuild(nc.jetstream(), engine, name, all_projections(), as_of=instant)
         live = await active_build(engine)
         out: dict[str, Any] = {
-            "schema": name, "as_of": report.as_of, "events": report.events, "last_seq": report.last_seq,
-            "seconds": round(report.seconds, 3), "events_per_s": round(report.events_per_s, 1),
+            "schema": name,
+            "as_of": report.as_of,
+            "events": report.events,
+            "last_seq": report.last_seq,
+            "seconds": round(report.seconds, 3),
+            "events_per_s": round(report.events_per_s, 1),
             "digests": report.digests,
         }
         differences: dict[str, list[dict[str, Any]]] = {}

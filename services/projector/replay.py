@@ -77,7 +77,15 @@ async def rebuild(
     await migrate(engine, schema)
     include = _recorded_by(as_of)
     appliers = [
-        Applier(engine, schema, projection, PatientHistories(js, capacity=batch, max_events=2 * batch, include=include, from_start=True), contiguous=False)
+        Applier(
+            engine,
+            schema,
+            projection,
+            PatientHistories(
+                js, capacity=batch, max_events=2 * batch, include=include, from_start=True
+            ),
+            contiguous=False,
+        )
         for projection in projections
     ]
     began = time.perf_counter()
@@ -126,34 +134,50 @@ def _peek(body: bytes) -> dict[str, Any]:
 async def read_model_tables(engine: AsyncEngine, schema: str) -> list[str]:
     """Every table of a build but the checkpoint (a position) and Alembic's bookkeeping."""
     async with engine.connect() as conn:
-        rows = await conn.execute(text(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = :s "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name"
-        ), {"s": schema})
+        rows = await conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            ),
+            {"s": schema},
+        )
         return [name for (name,) in rows if name not in NOT_DIGESTED]
 
 
-async def digests(engine: AsyncEngine, schema: str, tables: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+async def digests(
+    engine: AsyncEngine, schema: str, tables: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per table: row count and an order-independent MD5 over the rows' text forms."""
     check_schema_name(schema)
     result: dict[str, dict[str, Any]] = {}
     tables = tables if tables is not None else await read_model_tables(engine, schema)
     async with engine.connect() as conn:
         for table in tables:
-            exists = (await conn.execute(text(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = :s AND table_name = :t"
-            ), {"s": schema, "t": table})).scalar()
+            exists = (
+                await conn.execute(
+                    text(
+                        "SELECT 1 FROM information_schema.tables WHERE table_schema = :s AND table_name = :t"
+                    ),
+                    {"s": schema, "t": table},
+                )
+            ).scalar()
             if not exists:
                 continue
-            row = (await conn.execute(text(
-                f'SELECT count(*), md5(coalesce(string_agg(h, \'\' ORDER BY h), \'\')) '
-                f'FROM (SELECT md5(t::text) AS h FROM "{schema}"."{table}" t) rows'
-            ))).one()
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
+                        f'FROM (SELECT md5(t::text) AS h FROM "{schema}"."{table}" t) rows'
+                    )
+                )
+            ).one()
             result[table] = {"rows": int(row[0]), "digest": str(row[1])}
     return result
 
 
-async def compare(engine: AsyncEngine, left: str, right: str, tables: Sequence[str] | None = None, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
+async def compare(
+    engine: AsyncEngine, left: str, right: str, tables: Sequence[str] | None = None, limit: int = 50
+) -> dict[str, list[dict[str, Any]]]:
     """Rows present in one build and not the other, per table (empty lists: identical)."""
     check_schema_name(left)
     check_schema_name(right)
@@ -163,10 +187,12 @@ async def compare(engine: AsyncEngine, left: str, right: str, tables: Sequence[s
         for table in tables:
             rows: list[dict[str, Any]] = []
             for only, a, b in (("only_in_" + left, left, right), ("only_in_" + right, right, left)):
-                found = await conn.execute(text(
-                    f'SELECT row_to_json(t)::text FROM (SELECT * FROM "{a}"."{table}" '
-                    f'EXCEPT ALL SELECT * FROM "{b}"."{table}") t LIMIT {int(limit)}'
-                ))
+                found = await conn.execute(
+                    text(
+                        f'SELECT row_to_json(t)::text FROM (SELECT * FROM "{a}"."{table}" '
+                        f'EXCEPT ALL SELECT * FROM "{b}"."{table}") t LIMIT {int(limit)}'
+                    )
+                )
                 rows.extend({"side": only, "row": value} for (value,) in found)
             differences[table] = rows
     return differences

@@ -36,16 +36,25 @@ log = structlog.get_logger("projector")
 
 # Errors that a given event causes every time (as opposed to the database being away).
 POISON_SUSPECTS = (
-    sa_exc.IntegrityError, sa_exc.DataError, sa_exc.ProgrammingError,
-    asyncpg_exc.IntegrityConstraintViolationError, asyncpg_exc.DataError,
-    TypeError, ValueError, KeyError, AttributeError, AssertionError,
+    sa_exc.IntegrityError,
+    sa_exc.DataError,
+    sa_exc.ProgrammingError,
+    asyncpg_exc.IntegrityConstraintViolationError,
+    asyncpg_exc.DataError,
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+    AssertionError,
 )
 
 
 class Projection(Protocol):
     name: str
 
-    async def apply(self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories) -> None: ...
+    async def apply(
+        self, conn: AsyncConnection, batch: list[Decoded], histories: PatientHistories
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -63,7 +72,9 @@ def decode_message(message: Message) -> Decoded | str:
         stored = json.loads(message.body.decode())  # str: skips json's encoding detection
         if not isinstance(stored, dict):
             raise Undecodable("not a JSON object")
-        return Decoded(message.seq, message.subject, stored, decode_stored(message.seq, stored), message.body)
+        return Decoded(
+            message.seq, message.subject, stored, decode_stored(message.seq, stored), message.body
+        )
     except (ValueError, Undecodable) as exc:
         return str(exc)
 
@@ -111,8 +122,14 @@ class Applier:
     """Applies ordered ledger messages to one projection in one schema, exactly once."""
 
     def __init__(
-        self, engine: AsyncEngine, schema: str, projection: Projection, histories: PatientHistories,
-        *, contiguous: bool = True, partition: Partition | None = None,
+        self,
+        engine: AsyncEngine,
+        schema: str,
+        projection: Projection,
+        histories: PatientHistories,
+        *,
+        contiguous: bool = True,
+        partition: Partition | None = None,
     ) -> None:
         self.engine = engine
         self.schema = schema
@@ -120,7 +137,9 @@ class Applier:
         self.histories = histories
         self.contiguous = contiguous
         self.partition = partition
-        self.position = projection.name if partition is None else f"{projection.name}#{partition.label}"
+        self.position = (
+            projection.name if partition is None else f"{projection.name}#{partition.label}"
+        )
         histories.partition = partition
         histories.position = self.position
 
@@ -128,14 +147,18 @@ class Applier:
         await conn.execute(text(f'SET LOCAL search_path TO "{self.schema}"'))
         # A partition new to this build starts where the unpartitioned projection stopped, if
         # it ran here before: moving a build to partitioned instances repeats nothing.
-        await conn.execute(text(
-            "INSERT INTO projection_checkpoint (projection, last_seq) VALUES (:p, "
-            "coalesce((SELECT last_seq FROM projection_checkpoint WHERE projection = :base AND :p <> :base), 0)) "
-            "ON CONFLICT DO NOTHING"
-        ), {"p": self.position, "base": self.projection.name})
-        row = await conn.execute(text(
-            "SELECT last_seq FROM projection_checkpoint WHERE projection = :p FOR UPDATE"
-        ), {"p": self.position})
+        await conn.execute(
+            text(
+                "INSERT INTO projection_checkpoint (projection, last_seq) VALUES (:p, "
+                "coalesce((SELECT last_seq FROM projection_checkpoint WHERE projection = :base AND :p <> :base), 0)) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"p": self.position, "base": self.projection.name},
+        )
+        row = await conn.execute(
+            text("SELECT last_seq FROM projection_checkpoint WHERE projection = :p FOR UPDATE"),
+            {"p": self.position},
+        )
         return int(row.scalar_one())
 
     async def checkpoint(self) -> int:
@@ -150,7 +173,9 @@ class Applier:
                 checkpoint = await self._begin(conn)
                 # a fetch can mix redeliveries with new messages: order, de-duplicate, and
                 # (for a live consumer) apply only the unbroken run after the checkpoint
-                fresh = sorted({m.seq: m for m in messages if m.seq > checkpoint}.values(), key=lambda m: m.seq)
+                fresh = sorted(
+                    {m.seq: m for m in messages if m.seq > checkpoint}.values(), key=lambda m: m.seq
+                )
                 if not fresh:
                     return checkpoint
                 if self.contiguous:
@@ -161,7 +186,9 @@ class Applier:
                 last = fresh[-1].seq
                 if self.partition is not None:
                     # other partitions' patients are not even decoded here
-                    fresh = [m for m in fresh if self.partition.owns_subject(m.subject, keep_trial=True)]
+                    fresh = [
+                        m for m in fresh if self.partition.owns_subject(m.subject, keep_trial=True)
+                    ]
                 decoded, parked = self._decode(fresh)
                 touched = {item.key for item in decoded}
                 self.histories.pinned = touched
@@ -172,17 +199,29 @@ class Applier:
                 if self.partition is not None:
                     # every partition keeps the trial-level history (protocol parameters);
                     # each applies only its own patients' events
-                    decoded = [item for item in decoded if item.key[1] == SPONSOR_SITE or self.partition.owns(item.key)]
+                    decoded = [
+                        item
+                        for item in decoded
+                        if item.key[1] == SPONSOR_SITE or self.partition.owns(item.key)
+                    ]
                     parked = [row for row in parked if self.partition.owns_subject(row["subject"])]
                 if decoded:
                     await self.projection.apply(conn, decoded, self.histories)
                 if parked:
                     await conn.execute(insert(parked_events), parked)
                     for row in parked:
-                        log.error("event_parked", projection=self.projection.name, seq=row["seq"], error=row["error"][:300])
-                await conn.execute(text(
-                    "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
-                ), {"s": last, "n": len(decoded), "p": self.position})
+                        log.error(
+                            "event_parked",
+                            projection=self.projection.name,
+                            seq=row["seq"],
+                            error=row["error"][:300],
+                        )
+                await conn.execute(
+                    text(
+                        "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
+                    ),
+                    {"s": last, "n": len(decoded), "p": self.position},
+                )
             return last
         except BaseException:
             self.histories.forget(touched)
@@ -205,8 +244,13 @@ class Applier:
         event_id = None
         with contextlib.suppress(Exception):
             event_id = json.loads(message.body).get("event_id")
-        return {"projection": self.projection.name, "seq": message.seq, "subject": message.subject,
-                "event_id": event_id if isinstance(event_id, str) else None, "error": error}
+        return {
+            "projection": self.projection.name,
+            "seq": message.seq,
+            "subject": message.subject,
+            "event_id": event_id if isinstance(event_id, str) else None,
+            "error": error,
+        }
 
     async def park(self, message: Message, error: str) -> None:
         """Set one event aside for good: recorded, reported, and the checkpoint moves past it."""
@@ -216,12 +260,17 @@ class Applier:
                 return
             if self.partition is None or self.partition.owns_subject(message.subject):
                 await conn.execute(insert(parked_events), [self._parked_row(message, error)])
-            await conn.execute(text(
-                "UPDATE projection_checkpoint SET last_seq = :s WHERE projection = :p"
-            ), {"s": message.seq, "p": self.position})
-        log.error("event_parked", projection=self.projection.name, seq=message.seq, error=error[:300])
+            await conn.execute(
+                text("UPDATE projection_checkpoint SET last_seq = :s WHERE projection = :p"),
+                {"s": message.seq, "p": self.position},
+            )
+        log.error(
+            "event_parked", projection=self.projection.name, seq=message.seq, error=error[:300]
+        )
 
-    async def apply_resilient(self, messages: Sequence[Message], stop: asyncio.Event | None = None) -> int:
+    async def apply_resilient(
+        self, messages: Sequence[Message], stop: asyncio.Event | None = None
+    ) -> int:
         """Apply, retrying transient failures forever (with back-off) and isolating poison."""
         delay = 0.2
         suspect_failures = 0
@@ -232,11 +281,15 @@ class Applier:
                 raise
             except POISON_SUSPECTS as exc:
                 suspect_failures += 1
-                log.warning("projection_batch_failed", projection=self.projection.name, error=str(exc)[:300])
+                log.warning(
+                    "projection_batch_failed", projection=self.projection.name, error=str(exc)[:300]
+                )
                 if suspect_failures >= 3:
                     return await self._isolate(messages)
             except Exception as exc:  # the database is away: wait for it, lose nothing
-                log.warning("projection_retry", projection=self.projection.name, error=str(exc)[:300])
+                log.warning(
+                    "projection_retry", projection=self.projection.name, error=str(exc)[:300]
+                )
             if stop is not None and stop.is_set():
                 raise asyncio.CancelledError
             await asyncio.sleep(delay)
@@ -266,8 +319,13 @@ class LiveProjector:
     """
 
     def __init__(
-        self, js: JetStreamContext, applier: Applier | Sequence[Applier], *, batch: int = 500,
-        filter_subject: str = LEDGER_SUBJECTS, wait: float = 0.05,
+        self,
+        js: JetStreamContext,
+        applier: Applier | Sequence[Applier],
+        *,
+        batch: int = 500,
+        filter_subject: str = LEDGER_SUBJECTS,
+        wait: float = 0.05,
     ) -> None:
         self.js = js
         self.appliers = [applier] if isinstance(applier, Applier) else list(applier)
@@ -278,7 +336,9 @@ class LiveProjector:
         self.wait = wait
         self.filter_subject = filter_subject
         first = self.appliers[0]
-        suffix = "" if first.partition is None else f"_p{first.partition.index}of{first.partition.count}"
+        suffix = (
+            "" if first.partition is None else f"_p{first.partition.index}of{first.partition.count}"
+        )
         names = "_".join(a.projection.name for a in self.appliers)
         self.durable = f"proj_{first.schema}_{names}{suffix}"
         self.last_applied = 0
@@ -303,16 +363,19 @@ class LiveProjector:
                 await self.js.delete_consumer(LEDGER_STREAM, self.durable)
                 raise NotFoundError
         except NotFoundError:
-            await self.js.add_consumer(LEDGER_STREAM, js_api.ConsumerConfig(
-                durable_name=self.durable,
-                filter_subject=self.filter_subject,
-                # the checkpoint is a position, so one ack covers every message up to it
-                ack_policy=js_api.AckPolicy.ALL,
-                ack_wait=120.0,
-                max_ack_pending=20_000,
-                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start,
-            ))
+            await self.js.add_consumer(
+                LEDGER_STREAM,
+                js_api.ConsumerConfig(
+                    durable_name=self.durable,
+                    filter_subject=self.filter_subject,
+                    # the checkpoint is a position, so one ack covers every message up to it
+                    ack_policy=js_api.AckPolicy.ALL,
+                    ack_wait=120.0,
+                    max_ack_pending=20_000,
+                    deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start,
+                ),
+            )
         return await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
     async def _subscribe_retrying(self, stop: asyncio.Event, reset: bool = False) -> Any:
@@ -325,7 +388,9 @@ class LiveProjector:
             except Exception as exc:
                 if stop.is_set():
                     raise
-                log.warning("projection_subscribe_retry", projection=self._names, error=str(exc)[:200])
+                log.warning(
+                    "projection_subscribe_retry", projection=self._names, error=str(exc)[:200]
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -347,7 +412,9 @@ class LiveProjector:
                 continue
             messages = [Message(stream_seq(m), m.subject, m.data) for m in msgs]
             try:
-                applied = [await applier.apply_resilient(messages, stop) for applier in self.appliers]
+                applied = [
+                    await applier.apply_resilient(messages, stop) for applier in self.appliers
+                ]
             except Gap as gap:
                 log.warning("projection_repositioned", projection=self._names, reason=str(gap))
                 with contextlib.suppress(Exception):
@@ -360,8 +427,11 @@ class LiveProjector:
             # ack only what every committed checkpoint covers (one ack acknowledges everything
             # up to it); anything beyond was not applied everywhere, so the consumer is
             # re-positioned to deliver it again rather than acked away
-            covered = [(message.seq, m) for m, message in zip(msgs, messages, strict=True)
-                       if message.seq <= self.last_applied]
+            covered = [
+                (message.seq, m)
+                for m, message in zip(msgs, messages, strict=True)
+                if message.seq <= self.last_applied
+            ]
             if covered:
                 with contextlib.suppress(Exception):
                     await max(covered, key=operator.itemgetter(0))[1].ack()

@@ -139,13 +139,18 @@ class LedgerCheck:
             self.problem(seq, "msg_id_mismatch", "Nats-Msg-Id is not the event_id", key)
         if event_id in self.event_ids:
             self.problem(
-                seq, "duplicate_event_id", f"event_id first stored at seq {self.event_ids[event_id]}", key
+                seq,
+                "duplicate_event_id",
+                f"event_id first stored at seq {self.event_ids[event_id]}",
+                key,
             )
         else:
             self.event_ids[event_id] = seq
         if not self.report.trusted_keys:
             return
-        if event_signed_by(self.report.trusted_keys, str(stored.get("hash")), headers.get(SIGNATURE_HEADER)):
+        if event_signed_by(
+            self.report.trusted_keys, str(stored.get("hash")), headers.get(SIGNATURE_HEADER)
+        ):
             self.report.signed_events += 1
         else:
             self.problem(seq, "unsigned", "not signed by a trusted writer key", key)
@@ -174,7 +179,9 @@ class LedgerCheck:
             return
         trusted = self.report.trusted_keys
         if trusted and data.get("public_key") not in trusted:
-            self.problem(seq, "untrusted_seal_key", "the seal's key is not a trusted writer key", key)
+            self.problem(
+                seq, "untrusted_seal_key", "the seal's key is not a trusted writer key", key
+            )
         if not seal_signature_valid(data):
             self.problem(seq, "bad_seal_signature", "the seal's signature does not verify", key)
         upto = int(data["upto_seq"])
@@ -189,16 +196,24 @@ class LedgerCheck:
         for patient in sorted(set(heads) | set(claimed)):
             if heads.get(patient) != claimed.get(patient):
                 self.problem(
-                    seq, "seal_heads_mismatch", f"chain head at seq {upto} differs from the seal", patient
+                    seq,
+                    "seal_heads_mismatch",
+                    f"chain head at seq {upto} differs from the seal",
+                    patient,
                 )
                 break
         if data.get("event_count") != count:
             self.problem(
-                seq, "seal_count_mismatch", f"{count} events at seq {upto}, seal says {data.get('event_count')}", key
+                seq,
+                "seal_count_mismatch",
+                f"{count} events at seq {upto}, seal says {data.get('event_count')}",
+                key,
             )
         earlier = [h for s, h in self.seal_hashes.get(trial, []) if s <= upto]
         if data.get("previous_seal_hash") != (earlier[-1] if earlier else None):
-            self.problem(seq, "seal_chain_broken", "previous_seal_hash is not the previous seal", key)
+            self.problem(
+                seq, "seal_chain_broken", "previous_seal_hash is not the previous seal", key
+            )
 
     def finish(self, head_seq: int) -> Report:
         if self.expected <= head_seq:
@@ -274,18 +289,28 @@ def _print(report: Report, console: Console) -> None:
     table = Table(title="Ledger verification")
     table.add_column("check")
     table.add_column("value", justify="right")
-    for name, value in (("ledger head seq", report.head_seq), ("events read", report.events),
-                        ("patient chains", report.patients), ("seals", report.seals),
-                        ("events signed by the writer", report.signed_events)):
+    for name, value in (
+        ("ledger head seq", report.head_seq),
+        ("events read", report.events),
+        ("patient chains", report.patients),
+        ("seals", report.seals),
+        ("events signed by the writer", report.signed_events),
+    ):
         table.add_row(name, str(value))
     console.print(table)
     if not report.trusted_keys:
-        console.print("[yellow]no trusted writer key: event and seal keys were not checked[/yellow]")
+        console.print(
+            "[yellow]no trusted writer key: event and seal keys were not checked[/yellow]"
+        )
     first = report.first
     if first is None:
         console.print("[green]the ledger verifies clean[/green]")
         return
-    console.print(f"[red]first bad seq {first.seq}[/red] ({first.kind}, patient {first.patient or '-'}): "
-                  f"{first.detail}")
+    console.print(
+        f"[red]first bad seq {first.seq}[/red] ({first.kind}, patient {first.patient or '-'}): "
+        f"{first.detail}"
+    )
     for problem in sorted(report.problems, key=lambda p: p.seq)[:50]:
-        console.print(f"  seq {problem.seq} {problem.kind} {problem.patient or '-'}: {problem.detail}")
+        console.print(
+            f"  seq {problem.seq} {problem.kind} {problem.patient or '-'}: {problem.detail}"
+        )

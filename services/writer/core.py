@@ -251,7 +251,9 @@ class Writer:
                 return rejected(
                     None, [FieldError("events", f"a batch holds at most {MAX_BATCH} events")]
                 )
-            return {"results": await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))}
+            return {
+                "results": await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))
+            }
         return await self._judge(trial_id, site_id, body, _may_be_large(payload))
 
     async def _judge_batch(
@@ -271,13 +273,17 @@ class Writer:
         await asyncio.gather(*(run(positions) for positions in groups.values()))
         return results
 
-    async def _judge(self, trial_id: str, site_id: str, raw: Any, measure: bool = True) -> dict[str, Any]:
+    async def _judge(
+        self, trial_id: str, site_id: str, raw: Any, measure: bool = True
+    ) -> dict[str, Any]:
         result = await self._judge_inner(trial_id, site_id, raw, measure)
         status = result["status"]
         setattr(self.counters, status, getattr(self.counters, status) + 1)
         return result
 
-    async def _judge_inner(self, trial_id: str, site_id: str, raw: Any, measure: bool = True) -> dict[str, Any]:
+    async def _judge_inner(
+        self, trial_id: str, site_id: str, raw: Any, measure: bool = True
+    ) -> dict[str, Any]:
         if not isinstance(raw, dict):
             return rejected(None, [FieldError("event", "an event is a JSON object")])
         event_id = raw.get("event_id")
@@ -404,7 +410,11 @@ class Writer:
             for _attempt in range(self.max_retries):
                 patient = await self._patient(key)
                 if event_id in patient.seqs:
-                    return {"event_id": event_id, "status": "duplicate", "seq": patient.seqs[event_id]}
+                    return {
+                        "event_id": event_id,
+                        "status": "duplicate",
+                        "seq": patient.seqs[event_id],
+                    }
                 if event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
                     facts = patient.facts()
@@ -456,11 +466,13 @@ class Writer:
                 self.patients.pop(key, None)
                 return {"event_id": event_id, "status": "duplicate", "seq": ack.seq}
             # the stored form differs from the judged event only in the writer's fields
-            stored_event = event.model_copy(update={
-                "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
-                "prev_hash": stored["prev_hash"],
-                "hash": stored["hash"],
-            })
+            stored_event = event.model_copy(
+                update={
+                    "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
+                    "prev_hash": stored["prev_hash"],
+                    "hash": stored["hash"],
+                }
+            )
             patient.add(Recorded(ack.seq, stored_event), stored["hash"])
             self.index[event_id] = ack.seq
             self._learn_trial(stored_event)

@@ -54,8 +54,11 @@ def run_peer(database_url: str, *, patients: int, per_patient: int, workers: int
     try:
         import psycopg
 
-        with psycopg.connect(f"host={env['POSTGRES_HOST']} port={env['POSTGRES_PORT']} "
-                             f"user={env['POSTGRES_USER']} dbname={env['POSTGRES_DBNAME']}", autocommit=True) as conn:
+        with psycopg.connect(
+            f"host={env['POSTGRES_HOST']} port={env['POSTGRES_PORT']} "
+            f"user={env['POSTGRES_USER']} dbname={env['POSTGRES_DBNAME']}",
+            autocommit=True,
+        ) as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS peer_eventsourcing")
         app = Trial()
         ids = []
@@ -75,12 +78,17 @@ def run_peer(database_url: str, *, patients: int, per_patient: int, workers: int
         began = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(jobs), len(ids)):
-                list(pool.map(one_patient_event, jobs[start:start + len(ids)]))
+                list(pool.map(one_patient_event, jobs[start : start + len(ids)]))
         seconds = time.perf_counter() - began
         app.close()
-        return {"peer_per_s": len(jobs) / seconds, "events": len(jobs), "patients": patients,
-                "threads": workers, "library": "eventsourcing 9.5 (eventsourcing.postgres, psycopg 3)",
-                "durability": "PostgreSQL fsync=on, synchronous_commit=on; one transaction per event"}
+        return {
+            "peer_per_s": len(jobs) / seconds,
+            "events": len(jobs),
+            "patients": patients,
+            "threads": workers,
+            "library": "eventsourcing 9.5 (eventsourcing.postgres, psycopg 3)",
+            "durability": "PostgreSQL fsync=on, synchronous_commit=on; one transaction per event",
+        }
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -48,11 +48,20 @@ class ServiceProcess:
     """A service in its own process, as deployed (`trial-ledger serve <role>`)."""
 
     def __init__(self, role: str, settings: Settings, log_dir: Path, *args: str) -> None:
-        env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "",
-               "LEDGER_DATABASE_URL": settings.database_url or "", "LEDGER_DATA_DIR": str(log_dir)}
+        env = {
+            **os.environ,
+            "LEDGER_NATS_URL": settings.nats_url or "",
+            "LEDGER_DATABASE_URL": settings.database_url or "",
+            "LEDGER_DATA_DIR": str(log_dir),
+        }
         self.log = open(log_dir / f"{role}{'-'.join(('', *args[1::2]))}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role, *args], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", role, *args],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     def rss_mb(self) -> float:
         import psutil
@@ -85,11 +94,24 @@ def expected_positions() -> list[str]:
 
 def start_projectors(settings: Settings, log_dir: Path) -> dict[str, ServiceProcess]:
     if PROJECTOR_LAYOUT == "per-projection":
-        return {name: ServiceProcess("projector", settings, log_dir, "--projection", name)
-                for name in sorted(p.name for p in all_projections())}
-    return {f"instance{i}": ServiceProcess("projector", settings, log_dir, "--partitions", str(PARTITIONS),
-                                           "--instances", str(PARTITIONS), "--instance", str(i))
-            for i in range(PARTITIONS)}
+        return {
+            name: ServiceProcess("projector", settings, log_dir, "--projection", name)
+            for name in sorted(p.name for p in all_projections())
+        }
+    return {
+        f"instance{i}": ServiceProcess(
+            "projector",
+            settings,
+            log_dir,
+            "--partitions",
+            str(PARTITIONS),
+            "--instances",
+            str(PARTITIONS),
+            "--instance",
+            str(i),
+        )
+        for i in range(PARTITIONS)
+    }
 
 
 async def wait_for_writer(nc: Any, trial: str) -> None:
@@ -107,7 +129,9 @@ async def checkpoints(engine: Any) -> dict[str, int]:
 
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))
+            rows = await conn.execute(
+                text("SELECT projection, last_seq FROM live.projection_checkpoint")
+            )
             return {name: int(seq) for name, seq in rows}
     except Exception:
         return {}
@@ -123,8 +147,16 @@ def percentile(values: list[float], p: float) -> float:
 
 def patient_events(trial: str, patient: str, infusions: int) -> list[dict[str, Any]]:
     events = [event("enrolled", trial, patient_id=patient)]
-    events += [event("infusion_given", trial, patient_id=patient, occurred_on="2025-02-05",
-                     data={"cycle": 1 + n % 8, "agent": "haic" if n % 2 else "pd1"}) for n in range(infusions)]
+    events += [
+        event(
+            "infusion_given",
+            trial,
+            patient_id=patient,
+            occurred_on="2025-02-05",
+            data={"cycle": 1 + n % 8, "agent": "haic" if n % 2 else "pd1"},
+        )
+        for n in range(infusions)
+    ]
     return events
 
 
@@ -138,27 +170,37 @@ async def bench_raw_publish(nc: Any, count: int, payload_size: int) -> dict[str,
     began = time.perf_counter()
     window = 2000
     for start in range(0, count, window):
-        futures = [await js.publish_async(f"benchraw.p{n % 500}", body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
-                   for n in range(start, min(count, start + window))]
+        futures = [
+            await js.publish_async(
+                f"benchraw.p{n % 500}", body, headers={"Nats-Msg-Id": str(uuid.uuid4())}
+            )
+            for n in range(start, min(count, start + window))
+        ]
         await asyncio.gather(*futures)
     seconds = time.perf_counter() - began
-    return {"raw_publish_per_s": count / seconds, "messages": count, "payload_bytes": payload_size,
-            "in_flight_window": window}
+    return {
+        "raw_publish_per_s": count / seconds,
+        "messages": count,
+        "payload_bytes": payload_size,
+        "in_flight_window": window,
+    }
 
 
-async def bench_intake(nc: Any, trial: str, *, patients: int, per_patient: int, batch: int, concurrency: int) -> dict[str, Any]:
+async def bench_intake(
+    nc: Any, trial: str, *, patients: int, per_patient: int, batch: int, concurrency: int
+) -> dict[str, Any]:
     """Accepted events/s through the intake: validation, per-patient concurrency, fsync'd append."""
     plans = [patient_events(trial, f"B{batch}-{p:05d}", per_patient) for p in range(patients)]
     client = SiteClient(nc, trial, "site01", timeout=60)
     # enrollments first (not timed): the timed part is the steady state of a running trial
     for start in range(0, patients, 100):
-        await client.submit_batch([plan[0] for plan in plans[start:start + 100]])
+        await client.submit_batch([plan[0] for plan in plans[start : start + 100]])
     work = [e for n in range(per_patient) for plan in plans for e in [plan[1 + n]]]
     accepted = 0
     began = time.perf_counter()
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for start in range(0, len(work), batch):
-        queue.put_nowait(work[start:start + batch])
+        queue.put_nowait(work[start : start + batch])
 
     async def sender() -> None:
         nonlocal accepted
@@ -172,8 +214,14 @@ async def bench_intake(nc: Any, trial: str, *, patients: int, per_patient: int, 
 
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     seconds = time.perf_counter() - began
-    return {"per_s": accepted / seconds, "accepted": accepted, "submitted": len(work), "batch": batch,
-            "concurrent_requests": concurrency, "patients": patients}
+    return {
+        "per_s": accepted / seconds,
+        "accepted": accepted,
+        "submitted": len(work),
+        "batch": batch,
+        "concurrent_requests": concurrency,
+        "patients": patients,
+    }
 
 
 async def bench_raw_read(nc: Any) -> dict[str, Any]:
@@ -191,7 +239,11 @@ async def bench_raw_read(nc: Any) -> dict[str, Any]:
     async for _ in read_stream(js, batch=4096):
         pulled += 1
     pull_seconds = time.perf_counter() - began
-    return {"raw_read_per_s": count / seconds, "messages": count, "pull_read_per_s": pulled / pull_seconds}
+    return {
+        "raw_read_per_s": count / seconds,
+        "messages": count,
+        "pull_read_per_s": pulled / pull_seconds,
+    }
 
 
 class IndexOnly:
@@ -219,17 +271,24 @@ async def bench_rebuild(nc: Any, settings: Settings) -> dict[str, Any]:
         report = await rebuild(js, engine, "bench_rebuild", all_projections())
     finally:
         await engine.dispose()
-    return {"rebuild_per_s": report.events_per_s, "events": report.events,
-            "projections": [p.name for p in all_projections()],
-            "floor_read_decode_per_s": decode_per_s, "floor_read_decode_index_per_s": index_only.events_per_s}
+    return {
+        "rebuild_per_s": report.events_per_s,
+        "events": report.events,
+        "projections": [p.name for p in all_projections()],
+        "floor_read_decode_per_s": decode_per_s,
+        "floor_read_decode_index_per_s": index_only.events_per_s,
+    }
 
 
-async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int, log_dir: Path) -> dict[str, Any]:
+async def bench_projection_lag(
+    nc: Any, settings: Settings, trial: str, *, rate: int, seconds: int, log_dir: Path
+) -> dict[str, Any]:
     """Sustained ingest at `rate` events/s; lag = accepted → every projection's checkpoint covers it."""
     engine = make_engine(settings.database_url or "")
     projectors = start_projectors(settings, log_dir)
     names = set(expected_positions())
     try:
+
         async def caught_up(limit: float) -> None:
             deadline = time.perf_counter() + limit
             while time.perf_counter() < deadline:
@@ -241,12 +300,17 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
 
         await caught_up(600)
         patients = 200
-        plans = [patient_events(trial, f"L{p:04d}", rate * seconds // patients + 1) for p in range(patients)]
+        plans = [
+            patient_events(trial, f"L{p:04d}", rate * seconds // patients + 1)
+            for p in range(patients)
+        ]
         client = SiteClient(nc, trial, "site01", timeout=60)
         for start in range(0, patients, 100):
-            await client.submit_batch([plan[0] for plan in plans[start:start + 100]])
+            await client.submit_batch([plan[0] for plan in plans[start : start + 100]])
         await caught_up(120)
-        work = [e for n in range(1, len(plans[0])) for plan in plans for e in [plan[n]]][: rate * seconds]
+        work = [e for n in range(1, len(plans[0])) for plan in plans for e in [plan[n]]][
+            : rate * seconds
+        ]
         accepted: list[tuple[int, float]] = []
         lags: list[float] = []
         done = asyncio.Event()
@@ -281,16 +345,24 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
         for start in range(0, len(work), per_tick):
             target = began + (start // per_tick) * tick
             await asyncio.sleep(max(0.0, target - time.perf_counter()))
-            sends.append(asyncio.create_task(send(work[start:start + per_tick])))
+            sends.append(asyncio.create_task(send(work[start : start + per_tick])))
         await asyncio.gather(*sends)
         achieved = len(work) / (time.perf_counter() - began)
         done.set()
         await asyncio.wait_for(watcher, 300)
-        return {"rate_target_per_s": rate, "rate_achieved_per_s": achieved, "events": len(work),
-                "lag_ms": {"p50": 1000 * percentile(lags, 50), "p99": 1000 * percentile(lags, 99),
-                           "max": 1000 * max(lags)},
-                "projector_processes": len(projectors), "projector_layout": PROJECTOR_LAYOUT,
-                "projector_rss_mb": {name: p.rss_mb() for name, p in projectors.items()}}
+        return {
+            "rate_target_per_s": rate,
+            "rate_achieved_per_s": achieved,
+            "events": len(work),
+            "lag_ms": {
+                "p50": 1000 * percentile(lags, 50),
+                "p99": 1000 * percentile(lags, 99),
+                "max": 1000 * max(lags),
+            },
+            "projector_processes": len(projectors),
+            "projector_layout": PROJECTOR_LAYOUT,
+            "projector_rss_mb": {name: p.rss_mb() for name, p in projectors.items()},
+        }
     finally:
         for projector in projectors.values():
             projector.stop()
@@ -298,7 +370,9 @@ async def bench_projection_lag(nc: Any, settings: Settings, trial: str, *, rate:
 
 
 @contextlib.asynccontextmanager
-async def bench_system(prefix: str, trials: tuple[str, ...]) -> AsyncIterator[tuple[Path, Settings, Any, ServiceProcess]]:
+async def bench_system(
+    prefix: str, trials: tuple[str, ...]
+) -> AsyncIterator[tuple[Path, Settings, Any, ServiceProcess]]:
     """Embedded NATS and PostgreSQL with production durability, the streams and read-model
     schema, a writer in its own process and `trials` set up; everything stopped afterwards."""
     configure_logging("WARNING")
@@ -330,28 +404,49 @@ async def bench_system(prefix: str, trials: tuple[str, ...]) -> AsyncIterator[tu
 async def memory_only(memory_events: int) -> dict[str, Any]:
     """Just the memory run (writer + projectors), to repeat that part on its own."""
     async with bench_system("ledger-bench-memory-", ("BENCHMEM",)) as (base, settings, nc, _):
-        memory = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
-                                    first_mark=memory_events // 10, log_dir=base)
+        memory = await bench_memory(
+            nc,
+            settings,
+            "BENCHMEM",
+            total=memory_events,
+            first_mark=memory_events // 10,
+            log_dir=base,
+        )
         return {"started_at": dt.datetime.now(dt.UTC).isoformat(), "memory": memory}
 
 
 async def main(quick: bool, memory_events: int) -> dict[str, Any]:
     scale = 0.25 if quick else 1.0
-    results: dict[str, Any] = {"started_at": dt.datetime.now(dt.UTC).isoformat(), "machine": platform.platform(),
-                               "settings": {"jetstream": "file storage, sync_interval: always (fsync per write)",
-                                            "postgres": "fsync=on, synchronous_commit=on", "quick": quick}}
+    results: dict[str, Any] = {
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        "machine": platform.platform(),
+        "settings": {
+            "jetstream": "file storage, sync_interval: always (fsync per write)",
+            "postgres": "fsync=on, synchronous_commit=on",
+            "quick": quick,
+        },
+    }
     trial = "BENCH"
     async with bench_system("ledger-bench-", (trial, "BENCHMEM")) as (base, settings, nc, writer):
         raw = await bench_raw_publish(nc, int(20_000 * scale), 600)
-        single = await bench_intake(nc, trial, patients=int(400 * scale), per_patient=5, batch=1, concurrency=32)
-        batch = await bench_intake(nc, trial, patients=int(2000 * scale), per_patient=10, batch=100, concurrency=8)
+        single = await bench_intake(
+            nc, trial, patients=int(400 * scale), per_patient=5, batch=1, concurrency=32
+        )
+        batch = await bench_intake(
+            nc, trial, patients=int(2000 * scale), per_patient=10, batch=100, concurrency=8
+        )
         results["intake"] = {"single": single, "batch": batch, "raw": raw}
         results["intake_single_per_s"] = single["per_s"]
         results["intake_batch_per_s"] = batch["per_s"]
         results["raw_publish_per_s"] = raw["raw_publish_per_s"]
         results["intake_batch_vs_raw"] = batch["per_s"] / raw["raw_publish_per_s"]
-        peer = await asyncio.to_thread(run_peer, settings.database_url or "", patients=batch["patients"],
-                                       per_patient=10, workers=8)
+        peer = await asyncio.to_thread(
+            run_peer,
+            settings.database_url or "",
+            patients=batch["patients"],
+            per_patient=10,
+            workers=8,
+        )
         results["peer"] = peer
         results["peer_per_s"] = peer["peer_per_s"]
         results["intake_batch_vs_peer"] = batch["per_s"] / peer["peer_per_s"]
@@ -360,25 +455,41 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
         results["raw_read_per_s"] = read["raw_read_per_s"]
         results["rebuild_per_s"] = rebuilt["rebuild_per_s"]
         results["rebuild_vs_raw_read"] = rebuilt["rebuild_per_s"] / read["raw_read_per_s"]
-        results["rebuild"] = {**rebuilt, "raw_read_messages": read["messages"],
-                              "pull_read_per_s": read["pull_read_per_s"]}
+        results["rebuild"] = {
+            **rebuilt,
+            "raw_read_messages": read["messages"],
+            "pull_read_per_s": read["pull_read_per_s"],
+        }
         for floor in ("floor_read_decode", "floor_read_decode_index"):
-            results["rebuild"][f"{floor}_vs_raw_read"] = rebuilt[f"{floor}_per_s"] / read["raw_read_per_s"]
-        lag = await bench_projection_lag(nc, settings, trial, rate=1000, seconds=max(5, int(20 * scale)), log_dir=base)
+            results["rebuild"][f"{floor}_vs_raw_read"] = (
+                rebuilt[f"{floor}_per_s"] / read["raw_read_per_s"]
+            )
+        lag = await bench_projection_lag(
+            nc, settings, trial, rate=1000, seconds=max(5, int(20 * scale)), log_dir=base
+        )
         results["projection_lag"] = lag
         if memory_events:
-            results["memory"] = await bench_memory(nc, settings, "BENCHMEM", total=memory_events,
-                                                   first_mark=memory_events // 10, log_dir=base)
+            results["memory"] = await bench_memory(
+                nc,
+                settings,
+                "BENCHMEM",
+                total=memory_events,
+                first_mark=memory_events // 10,
+                log_dir=base,
+            )
         results["writer_rss_mb"] = writer.rss_mb()
         writer.stop()  # the alert bench brings its own writer
-        results["alert_latency"] = await bench_alert_latency(settings.nats_url or "", background_rate=1000,
-                                                             samples=int(200 * scale) or 50)
+        results["alert_latency"] = await bench_alert_latency(
+            settings.nats_url or "", background_rate=1000, samples=int(200 * scale) or 50
+        )
         under = results["alert_latency"].get("under_load", {})
         results["alert_latency_ms"] = {"p50": under.get("p50"), "p99": under.get("p99")}
     return results
 
 
-async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, first_mark: int, log_dir: Path) -> dict[str, Any]:
+async def bench_memory(
+    nc: Any, settings: Settings, trial: str, *, total: int, first_mark: int, log_dir: Path
+) -> dict[str, Any]:
     """RSS of each service process after `first_mark` and after `total` events of sustained
     batch ingest, the projections keeping up (in the bench's PROJECTOR_LAYOUT).
 
@@ -399,8 +510,10 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
             if set(found) >= names and min(found.values()) >= await ledger_head(nc.jetstream()):
                 break
             await asyncio.sleep(0.5)
-        samples[str(mark)] = {"writer": WRITER_PROCESS[0].rss_mb(),
-                              **{f"projector:{n}": p.rss_mb() for n, p in projectors.items()}}
+        samples[str(mark)] = {
+            "writer": WRITER_PROCESS[0].rss_mb(),
+            **{f"projector:{n}": p.rss_mb() for n, p in projectors.items()},
+        }
 
     try:
         number = 0
@@ -408,18 +521,33 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
             ids = [f"C{number:04d}-{p:03d}" for p in range(cohort)]
             number += 1
             for start in range(0, cohort, 100):
-                await client.submit_batch([event("enrolled", trial, patient_id=pid) for pid in ids[start:start + 100]])
+                await client.submit_batch(
+                    [event("enrolled", trial, patient_id=pid) for pid in ids[start : start + 100]]
+                )
             sent += cohort
             for round_no in range(per_patient - 1):
-                batches = [[event("infusion_given", trial, patient_id=pid, occurred_on="2025-02-05",
-                                  data={"cycle": 1 + round_no % 8}) for pid in ids[i:i + 100]]
-                           for i in range(0, cohort, 100)]
+                batches = [
+                    [
+                        event(
+                            "infusion_given",
+                            trial,
+                            patient_id=pid,
+                            occurred_on="2025-02-05",
+                            data={"cycle": 1 + round_no % 8},
+                        )
+                        for pid in ids[i : i + 100]
+                    ]
+                    for i in range(0, cohort, 100)
+                ]
                 await asyncio.gather(*(client.submit_batch(b) for b in batches))
                 sent += cohort
                 for mark in sorted({first_mark, total // 4, total // 2, total}):
                     if sent >= mark and str(mark) not in samples:
                         await sample(mark)
-                        print(json.dumps({"memory_mark": mark, "rss_mb": samples[str(mark)]}), flush=True)
+                        print(
+                            json.dumps({"memory_mark": mark, "rss_mb": samples[str(mark)]}),
+                            flush=True,
+                        )
                 if sent >= total:
                     break
     finally:
@@ -428,8 +556,14 @@ async def bench_memory(nc: Any, settings: Settings, trial: str, *, total: int, f
         await engine.dispose()
     first, last = samples[str(first_mark)], samples[str(total)]
     growth = {name: (last[name] - first[name]) / first[name] for name in first}
-    return {"events": sent, "first_mark": first_mark, "workload": f"cohorts of {cohort} patients × {per_patient} events",
-            "rss_mb": samples, "growth": growth, "max_growth": max(growth.values())}
+    return {
+        "events": sent,
+        "first_mark": first_mark,
+        "workload": f"cohorts of {cohort} patients × {per_patient} events",
+        "rss_mb": samples,
+        "growth": growth,
+        "max_growth": max(growth.values()),
+    }
 
 
 WRITER_PROCESS: list[ServiceProcess] = []
@@ -447,40 +581,76 @@ async def migrate_all(settings: Settings) -> None:
 def table(results: dict[str, Any]) -> str:
     rows = [
         ("intake, one event per request", f"{results['intake_single_per_s']:.0f} events/s", ""),
-        ("intake, batches of 100", f"{results['intake_batch_per_s']:.0f} events/s",
-         f"{100 * results['intake_batch_vs_raw']:.0f} % of raw publish (goal ≥ 50 %)"),
-        ("raw JetStream async publish", f"{results['raw_publish_per_s']:.0f} msgs/s", "same server, same fsync"),
-        ("same workload, `eventsourcing` on PostgreSQL", f"{results['peer_per_s']:.0f} events/s",
-         f"ledger batch intake = {results['intake_batch_vs_peer']:.1f}× the peer (goal ≥ 5×)"),
-        ("raw ordered-consumer read of LEDGER", f"{results['raw_read_per_s']:.0f} msgs/s",
-         f"pull reader: {results['rebuild']['pull_read_per_s']:.0f} msgs/s"),
-        ("full rebuild (all projections)", f"{results['rebuild_per_s']:.0f} events/s",
-         f"{100 * results['rebuild_vs_raw_read']:.0f} % of raw read (goal ≥ 60 %)"),
+        (
+            "intake, batches of 100",
+            f"{results['intake_batch_per_s']:.0f} events/s",
+            f"{100 * results['intake_batch_vs_raw']:.0f} % of raw publish (goal ≥ 50 %)",
+        ),
+        (
+            "raw JetStream async publish",
+            f"{results['raw_publish_per_s']:.0f} msgs/s",
+            "same server, same fsync",
+        ),
+        (
+            "same workload, `eventsourcing` on PostgreSQL",
+            f"{results['peer_per_s']:.0f} events/s",
+            f"ledger batch intake = {results['intake_batch_vs_peer']:.1f}× the peer (goal ≥ 5×)",
+        ),
+        (
+            "raw ordered-consumer read of LEDGER",
+            f"{results['raw_read_per_s']:.0f} msgs/s",
+            f"pull reader: {results['rebuild']['pull_read_per_s']:.0f} msgs/s",
+        ),
+        (
+            "full rebuild (all projections)",
+            f"{results['rebuild_per_s']:.0f} events/s",
+            f"{100 * results['rebuild_vs_raw_read']:.0f} % of raw read (goal ≥ 60 %)",
+        ),
     ]
     rebuilt = results["rebuild"]
     if "floor_read_decode_per_s" in rebuilt:
         rows += [
-            ("floor: read + decode, no read model", f"{rebuilt['floor_read_decode_per_s']:.0f} events/s",
-             f"{100 * rebuilt['floor_read_decode_vs_raw_read']:.0f} % of raw read"),
-            ("floor: read + decode + event index only", f"{rebuilt['floor_read_decode_index_per_s']:.0f} events/s",
-             f"{100 * rebuilt['floor_read_decode_index_vs_raw_read']:.0f} % of raw read"),
+            (
+                "floor: read + decode, no read model",
+                f"{rebuilt['floor_read_decode_per_s']:.0f} events/s",
+                f"{100 * rebuilt['floor_read_decode_vs_raw_read']:.0f} % of raw read",
+            ),
+            (
+                "floor: read + decode + event index only",
+                f"{rebuilt['floor_read_decode_index_per_s']:.0f} events/s",
+                f"{100 * rebuilt['floor_read_decode_index_vs_raw_read']:.0f} % of raw read",
+            ),
         ]
     lag = results["projection_lag"]
-    rows.append((f"projection lag at {lag['rate_achieved_per_s']:.0f} events/s",
-                 f"p50 {lag['lag_ms']['p50']:.0f} ms, p99 {lag['lag_ms']['p99']:.0f} ms", "goal p99 < 1000 ms"))
+    rows.append(
+        (
+            f"projection lag at {lag['rate_achieved_per_s']:.0f} events/s",
+            f"p50 {lag['lag_ms']['p50']:.0f} ms, p99 {lag['lag_ms']['p99']:.0f} ms",
+            "goal p99 < 1000 ms",
+        )
+    )
     if "alert_latency" in results:
         alert = results["alert_latency"]
         for name in ("idle", "under_load"):
             if name in alert:
-                rows.append((f"SAE alert latency ({name.replace('_', ' ')})",
-                             f"p50 {alert[name]['p50']:.1f} ms, p99 {alert[name]['p99']:.1f} ms", "goal p99 < 50 ms under load"))
+                rows.append(
+                    (
+                        f"SAE alert latency ({name.replace('_', ' ')})",
+                        f"p50 {alert[name]['p50']:.1f} ms, p99 {alert[name]['p99']:.1f} ms",
+                        "goal p99 < 50 ms under load",
+                    )
+                )
     if "memory" in results:
         memory = results["memory"]
         for name, growth in memory["growth"].items():
             marks = sorted(memory["rss_mb"], key=int)
-            rows.append((f"RSS {name}, {int(marks[0]):,} → {int(marks[-1]):,} events",
-                         f"{memory['rss_mb'][marks[0]][name]:.0f} → {memory['rss_mb'][marks[-1]][name]:.0f} MB",
-                         f"{100 * growth:+.0f} % (goal within ±10 %)"))
+            rows.append(
+                (
+                    f"RSS {name}, {int(marks[0]):,} → {int(marks[-1]):,} events",
+                    f"{memory['rss_mb'][marks[0]][name]:.0f} → {memory['rss_mb'][marks[-1]][name]:.0f} MB",
+                    f"{100 * growth:+.0f} % (goal within ±10 %)",
+                )
+            )
     lines = ["| measure | result | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
@@ -488,17 +658,29 @@ def table(results: dict[str, Any]) -> str:
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a quarter of the work, for a smoke run")
-    parser.add_argument("--memory-events", type=int, default=1_000_000,
-                        help="events of the memory run (RSS sampled at a tenth and at the end; 0 = skip)")
-    parser.add_argument("--memory-only", action="store_true", help="only the memory run (merged into latest.json)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a quarter of the work, for a smoke run"
+    )
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=1_000_000,
+        help="events of the memory run (RSS sampled at a tenth and at the end; 0 = skip)",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory run (merged into latest.json)"
+    )
     args = parser.parse_args()
     if args.memory_only:
         memory = asyncio.run(memory_only(args.memory_events))
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / "latest.json"
         merged = json.loads(path.read_text()) if path.exists() else {}
-        merged["memory"] = {**memory["memory"], "run_started_at": memory["started_at"], "separate_run": True}
+        merged["memory"] = {
+            **memory["memory"],
+            "run_started_at": memory["started_at"],
+            "separate_run": True,
+        }
         path.write_text(json.dumps(merged, indent=2, default=str) + "\n")
         print(json.dumps(merged["memory"], indent=2))
         return

@@ -20,15 +20,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    return subprocess.run([sys.executable, "-m", "services.cli", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "ledger"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    up = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         runtime = data_dir / "runtime.json"
         deadline = time.monotonic() + 90
@@ -40,9 +52,15 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
         trial = "CLI-TRIAL"
         sponsor = tmp_path / "sponsor.jsonl"
         sponsor.write_text(json.dumps(parameters(trial)) + "\n")
-        done = cli("submit", str(sponsor), "--trial", trial, "--site", "_sponsor", data_dir=data_dir)
+        done = cli(
+            "submit", str(sponsor), "--trial", trial, "--site", "_sponsor", data_dir=data_dir
+        )
         assert done.returncode == 0, done.stdout + done.stderr
-        events = [event("enrolled", trial), event("infusion_given", trial), event("infusion_given", trial, site_id="site02")]
+        events = [
+            event("enrolled", trial),
+            event("infusion_given", trial),
+            event("infusion_given", trial, site_id="site02"),
+        ]
         site = tmp_path / "site01.jsonl"
         site.write_text("\n".join(json.dumps(e) for e in events) + "\nnot json\n")
         done = cli("submit", str(site), "--trial", trial, "--site", "site01", data_dir=data_dir)
@@ -54,7 +72,9 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
         report = json.loads(replayed.stdout)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert report["events"] == 3
-        assert report["digests"] == report["live_digests"] or all(not rows for rows in report["differences"].values())
+        assert report["digests"] == report["live_digests"] or all(
+            not rows for rows in report["differences"].values()
+        )
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
@@ -62,7 +82,12 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_schema_writes_every_type(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "services.cli", "schema", "--out", str(tmp_path / "schema")],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "schema", "--out", str(tmp_path / "schema")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "schema").glob("*.schema.json"))) == 16

@@ -428,7 +428,9 @@ async def test_a_batch_is_judged_event_by_event_in_order(
     assert [r["event_id"] for r in results] == [e["event_id"] for e in batch]
 
 
-async def test_a_resubmission_that_would_now_fail_a_rule_is_still_answered_duplicate(writer: WriterApp, nc: Any) -> None:
+async def test_a_resubmission_that_would_now_fail_a_rule_is_still_answered_duplicate(
+    writer: WriterApp, nc: Any
+) -> None:
     """The index of recent ids is bounded: the patient's own history answers for older ones."""
     trial = unique_trial()
     sponsor = SiteClient(nc, trial, "_sponsor")

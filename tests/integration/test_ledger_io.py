@@ -30,7 +30,11 @@ async def nc(nats_url: str) -> AsyncIterator[Any]:
 
 
 async def _ordered(js: Any, *args: Any, **kwargs: Any) -> list[tuple[int, str, bytes]]:
-    return [(m.seq, m.subject, m.body) async for batch in read_ordered(js, *args, **kwargs) for m in batch]
+    return [
+        (m.seq, m.subject, m.body)
+        async for batch in read_ordered(js, *args, **kwargs)
+        for m in batch
+    ]
 
 
 async def _pulled(js: Any, *args: Any, **kwargs: Any) -> list[tuple[int, str, bytes]]:
@@ -39,12 +43,20 @@ async def _pulled(js: Any, *args: Any, **kwargs: Any) -> list[tuple[int, str, by
 
 async def test_the_ordered_read_yields_what_the_pull_read_yields(nc: Any) -> None:
     trial = unique_trial()
-    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))["status"] == "accepted"
+    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))[
+        "status"
+    ] == "accepted"
     site = SiteClient(nc, trial, "site01")
     for n in range(30):
         patient = f"P{n:04d}"
         batch = [event("enrolled", trial, patient_id=patient)] + [
-            event("infusion_given", trial, patient_id=patient, occurred_on="2025-02-05", data={"cycle": c + 1, "agent": "haic"})
+            event(
+                "infusion_given",
+                trial,
+                patient_id=patient,
+                occurred_on="2025-02-05",
+                data={"cycle": c + 1, "agent": "haic"},
+            )
             for c in range(n % 4)
         ]
         assert all(r["status"] == "accepted" for r in await site.submit_batch(batch))
@@ -52,7 +64,9 @@ async def test_the_ordered_read_yields_what_the_pull_read_yields(nc: Any) -> Non
 
     whole = await _ordered(js)
     assert whole == await _pulled(js)
-    assert [seq for seq, _, _ in whole] == sorted({seq for seq, _, _ in whole})  # in order, no repeats
+    assert [seq for seq, _, _ in whole] == sorted(
+        {seq for seq, _, _ in whole}
+    )  # in order, no repeats
 
     mine = f"ledger.{trial}.>"
     of_trial = await _ordered(js, mine)
@@ -68,4 +82,6 @@ async def test_the_ordered_read_yields_what_the_pull_read_yields(nc: Any) -> Non
 
     assert await _ordered(js, f"ledger.{unique_trial()}.>") == []
     # a short read is delivered before the consumer is even asked how much is left
-    assert await _ordered(js, one, start_seq=of_trial[-1][0]) == await _pulled(js, one, start_seq=of_trial[-1][0])
+    assert await _ordered(js, one, start_seq=of_trial[-1][0]) == await _pulled(
+        js, one, start_seq=of_trial[-1][0]
+    )

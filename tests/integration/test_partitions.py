@@ -36,14 +36,25 @@ def test_every_patient_belongs_to_exactly_one_partition() -> None:
 
 def projector(settings: Settings, data_dir: Path, instance: int | None) -> subprocess.Popen[bytes]:
     """Instance `instance` of two partitioned projectors, or (None) one unpartitioned projector."""
-    env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "", "LEDGER_DATABASE_URL": settings.database_url or "",
-           "LEDGER_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "LEDGER_NATS_URL": settings.nats_url or "",
+        "LEDGER_DATABASE_URL": settings.database_url or "",
+        "LEDGER_DATA_DIR": str(data_dir),
+    }
     log = open(data_dir / f"projector-{instance}.log", "ab")  # noqa: SIM115 - the child owns it
-    partitioned = [] if instance is None else [
-        "--partitions", str(PARTITIONS), "--instance", str(instance), "--instances", "2"]
+    partitioned = (
+        []
+        if instance is None
+        else ["--partitions", str(PARTITIONS), "--instance", str(instance), "--instances", "2"]
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", "projector", *partitioned],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
 
 
 async def caught_up(settings: Settings, timeout: float) -> None:
@@ -57,7 +68,13 @@ async def caught_up(settings: Settings, timeout: float) -> None:
         while loop.time() < deadline:
             head = await ledger_head(nc.jetstream())
             async with engine.connect() as conn:
-                found = dict((await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))).all())
+                found = dict(
+                    (
+                        await conn.execute(
+                            text("SELECT projection, last_seq FROM live.projection_checkpoint")
+                        )
+                    ).all()
+                )
             if set(found) >= expected and all(found[name] == head for name in expected):
                 return
             await asyncio.sleep(0.2)
@@ -67,7 +84,9 @@ async def caught_up(settings: Settings, timeout: float) -> None:
         await nc.close()
 
 
-async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(servers: Settings, writer, tmp_path: Path) -> None:  # noqa: F811
+async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(
+    servers: Settings, writer, tmp_path: Path
+) -> None:
     engine = make_engine(servers.database_url or "")
     await migrate(engine)
     await migrate(engine, "live")
@@ -95,7 +114,9 @@ async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(ser
 
 
 async def test_a_build_moves_from_one_projector_to_partitioned_instances_mid_ingest(
-    servers: Settings, writer, tmp_path: Path,  # noqa: F811
+    servers: Settings,
+    writer,
+    tmp_path: Path,
 ) -> None:
     engine = make_engine(servers.database_url or "")
     await migrate(engine)
@@ -108,7 +129,13 @@ async def test_a_build_moves_from_one_projector_to_partitioned_instances_mid_ing
         single.terminate()  # a clean stop: its checkpoints stand where it left off
         single.wait(30)
         async with engine.connect() as conn:
-            before = dict((await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))).all())
+            before = dict(
+                (
+                    await conn.execute(
+                        text("SELECT projection, last_seq FROM live.projection_checkpoint")
+                    )
+                ).all()
+            )
         assert min(before.values()) > 0  # the unpartitioned projector had applied something
         pair = [projector(servers, tmp_path, 0), projector(servers, tmp_path, 1)]
         accepted = await ingesting

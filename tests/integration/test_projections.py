@@ -35,7 +35,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def servers(own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres) -> AsyncIterator[Settings]:
+async def servers(
+    own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres
+) -> AsyncIterator[Settings]:
     return Settings(nats_url=own_nats.url, database_url=own_postgres.url)
 
 
@@ -52,7 +54,9 @@ async def ingest(settings: Settings, *, patients: int, seed: int = 3, sites: int
     conns: dict[str, Any] = {}
     for site in ["_sponsor", *trial.site_events]:
         conns[site] = await connect(settings.nats_url or "")
-    report = await submit_trial(trial, lambda site: SiteClient(conns[site], trial.trial_id, site), batch_size=50)
+    report = await submit_trial(
+        trial, lambda site: SiteClient(conns[site], trial.trial_id, site), batch_size=50
+    )
     for nc in conns.values():
         await nc.close()
     return report.accepted
@@ -82,7 +86,13 @@ async def wait_caught_up(settings: Settings, timeout: float = 120.0) -> None:
         while asyncio.get_running_loop().time() < deadline:
             head = await ledger_head(nc.jetstream())
             async with engine.connect() as conn:
-                found = dict((await conn.execute(text("SELECT projection, last_seq FROM live.projection_checkpoint"))).all())
+                found = dict(
+                    (
+                        await conn.execute(
+                            text("SELECT projection, last_seq FROM live.projection_checkpoint")
+                        )
+                    ).all()
+                )
             if all(found.get(name) == head for name in names):
                 return
             await asyncio.sleep(0.1)
@@ -92,7 +102,9 @@ async def wait_caught_up(settings: Settings, timeout: float = 120.0) -> None:
         await nc.close()
 
 
-async def test_live_read_models_equal_a_fresh_replay_after_the_simulated_trial(servers: Settings, writer: WriterApp) -> None:
+async def test_live_read_models_equal_a_fresh_replay_after_the_simulated_trial(
+    servers: Settings, writer: WriterApp
+) -> None:
     projector = await create_projector(servers)
     await projector.start()
     accepted = await ingest(servers, patients=30)
@@ -105,15 +117,26 @@ async def test_live_read_models_equal_a_fresh_replay_after_the_simulated_trial(s
 
 
 def _projector_process(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LEDGER_NATS_URL": settings.nats_url or "", "LEDGER_DATABASE_URL": settings.database_url or "",
-           "LEDGER_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "LEDGER_NATS_URL": settings.nats_url or "",
+        "LEDGER_DATABASE_URL": settings.database_url or "",
+        "LEDGER_DATA_DIR": str(data_dir),
+    }
     log = open(data_dir / "projector.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "projector"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "projector"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[2],
+    )
 
 
 @pytest.mark.fault
-async def test_sigkill_of_the_projector_ten_times_during_ingest_loses_and_repeats_nothing(servers: Settings, writer: WriterApp, tmp_path: Path) -> None:
+async def test_sigkill_of_the_projector_ten_times_during_ingest_loses_and_repeats_nothing(
+    servers: Settings, writer: WriterApp, tmp_path: Path
+) -> None:
     engine = make_engine(servers.database_url or "")
     await migrate(engine)
     await migrate(engine, "live")
@@ -141,7 +164,9 @@ async def test_sigkill_of_the_projector_ten_times_during_ingest_loses_and_repeat
 
 
 @pytest.mark.fault
-async def test_a_postgresql_restart_mid_ingest_is_survived(servers: Settings, writer: WriterApp, own_postgres: EmbeddedPostgres) -> None:
+async def test_a_postgresql_restart_mid_ingest_is_survived(
+    servers: Settings, writer: WriterApp, own_postgres: EmbeddedPostgres
+) -> None:
     projector: ProjectorApp = await create_projector(servers)
     await projector.start()
     ingesting = asyncio.create_task(ingest(servers, patients=120, seed=4))
@@ -156,21 +181,36 @@ async def test_a_postgresql_restart_mid_ingest_is_survived(servers: Settings, wr
     assert live["event_index"]["rows"] == accepted
 
 
-async def test_as_of_replay_shows_the_value_before_and_after_a_correction(servers: Settings, writer: WriterApp) -> None:
+async def test_as_of_replay_shows_the_value_before_and_after_a_correction(
+    servers: Settings, writer: WriterApp
+) -> None:
     nc = await connect(servers.nats_url or "")
     trial = unique_trial()
-    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))["status"] == "accepted"
+    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))[
+        "status"
+    ] == "accepted"
     site = SiteClient(nc, trial, "site01")
     assert (await site.submit(event("enrolled", trial)))["status"] == "accepted"
-    scan = event("scan_read", trial, occurred_on="2025-03-20", data={"timepoint": "follow_up", "lesions": []})
+    scan = event(
+        "scan_read", trial, occurred_on="2025-03-20", data={"timepoint": "follow_up", "lesions": []}
+    )
     first = await site.submit(scan)
     assert first["status"] == "accepted"
     await asyncio.sleep(0.3)
     between = dt.datetime.now(dt.UTC)
     await asyncio.sleep(0.3)
-    correction = event("event_corrected", trial, occurred_on="2025-03-20", reason="scan date mistyped",
-                       recorded_by="site01.monitor",
-                       data={"target_event_id": scan["event_id"], "occurred_on": "2025-03-18", "data": scan["data"]})
+    correction = event(
+        "event_corrected",
+        trial,
+        occurred_on="2025-03-20",
+        reason="scan date mistyped",
+        recorded_by="site01.monitor",
+        data={
+            "target_event_id": scan["event_id"],
+            "occurred_on": "2025-03-18",
+            "data": scan["data"],
+        },
+    )
     assert (await site.submit(correction))["status"] == "accepted"
     after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     engine = make_engine(servers.database_url or "")
@@ -179,13 +219,26 @@ async def test_as_of_replay_shows_the_value_before_and_after_a_correction(server
         await rebuild(js, engine, "asof_before", all_projections(), as_of=between)
         await rebuild(js, engine, "asof_after", all_projections(), as_of=after)
         async with engine.connect() as conn:
-            before_scan = (await conn.execute(text(
-                "SELECT last_scan_on FROM asof_before.patient_state WHERE trial_id = :t"), {"t": trial})).scalar()
-            after_scan = (await conn.execute(text(
-                "SELECT last_scan_on FROM asof_after.patient_state WHERE trial_id = :t"), {"t": trial})).scalar()
-            trail = (await conn.execute(text(
-                "SELECT status, changes, recorded_by, reason FROM asof_after.audit_trail WHERE trial_id = :t ORDER BY seq"),
-                {"t": trial})).all()
+            before_scan = (
+                await conn.execute(
+                    text("SELECT last_scan_on FROM asof_before.patient_state WHERE trial_id = :t"),
+                    {"t": trial},
+                )
+            ).scalar()
+            after_scan = (
+                await conn.execute(
+                    text("SELECT last_scan_on FROM asof_after.patient_state WHERE trial_id = :t"),
+                    {"t": trial},
+                )
+            ).scalar()
+            trail = (
+                await conn.execute(
+                    text(
+                        "SELECT status, changes, recorded_by, reason FROM asof_after.audit_trail WHERE trial_id = :t ORDER BY seq"
+                    ),
+                    {"t": trial},
+                )
+            ).all()
     finally:
         await engine.dispose()
         await nc.close()

@@ -64,15 +64,21 @@ async def system(data_dir: Path) -> AsyncIterator[System]:
     try:
         settings = running.settings
         admin = await connect(settings.nats_url or "", settings.creds_for("admin"))
-        assert (await SiteClient(admin, TRIAL, "_sponsor").submit(parameters(TRIAL)))["status"] == "accepted"
-        await admin.jetstream().add_stream(js_api.StreamConfig(name="SCRATCH", subjects=["scratch.>"]))
+        assert (await SiteClient(admin, TRIAL, "_sponsor").submit(parameters(TRIAL)))[
+            "status"
+        ] == "accepted"
+        await admin.jetstream().add_stream(
+            js_api.StreamConfig(name="SCRATCH", subjects=["scratch.>"])
+        )
         await admin.jetstream().publish(
             "alerts.sae.SEC-TRIAL.site01", b"{}", headers={"Nats-Msg-Id": "sae-matrix"}
         )
         await admin.close()
         for site, patient in (("site01", "P0001"), ("site02", "P0002")):
             conn = await connect(settings.nats_url or "", settings.creds_for(f"site:{site}"))
-            reply = await SiteClient(conn, TRIAL, site).submit(event("enrolled", TRIAL, site, patient))
+            reply = await SiteClient(conn, TRIAL, site).submit(
+                event("enrolled", TRIAL, site, patient)
+            )
             assert reply["status"] == "accepted", reply
             await conn.close()
         await running.services["projector"].wait_caught_up(60)
@@ -102,8 +108,12 @@ async def _read_ledger(nc: Client) -> None:
 
 async def _create_consumer(nc: Client, stream: str = "LEDGER") -> None:
     js = nc.jetstream(timeout=3)
-    info = await js.add_consumer(stream, js_api.ConsumerConfig(
-        ack_policy=js_api.AckPolicy.NONE, mem_storage=True, inactive_threshold=5.0))
+    info = await js.add_consumer(
+        stream,
+        js_api.ConsumerConfig(
+            ack_policy=js_api.AckPolicy.NONE, mem_storage=True, inactive_threshold=5.0
+        ),
+    )
     await js.delete_consumer(stream, info.name)
 
 
@@ -118,7 +128,8 @@ ACTIONS: dict[str, Action] = {
     "publish to site B's intake": lambda nc: _request(nc, f"intake.{TRIAL}.site02"),
     "submit to the safety intake": lambda nc: _request(nc, f"intake.{TRIAL}._safety"),
     "publish to the ledger directly": lambda nc: nc.jetstream(timeout=3).publish(
-        "ledger.MATRIX.site01.P0001.enrolled", b"{}"),
+        "ledger.MATRIX.site01.P0001.enrolled", b"{}"
+    ),
     "read the ledger": _read_ledger,
     "create a consumer on the ledger": _create_consumer,
     "delete a stream": lambda nc: nc.jetstream(timeout=3).delete_stream("SCRATCH"),
@@ -127,8 +138,11 @@ ACTIONS: dict[str, Action] = {
     "consume alerts": lambda nc: _create_consumer(nc, "ALERTS"),
     "subscribe to live alerts": lambda nc: _subscribe(nc, "alerts.sae.>"),
     "publish an alert": lambda nc: nc.jetstream(timeout=3).publish(
-        f"alerts.sae.{TRIAL}.site01", b"{}", headers={"Nats-Msg-Id": "sae-forged"}),
-    "read site A's replies": lambda nc: _subscribe(nc, inbox_prefix(user_name("site:site01")) + ".>"),
+        f"alerts.sae.{TRIAL}.site01", b"{}", headers={"Nats-Msg-Id": "sae-forged"}
+    ),
+    "read site A's replies": lambda nc: _subscribe(
+        nc, inbox_prefix(user_name("site:site01")) + ".>"
+    ),
 }
 
 EXPECTED_ALLOWED: dict[str, tuple[str, ...]] = {
@@ -150,9 +164,17 @@ EXPECTED_ALLOWED: dict[str, tuple[str, ...]] = {
 EXPECTED_REFUSED = {("purge the ledger", "admin")}
 
 MATRIX = [
-    (action, who, REFUSED if (action, who) in EXPECTED_REFUSED
-     else ALLOW if who in EXPECTED_ALLOWED[action] else DENY)
-    for action in ACTIONS for who in ROLE_OF
+    (
+        action,
+        who,
+        REFUSED
+        if (action, who) in EXPECTED_REFUSED
+        else ALLOW
+        if who in EXPECTED_ALLOWED[action]
+        else DENY,
+    )
+    for action in ACTIONS
+    for who in ROLE_OF
 ]
 
 
@@ -167,7 +189,9 @@ async def probe(url: str, creds: str | None, action: Action) -> str:
 
     try:
         if creds is None:
-            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2, error_cb=on_error)
+            nc = await nats.connect(
+                url, allow_reconnect=False, connect_timeout=2, error_cb=on_error
+            )
         else:
             nc = await connect(url, creds, name="matrix", error_cb=on_error, allow_reconnect=False)
     except Exception:  # no credentials, no connection: denied
@@ -236,6 +260,7 @@ async def test_a_site_never_gets_another_sites_site_id_into_the_ledger(system: S
         (f"ledger.{TRIAL}.site02.P0777.enrolled", crafted[0]),
     ]
     for subject, body in other_channels:
+
         async def publish(nc: Client, subject: str = subject, body: dict[str, Any] = body) -> None:
             await nc.request(subject, json.dumps(body).encode(), timeout=3)
 
@@ -256,13 +281,25 @@ def test_runtime_json_lists_every_roles_credentials_and_the_writers_public_key(
     for path in runtime["credentials"].values():
         assert Path(path).stat().st_mode & 0o777 == 0o600
     assert (data_dir / "nats" / "nats.conf").stat().st_mode & 0o777 == 0o600
-    assert runtime["writer_public_key"] == (data_dir / "keys" / "writer_ed25519.pub").read_text().strip()
+    assert (
+        runtime["writer_public_key"]
+        == (data_dir / "keys" / "writer_ed25519.pub").read_text().strip()
+    )
     assert (data_dir / "keys" / "writer_ed25519").stat().st_mode & 0o777 == 0o600
 
 
 # -- HTTP -----------------------------------------------------------------------------------
-HTTP_ROLES = ("admin", "api", "auditor", "safety", "statistician", "site:site01", "site:site02",
-              "anonymous", "unknown token")
+HTTP_ROLES = (
+    "admin",
+    "api",
+    "auditor",
+    "safety",
+    "statistician",
+    "site:site01",
+    "site:site02",
+    "anonymous",
+    "unknown token",
+)
 CROSS_SITE = {"admin", "api", "auditor", "safety", "statistician"}
 
 
@@ -276,8 +313,11 @@ def _headers(system: System, who: str) -> dict[str, str]:
 def _http_expected(who: str) -> dict[str, Any]:
     if who in ("anonymous", "unknown token"):
         return {"patients": 401, "P0001": 401, "P0002 events": 401, "trials": 401}
-    visible = {"P0001", "P0002"} if who in CROSS_SITE else {
-        "site:site01": {"P0001"}, "site:site02": {"P0002"}}[who]
+    visible = (
+        {"P0001", "P0002"}
+        if who in CROSS_SITE
+        else {"site:site01": {"P0001"}, "site:site02": {"P0002"}}[who]
+    )
     return {
         "patients": sorted(visible),
         "P0001": 200 if "P0001" in visible else 404,
@@ -289,19 +329,23 @@ def _http_expected(who: str) -> dict[str, Any]:
 @pytest.mark.parametrize("who", HTTP_ROLES)
 async def test_http_role_matrix(system: System, who: str) -> None:
     base = f"/api/trials/{TRIAL}"
-    async with httpx.AsyncClient(base_url=system.runtime["api_url"], headers=_headers(system, who),
-                                 timeout=20) as http:
+    async with httpx.AsyncClient(
+        base_url=system.runtime["api_url"], headers=_headers(system, who), timeout=20
+    ) as http:
         listing = await http.get(f"{base}/patients")
         seen: dict[str, Any] = {
             "patients": sorted(p["patient_id"] for p in listing.json())
-            if listing.status_code == 200 else listing.status_code,
+            if listing.status_code == 200
+            else listing.status_code,
             "P0001": (await http.get(f"{base}/patients/P0001")).status_code,
             "P0002 events": (await http.get(f"{base}/patients/P0002/events")).status_code,
             "trials": (await http.get("/api/trials")).status_code,
         }
         other_site = await http.get(f"{base}/patients", params={"site": "site02"})
-        writes = {method: (await http.request(method, f"{base}/patients/P0001", json={})).status_code
-                  for method in ("POST", "PUT", "PATCH", "DELETE")}
+        writes = {
+            method: (await http.request(method, f"{base}/patients/P0001", json={})).status_code
+            for method in ("POST", "PUT", "PATCH", "DELETE")
+        }
     assert seen == _http_expected(who)
     if who == "site:site01":
         assert other_site.json() == []
@@ -325,12 +369,21 @@ def deploy_env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("conf", ["nats-single.conf", "cluster/nats-1.conf", "cluster/nats-2.conf",
-                                  "cluster/nats-3.conf"])
-def test_deploy_configs_parse_and_carry_the_same_permissions(conf: str, deploy_env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "conf",
+    ["nats-single.conf", "cluster/nats-1.conf", "cluster/nats-2.conf", "cluster/nats-3.conf"],
+)
+def test_deploy_configs_parse_and_carry_the_same_permissions(
+    conf: str, deploy_env: dict[str, str]
+) -> None:
     path = DEPLOY / conf
-    checked = subprocess.run([nats_server_binary(), "-t", "-c", str(path)], env=deploy_env,
-                             capture_output=True, text=True, timeout=30)
+    checked = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(path)],
+        env=deploy_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     lines = (DEPLOY / "authorization.conf").read_text().splitlines(keepends=True)
     authorization = "".join(line for line in lines if not line.startswith("#"))

@@ -83,19 +83,31 @@ async def populate(ledger: Ledger) -> dict[str, int]:
     assert ledger.writer is not None and ledger.writer.sealer is not None
     settings, trial = ledger.settings, ledger.trial
     sponsor = await connect(settings.nats_url or "", settings.creds_for("site:_sponsor"))
-    assert (await SiteClient(sponsor, trial, "_sponsor").submit(parameters(trial)))["status"] == "accepted"
+    assert (await SiteClient(sponsor, trial, "_sponsor").submit(parameters(trial)))[
+        "status"
+    ] == "accepted"
     await sponsor.close()
     seqs: dict[str, int] = {}
     for site, patient in (("site01", "P0001"), ("site02", "P0002")):
         nc = await connect(settings.nats_url or "", settings.creds_for(f"site:{site}"))
         client = SiteClient(nc, trial, site)
-        batch = [event("enrolled", trial, site, patient),
-                 event("infusion_given", trial, site, patient, recorded_by=MARK if site == "site01" else "x")]
+        batch = [
+            event("enrolled", trial, site, patient),
+            event(
+                "infusion_given",
+                trial,
+                site,
+                patient,
+                recorded_by=MARK if site == "site01" else "x",
+            ),
+        ]
         replies = await client.submit_batch(batch)
         assert [r["status"] for r in replies] == ["accepted", "accepted"], replies
         seqs[f"marked {site}"] = replies[1]["seq"]
         await ledger.writer.sealer.seal()
-        reply = await client.submit(event("infusion_given", trial, site, patient, data={"cycle": 2}))
+        reply = await client.submit(
+            event("infusion_given", trial, site, patient, data={"cycle": 2})
+        )
         assert reply["status"] == "accepted", reply
         seqs[f"later {site}"] = reply["seq"]
         await nc.close()
@@ -165,22 +177,39 @@ async def test_events_forged_with_admin_rights_are_reported_at_their_seqs(ledger
     # 1. a copy of a real infusion with its cycle changed, republished as is
     original = (await _stored(ledger, f"ledger.{trial}.site01.P0001.infusion_given"))[0]
     altered = {**original, "data": {**original["data"], "cycle": 9}}
-    naive = await _publish_as_admin(ledger, f"ledger.{trial}.site01.P0001.infusion_given", altered,
-                                    str(uuid.uuid4()))
+    naive = await _publish_as_admin(
+        ledger, f"ledger.{trial}.site01.P0001.infusion_given", altered, str(uuid.uuid4())
+    )
     # 2. a carefully made one: right prev_hash, right hash, fresh event_id (no writer signature)
     head = (await _stored(ledger, f"ledger.{trial}.site02.P0002.*"))[-1]
     body = event("infusion_given", trial, "site02", "P0002", data={"cycle": 3})
     crafted_event = seal_stored(body, recorded_at="2025-03-01T10:00:00Z", prev_hash=head["hash"])
-    crafted = await _publish_as_admin(ledger, f"ledger.{trial}.site02.P0002.infusion_given",
-                                      crafted_event, crafted_event["event_id"])
+    crafted = await _publish_as_admin(
+        ledger,
+        f"ledger.{trial}.site02.P0002.infusion_given",
+        crafted_event,
+        crafted_event["event_id"],
+    )
     # 3. a seal signed by a key that is not the writer's
     sponsor_head = (await _stored(ledger, f"ledger.{trial}._sponsor._trial.*"))[-1]
     impostor = Ed25519PrivateKey.generate()
-    seal = seal_stored({**event("ledger_sealed", trial), "data": seal_data(
-        impostor, upto_seq=crafted, event_count=0, heads={}, previous_seal_hash=sponsor_head["hash"])},
-        recorded_at="2025-03-01T10:00:00Z", prev_hash=sponsor_head["hash"])
-    forged_seal = await _publish_as_admin(ledger, f"ledger.{trial}._sponsor._trial.ledger_sealed",
-                                          seal, seal["event_id"])
+    seal = seal_stored(
+        {
+            **event("ledger_sealed", trial),
+            "data": seal_data(
+                impostor,
+                upto_seq=crafted,
+                event_count=0,
+                heads={},
+                previous_seal_hash=sponsor_head["hash"],
+            ),
+        },
+        recorded_at="2025-03-01T10:00:00Z",
+        prev_hash=sponsor_head["hash"],
+    )
+    forged_seal = await _publish_as_admin(
+        ledger, f"ledger.{trial}._sponsor._trial.ledger_sealed", seal, seal["event_id"]
+    )
     report = await ledger.verify()
     by_seq: dict[int, set[str]] = {}
     for problem in report.problems:
@@ -200,7 +229,9 @@ async def test_the_writer_seals_every_n_events_and_after_t_seconds(ledger: Ledge
     await writer.start()
     ledger.writer = writer
     assert writer.sealer is not None
-    sponsor = await connect(ledger.settings.nats_url or "", ledger.settings.creds_for("site:_sponsor"))
+    sponsor = await connect(
+        ledger.settings.nats_url or "", ledger.settings.creds_for("site:_sponsor")
+    )
     await SiteClient(sponsor, ledger.trial, "_sponsor").submit(parameters(ledger.trial))
     await sponsor.close()
     for _ in range(50):  # one event, then the timer

@@ -34,11 +34,22 @@ D = dt.date.fromisoformat
 
 def tp(on: str, overall: str, seq: int = 0) -> TimepointResponse:
     return TimepointResponse(
-        criterion=RECIST, occurred_on=D(on), seq=seq, target_response=None,
-        non_target_response=None, new_lesion=False, overall=overall, target_sum_mm=None,
-        pct_change_from_baseline=None, pct_change_from_nadir=None,
-        pd_date=D(on) if overall == PD else None, intrahepatic_pd=False, extrahepatic_pd=False,
-        reader_call=None, disagrees=False, flags=(),
+        criterion=RECIST,
+        occurred_on=D(on),
+        seq=seq,
+        target_response=None,
+        non_target_response=None,
+        new_lesion=False,
+        overall=overall,
+        target_sum_mm=None,
+        pct_change_from_baseline=None,
+        pct_change_from_nadir=None,
+        pd_date=D(on) if overall == PD else None,
+        intrahepatic_pd=False,
+        extrahepatic_pd=False,
+        reader_call=None,
+        disagrees=False,
+        flags=(),
     )
 
 
@@ -48,15 +59,40 @@ def course(*reads: tuple[str, str]) -> list[TimepointResponse]:
 
 # admiralonco's ADSL (TRTSDT) and OVR records, patient by patient.
 PATIENTS: dict[str, tuple[str, list[TimepointResponse]]] = {
-    "1": ("2020-01-01", course(("2020-01-01", PR), ("2020-02-01", CR), ("2020-02-16", NE),
-                               ("2020-03-01", CR), ("2020-04-01", SD))),
-    "2": ("2019-12-12", course(("2020-01-01", SD), ("2020-02-01", PR), ("2020-03-01", SD),
-                               ("2020-03-13", CR))),
+    "1": (
+        "2020-01-01",
+        course(
+            ("2020-01-01", PR),
+            ("2020-02-01", CR),
+            ("2020-02-16", NE),
+            ("2020-03-01", CR),
+            ("2020-04-01", SD),
+        ),
+    ),
+    "2": (
+        "2019-12-12",
+        course(("2020-01-01", SD), ("2020-02-01", PR), ("2020-03-01", SD), ("2020-03-13", CR)),
+    ),
     "3": ("2019-11-11", course(("2019-11-12", CR), ("2019-12-02", CR), ("2020-01-01", SD))),
-    "4": ("2019-12-30", course(("2020-01-01", PR), ("2020-03-01", SD), ("2020-04-01", SD),
-                               ("2020-05-01", PR), ("2020-05-15", NON_CR_NON_PD))),
-    "5": ("2020-01-01", course(("2020-01-01", PR), ("2020-01-10", SD), ("2020-01-20", PR),
-                               ("2020-05-15", NON_CR_NON_PD))),
+    "4": (
+        "2019-12-30",
+        course(
+            ("2020-01-01", PR),
+            ("2020-03-01", SD),
+            ("2020-04-01", SD),
+            ("2020-05-01", PR),
+            ("2020-05-15", NON_CR_NON_PD),
+        ),
+    ),
+    "5": (
+        "2020-01-01",
+        course(
+            ("2020-01-01", PR),
+            ("2020-01-10", SD),
+            ("2020-01-20", PR),
+            ("2020-05-15", NON_CR_NON_PD),
+        ),
+    ),
     "6": ("2020-02-02", course(("2020-02-06", PR), ("2020-02-16", CR), ("2020-03-30", PR))),
     "7": ("2020-02-02", course(("2020-02-06", PR), ("2020-02-16", CR), ("2020-04-01", NE))),
     "8": ("2020-04-01", []),
@@ -158,15 +194,19 @@ def test_confirmed_best_overall_response_mirrors_admiralonco_confirmed_bor_test_
     now fails (an NE between) and the PR is confirmed by the CR; patient 3's CR is confirmed
     20 days later. Patients 2, 5, 7, 8 depend on accept_sd / ND / missing_as_ne, which the
     protocol does not use, and are left out."""
-    assert cbor(patient, ProtocolParameters(sd_min_days=28, confirm_days=14,
-                                            max_ne_between=0)) == expected
+    assert (
+        cbor(patient, ProtocolParameters(sd_min_days=28, confirm_days=14, max_ne_between=0))
+        == expected
+    )
 
 
 def test_no_ne_allowance_leaves_a_partial_response_confirmed_by_the_cr() -> None:
     """Patient 1 with max_ne_between = 0: PR 2020-01-01 → CR 2020-02-01 (31 days) confirms
     the PR; the CR's confirmation has an NE between."""
-    assert cbor("1", ProtocolParameters(sd_min_days=28, confirm_days=28,
-                                        max_ne_between=0)) == (PR, D("2020-01-01"))
+    assert cbor("1", ProtocolParameters(sd_min_days=28, confirm_days=28, max_ne_between=0)) == (
+        PR,
+        D("2020-01-01"),
+    )
 
 
 def test_two_not_evaluable_reads_between_break_the_confirmation() -> None:
@@ -203,10 +243,15 @@ def test_unconfirmed_early_response_before_the_sd_window_is_not_evaluable() -> N
 
 def test_reads_on_one_date_keep_the_worst_and_any_response_beats_ne() -> None:
     start = D("2025-02-05")
-    assert best_response([tp("2025-03-19", NE, 5), tp("2025-03-19", PR, 6)], start,
-                         ProtocolParameters()) == BestResponse(PR, D("2025-03-19"), 6)
-    assert best_response([tp("2025-03-19", PR, 5), tp("2025-03-19", PD, 6)], start,
-                         ProtocolParameters()).response == PD
+    assert best_response(
+        [tp("2025-03-19", NE, 5), tp("2025-03-19", PR, 6)], start, ProtocolParameters()
+    ) == BestResponse(PR, D("2025-03-19"), 6)
+    assert (
+        best_response(
+            [tp("2025-03-19", PR, 5), tp("2025-03-19", PD, 6)], start, ProtocolParameters()
+        ).response
+        == PD
+    )
 
 
 def test_assessments_from_subsequent_therapy_on_are_ignored() -> None:

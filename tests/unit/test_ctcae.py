@@ -96,7 +96,9 @@ def test_a_known_term_at_an_allowed_grade_passes() -> None:
 def test_a_misspelt_term_is_rejected_with_a_suggestion() -> None:
     [(field, message)] = check_ae("Hypertensoin", 2, None)
     assert field == "term"
-    assert message.startswith("'Hypertensoin' is not a CTCAE v5.0 term. Did you mean 'Hypertension'")
+    assert message.startswith(
+        "'Hypertensoin' is not a CTCAE v5.0 term. Did you mean 'Hypertension'"
+    )
 
 
 def test_a_term_with_nothing_close_is_rejected_without_suggestion() -> None:
@@ -104,11 +106,13 @@ def test_a_term_with_nothing_close_is_rejected_without_suggestion() -> None:
 
 
 def test_grade_4_palmar_plantar_erythrodysesthesia_is_rejected() -> None:
-    assert check_ae("Palmar-plantar erythrodysesthesia syndrome", 4, None) == [(
-        "grade",
-        "'Palmar-plantar erythrodysesthesia syndrome' has no grade 4 in CTCAE v5.0; "
-        "its grades are 1, 2 and 3.",
-    )]
+    assert check_ae("Palmar-plantar erythrodysesthesia syndrome", 4, None) == [
+        (
+            "grade",
+            "'Palmar-plantar erythrodysesthesia syndrome' has no grade 4 in CTCAE v5.0; "
+            "its grades are 1, 2 and 3.",
+        )
+    ]
 
 
 def test_grade_5_fatigue_is_rejected() -> None:
@@ -124,8 +128,12 @@ def test_grade_outside_1_to_5_is_rejected() -> None:
 
 
 def test_other_specify_without_verbatim_is_rejected() -> None:
-    expected = [("verbatim",
-                 "'Cardiac disorders - Other, specify' needs a verbatim description of the event.")]
+    expected = [
+        (
+            "verbatim",
+            "'Cardiac disorders - Other, specify' needs a verbatim description of the event.",
+        )
+    ]
     assert check_ae("Cardiac disorders - Other, specify", 2, None) == expected
     assert check_ae("Cardiac disorders - Other, specify", 2, "   ") == expected
     assert check_ae("Cardiac disorders - Other, specify", 2, "Sinus arrest") == []
@@ -136,8 +144,16 @@ def test_other_specify_without_verbatim_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     ("value", "grade"),
-    [("40", 0), ("40.1", 1), ("120", 1), ("120.1", 2), ("200", 2), ("200.1", 3),
-     ("800", 3), ("800.1", 4)],
+    [
+        ("40", 0),
+        ("40.1", 1),
+        ("120", 1),
+        ("120.1", 2),
+        ("200", 2),
+        ("200.1", 3),
+        ("800", 3),
+        ("800.1", 4),
+    ],
 )
 def test_aminotransferase_with_normal_baseline_is_graded_by_multiples_of_uln(
     value: str, grade: int
@@ -151,8 +167,16 @@ def test_aminotransferase_without_baseline_is_graded_by_multiples_of_uln() -> No
 
 @pytest.mark.parametrize(
     ("value", "grade"),
-    [("89.9", 0), ("90", 1), ("180", 1), ("180.1", 2), ("300", 2), ("300.1", 3),
-     ("1200", 3), ("1200.1", 4)],
+    [
+        ("89.9", 0),
+        ("90", 1),
+        ("180", 1),
+        ("180.1", 2),
+        ("300", 2),
+        ("300.1", 3),
+        ("1200", 3),
+        ("1200.1", 4),
+    ],
 )
 def test_aminotransferase_with_abnormal_baseline_is_graded_by_multiples_of_baseline(
     value: str, grade: int
@@ -171,8 +195,16 @@ def test_aminotransferase_at_exactly_three_uln_from_floats_is_grade_1() -> None:
 
 @pytest.mark.parametrize(
     ("value", "grade"),
-    [("20", 0), ("20.1", 1), ("30", 1), ("30.1", 2), ("60", 2), ("60.1", 3),
-     ("200", 3), ("200.1", 4)],
+    [
+        ("20", 0),
+        ("20.1", 1),
+        ("30", 1),
+        ("30.1", 2),
+        ("60", 2),
+        ("60.1", 3),
+        ("200", 3),
+        ("200.1", 4),
+    ],
 )
 def test_bilirubin_with_normal_baseline_is_graded_by_multiples_of_uln(
     value: str, grade: int
@@ -182,8 +214,16 @@ def test_bilirubin_with_normal_baseline_is_graded_by_multiples_of_uln(
 
 @pytest.mark.parametrize(
     ("value", "grade"),
-    [("30", 0), ("30.1", 1), ("45", 1), ("45.1", 2), ("90", 2), ("90.1", 3),
-     ("300", 3), ("300.1", 4)],
+    [
+        ("30", 0),
+        ("30.1", 1),
+        ("45", 1),
+        ("45.1", 2),
+        ("90", 2),
+        ("90.1", 3),
+        ("300", 3),
+        ("300.1", 4),
+    ],
 )
 def test_bilirubin_with_abnormal_baseline_is_graded_by_multiples_of_baseline(
     value: str, grade: int
@@ -200,8 +240,17 @@ def test_bilirubin_baseline_exactly_at_uln_counts_as_normal() -> None:
 
 @pytest.mark.parametrize(
     ("value", "grade"),
-    [("150", 0), ("149.9", 1), ("75", 1), ("74.9", 2), ("50", 2), ("49.9", 3),
-     ("25", 3), ("24.9", 4), ("0", 4)],
+    [
+        ("150", 0),
+        ("149.9", 1),
+        ("75", 1),
+        ("74.9", 2),
+        ("50", 2),
+        ("49.9", 3),
+        ("25", 3),
+        ("24.9", 4),
+        ("0", 4),
+    ],
 )
 def test_platelet_count_decreased_bands(value: str, grade: int) -> None:
     assert grade_platelet_count_decreased(Decimal(value), lln=150) == grade
@@ -213,8 +262,16 @@ def test_platelet_count_below_a_low_lln_but_under_75_is_grade_2() -> None:
 
 @pytest.mark.parametrize(
     ("value", "grade"),
-    [("1.8", 0), ("1.79", 1), ("1.5", 1), ("1.49", 2), ("1.0", 2), ("0.99", 3),
-     ("0.5", 3), ("0.49", 4)],
+    [
+        ("1.8", 0),
+        ("1.79", 1),
+        ("1.5", 1),
+        ("1.49", 2),
+        ("1.0", 2),
+        ("0.99", 3),
+        ("0.5", 3),
+        ("0.49", 4),
+    ],
 )
 def test_neutrophil_count_decreased_bands(value: str, grade: int) -> None:
     assert grade_neutrophil_count_decreased(Decimal(value), lln="1.8") == grade
@@ -225,9 +282,20 @@ def test_neutrophil_count_decreased_bands(value: str, grade: int) -> None:
 
 @pytest.mark.parametrize(
     ("systolic", "diastolic", "grade"),
-    [(119, 79, 0), (120, 70, 1), (139, 79, 1), (110, 80, 1), (118, 89, 1),
-     (140, 70, 2), (159, 89, 2), (130, 90, 2), (130, 99, 2),
-     (160, 80, 3), (130, 100, 3), (200, 120, 3)],
+    [
+        (119, 79, 0),
+        (120, 70, 1),
+        (139, 79, 1),
+        (110, 80, 1),
+        (118, 89, 1),
+        (140, 70, 2),
+        (159, 89, 2),
+        (130, 90, 2),
+        (130, 99, 2),
+        (160, 80, 3),
+        (130, 100, 3),
+        (200, 120, 3),
+    ],
 )
 def test_hypertension_is_graded_by_the_worse_of_systolic_and_diastolic(
     systolic: int, diastolic: int, grade: int

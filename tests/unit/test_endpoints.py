@@ -50,49 +50,91 @@ class Ledger:
     def __init__(self) -> None:
         self.entries: list[Recorded] = []
 
-    def add(self, kind: str, on: str, data: dict[str, Any], *, site: str = "site01",
-            patient: str = "P0001", reason: str | None = None) -> Recorded:
+    def add(
+        self,
+        kind: str,
+        on: str,
+        data: dict[str, Any],
+        *,
+        site: str = "site01",
+        patient: str = "P0001",
+        reason: str | None = None,
+    ) -> Recorded:
         seq = len(self.entries) + 1
-        event = EVENT_ADAPTER.validate_python({
-            "event_id": f"00000000-0000-4000-8000-{seq:012d}", "type": kind, "trial_id": TRIAL,
-            "site_id": site, "patient_id": patient, "occurred_on": on,
-            "recorded_by": f"{site}.coordinator", "reason": reason, "data": data,
-        })
+        event = EVENT_ADAPTER.validate_python(
+            {
+                "event_id": f"00000000-0000-4000-8000-{seq:012d}",
+                "type": kind,
+                "trial_id": TRIAL,
+                "site_id": site,
+                "patient_id": patient,
+                "occurred_on": on,
+                "recorded_by": f"{site}.coordinator",
+                "reason": reason,
+                "data": data,
+            }
+        )
         entry = Recorded(seq, event)
         self.entries.append(entry)
         return entry
 
     def parameters(self, version: int, **knobs: Any) -> Recorded:
-        return self.add("protocol_parameters_set", "2024-01-01",
-                        {"version": version, "parameters": knobs}, site="_sponsor", patient="_trial")
+        return self.add(
+            "protocol_parameters_set",
+            "2024-01-01",
+            {"version": version, "parameters": knobs},
+            site="_sponsor",
+            patient="_trial",
+        )
 
     def patient_entries(self, patient: str = "P0001") -> list[Recorded]:
         return [e for e in self.entries if e.event.patient_id == patient]
 
 
 def liver(t1: float, viable: float | None = None) -> dict[str, Any]:
-    return {"lesion_id": "T1", "location": "intrahepatic", "organ": "liver", "role": "target",
-            "longest_diameter_mm": t1, "viable_diameter_mm": t1 if viable is None else viable}
+    return {
+        "lesion_id": "T1",
+        "location": "intrahepatic",
+        "organ": "liver",
+        "role": "target",
+        "longest_diameter_mm": t1,
+        "viable_diameter_mm": t1 if viable is None else viable,
+    }
 
 
-LUNG_NEW = {"lesion_id": "N1", "location": "extrahepatic", "organ": "lung", "role": "new",
-            "longest_diameter_mm": 12.0}
+LUNG_NEW = {
+    "lesion_id": "N1",
+    "location": "extrahepatic",
+    "organ": "lung",
+    "role": "new",
+    "longest_diameter_mm": 12.0,
+}
 
 
 def pvtt(diameter: float) -> dict[str, Any]:
     return {"present": True, "vp_grade": "Vp3", "thrombus_diameter_mm": diameter, "enhancing": True}
 
 
-def scan_data(*lesions: dict[str, Any], timepoint: str = "follow_up",
-              thrombus: dict[str, Any] | None = None) -> dict[str, Any]:
+def scan_data(
+    *lesions: dict[str, Any], timepoint: str = "follow_up", thrombus: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"timepoint": timepoint, "lesions": list(lesions), "pvtt": thrombus}
 
 
-def treated(ledger: Ledger, baseline_t1: float = 40.0, *, patient: str = "P0001",
-            thrombus: dict[str, Any] | None = None) -> None:
+def treated(
+    ledger: Ledger,
+    baseline_t1: float = 40.0,
+    *,
+    patient: str = "P0001",
+    thrombus: dict[str, Any] | None = None,
+) -> None:
     """Baseline scan a week before the first HAIC infusion (STARTDT 10 Jan 2024)."""
-    ledger.add("scan_read", BASELINE, scan_data(liver(baseline_t1), timepoint="baseline",
-                                                thrombus=thrombus), patient=patient)
+    ledger.add(
+        "scan_read",
+        BASELINE,
+        scan_data(liver(baseline_t1), timepoint="baseline", thrombus=thrombus),
+        patient=patient,
+    )
     ledger.add("infusion_given", START, {"agent": "haic", "cycle": 1}, patient=patient)
 
 
@@ -118,6 +160,7 @@ def best(result: PatientEndpoints, criterion: str) -> tuple[str, str]:
 
 
 # --- which timepoints feed which endpoint ---------------------------------------------------
+
 
 def test_new_lung_lesion_is_an_event_of_pfs_and_extrahepatic_pfs_but_not_intrahepatic_pfs() -> None:
     ledger = Ledger()
@@ -181,7 +224,7 @@ def test_growing_thrombus_is_the_pvtt_pfs_event_of_a_baseline_pvtt_patient() -> 
 def test_confirmed_response_opens_the_duration_of_response_at_the_first_response() -> None:
     ledger = Ledger()
     treated(ledger)
-    ledger.add("scan_read", W6, scan_data(liver(20.0)))   # −50 %: PR
+    ledger.add("scan_read", W6, scan_data(liver(20.0)))  # −50 %: PR
     ledger.add("scan_read", W12, scan_data(liver(20.0)))  # PR again 42 days later: confirmed
     w18 = ledger.add("scan_read", W18, scan_data(liver(40.0)))  # doubled from the nadir: PD
     result = derive(ledger)
@@ -189,14 +232,19 @@ def test_confirmed_response_opens_the_duration_of_response_at_the_first_response
     dor = record(result, "DOR")
     assert dor is not None
     # 21 Feb → 15 May 2024: 8 + 31 + 30 + 15 = 84 days later, so AVAL 85.
-    assert (dor.startdt.isoformat(), dor.adt.isoformat(), dor.aval, int(dor.cnsr)) == (W6, W18, 85, 0)
+    assert (dor.startdt.isoformat(), dor.adt.isoformat(), dor.aval, int(dor.cnsr)) == (
+        W6,
+        W18,
+        85,
+        0,
+    )
     assert dor.srcseqs == (w18.seq,)
 
 
 def test_unconfirmed_response_opens_no_duration_of_response() -> None:
     ledger = Ledger()
     treated(ledger)
-    ledger.add("scan_read", W6, scan_data(liver(28.0)))   # −30 %: PR
+    ledger.add("scan_read", W6, scan_data(liver(28.0)))  # −30 %: PR
     ledger.add("scan_read", W12, scan_data(liver(30.0)))  # −25 %, +2 mm over the nadir: SD
     result = derive(ledger)
     assert best(result, "mRECIST") == ("PR", "SD")
@@ -208,9 +256,12 @@ def test_corrected_scan_changes_pfs_and_names_both_seqs() -> None:
     treated(ledger, baseline_t1=20.0)
     w6 = ledger.add("scan_read", W6, scan_data(liver(20.0)))
     assert outcome(derive(ledger), "PFS") == (W6, 43, 1)
-    fix = ledger.add("event_corrected", W6, {
-        "target_event_id": str(w6.event.event_id), "data": scan_data(liver(24.0))},
-        reason="viable diameter misread")
+    fix = ledger.add(
+        "event_corrected",
+        W6,
+        {"target_event_id": str(w6.event.event_id), "data": scan_data(liver(24.0))},
+        reason="viable diameter misread",
+    )
     result = derive(ledger)
     assert outcome(result, "PFS") == (W6, 43, 0)
     assert record(result, "PFS").srcseqs == (w6.seq, fix.seq)  # type: ignore[union-attr]
@@ -234,10 +285,14 @@ def test_adrs_has_a_timepoint_row_per_scan_and_best_responses_per_criterion() ->
     rows = derive(ledger).adrs
     summary = [(row.parcat3, row.paramcd, row.avalc) for row in rows]
     assert summary == [
-        ("RECIST 1.1", "OVR", "PR"), ("RECIST 1.1", "OVR", "SD"),
-        ("RECIST 1.1", "BOR", "PR"), ("RECIST 1.1", "CBOR", "SD"),
-        ("mRECIST", "OVR", "PR"), ("mRECIST", "OVR", "SD"),
-        ("mRECIST", "BOR", "PR"), ("mRECIST", "CBOR", "SD"),
+        ("RECIST 1.1", "OVR", "PR"),
+        ("RECIST 1.1", "OVR", "SD"),
+        ("RECIST 1.1", "BOR", "PR"),
+        ("RECIST 1.1", "CBOR", "SD"),
+        ("mRECIST", "OVR", "PR"),
+        ("mRECIST", "OVR", "SD"),
+        ("mRECIST", "BOR", "PR"),
+        ("mRECIST", "CBOR", "SD"),
     ]  # no PVTT rows: no thrombus at baseline
 
 
@@ -251,6 +306,7 @@ def test_results_name_the_parameter_version_and_ledger_position() -> None:
 
 
 # --- protocol parameters ----------------------------------------------------------------------
+
 
 def test_the_highest_parameter_version_recorded_so_far_applies() -> None:
     ledger = Ledger()
@@ -278,11 +334,13 @@ def test_a_new_parameter_version_re_derives_patients_not_in_the_batch() -> None:
 
 # --- trial summaries --------------------------------------------------------------------------
 
+
 def test_kaplan_meier_summary_of_four_events_a_hundred_days_apart() -> None:
     # S = 0.75, 0.5, 0.25, 0 after days 100, 200, 300, 400: S is exactly 0.5 on [200, 300),
     # so the median is the midpoint, 250 days (R's rule).
-    summary = summarize_endpoint("OS", [100, 200, 300, 400], [True] * 4, "log-log",
-                                 at_seq=99, parameters_version=1)
+    summary = summarize_endpoint(
+        "OS", [100, 200, 300, 400], [True] * 4, "log-log", at_seq=99, parameters_version=1
+    )
     assert (summary.n, summary.events, summary.median_days) == (4, 4, 250.0)
     survival = [landmark.survival for landmark in summary.landmarks]
     assert survival == [0.75, 0.25, None]  # 182.6 and 365.25 days; 730.5 is beyond the data
@@ -297,25 +355,43 @@ def test_landmarks_are_6_12_and_24_months_of_30_4375_days() -> None:
 
 def test_endpoint_nobody_is_in_has_no_median() -> None:
     summary = summarize_endpoint("PFSPVTT", [], [], "log-log", at_seq=1, parameters_version=1)
-    assert (summary.n, summary.events, summary.median_days, summary.median_ci_days) == (0, 0, None, (None, None))
+    assert (summary.n, summary.events, summary.median_days, summary.median_ci_days) == (
+        0,
+        0,
+        None,
+        (None, None),
+    )
     assert summary.to_dict()["median_months"] is None
 
 
 def test_median_not_reached_is_reported_as_none() -> None:
-    summary = summarize_endpoint("OS", [100, 200, 300], [True, False, False], "log-log",
-                                 at_seq=1, parameters_version=1)
+    summary = summarize_endpoint(
+        "OS", [100, 200, 300], [True, False, False], "log-log", at_seq=1, parameters_version=1
+    )
     assert summary.median_days is None
 
 
 def test_orr_counts_confirmed_cr_and_pr_over_treated_patients_measurable_at_baseline() -> None:
-    measurable = [ResponseOutcome(True, True, bor, cbor) for bor, cbor in (
-        ("CR", "CR"), ("PR", "PR"), ("PR", "PR"), ("PR", "SD"), ("SD", "SD"),
-        ("NON-CR/NON-PD", "NON-CR/NON-PD"), ("PD", "PD"), ("NE", "NE"), ("MISSING", "MISSING"),
-        ("SD", "SD"),
-    )]
+    measurable = [
+        ResponseOutcome(True, True, bor, cbor)
+        for bor, cbor in (
+            ("CR", "CR"),
+            ("PR", "PR"),
+            ("PR", "PR"),
+            ("PR", "SD"),
+            ("SD", "SD"),
+            ("NON-CR/NON-PD", "NON-CR/NON-PD"),
+            ("PD", "PD"),
+            ("NE", "NE"),
+            ("MISSING", "MISSING"),
+            ("SD", "SD"),
+        )
+    ]
     outside = [ResponseOutcome(True, False, "PR", "PR"), ResponseOutcome(False, True, "CR", "CR")]
-    rates = {(r.measure, r.confirmed): r for r in response_rates(
-        "mRECIST", measurable + outside, at_seq=5, parameters_version=1)}
+    rates = {
+        (r.measure, r.confirmed): r
+        for r in response_rates("mRECIST", measurable + outside, at_seq=5, parameters_version=1)
+    }
     orr = rates[("ORR", True)]
     assert (orr.responders, orr.n, orr.rate) == (3, 10, 0.3)
     # R: binom.test(3, 10)$conf.int = 0.06673951 0.65245285
@@ -345,15 +421,35 @@ def patient_story(draw: st.DrawFn, patient: str) -> list[tuple[str, str, dict[st
     for _ in range(draw(st.integers(0, 4))):
         on += dt.timedelta(days=42)
         lesions = [liver(draw(SIZES))] + ([LUNG_NEW] if draw(st.booleans()) else [])
-        story.append(("scan_read", on.isoformat(), scan_data(
-            *lesions, thrombus=pvtt(draw(st.sampled_from([0.0, 6.0, 12.0, 16.0]))) if has_pvtt else None)))
+        story.append(
+            (
+                "scan_read",
+                on.isoformat(),
+                scan_data(
+                    *lesions,
+                    thrombus=pvtt(draw(st.sampled_from([0.0, 6.0, 12.0, 16.0])))
+                    if has_pvtt
+                    else None,
+                ),
+            )
+        )
     if draw(st.booleans()):
-        story.append(("follow_up_contact", (on + dt.timedelta(days=20)).isoformat(), {"method": "phone"}))
+        story.append(
+            ("follow_up_contact", (on + dt.timedelta(days=20)).isoformat(), {"method": "phone"})
+        )
     if draw(st.booleans()):
-        story.append(("death", (on + dt.timedelta(days=draw(st.integers(1, 120)))).isoformat(),
-                      {"cause": "disease_progression"}))
-    scans = [index for index, (kind, _, data) in enumerate(story)
-             if kind == "scan_read" and data["timepoint"] == "follow_up"]
+        story.append(
+            (
+                "death",
+                (on + dt.timedelta(days=draw(st.integers(1, 120)))).isoformat(),
+                {"cause": "disease_progression"},
+            )
+        )
+    scans = [
+        index
+        for index, (kind, _, data) in enumerate(story)
+        if kind == "scan_read" and data["timepoint"] == "follow_up"
+    ]
     if scans and draw(st.booleans()):
         story.append(("correct", str(draw(st.sampled_from(scans))), {"size": draw(SIZES)}))
     return story
@@ -381,8 +477,13 @@ def trial_ledger(draw: st.DrawFn) -> tuple[list[Recorded], list[int]]:
             target = int(on)
             _, scan_on, original = stories[patient][target]
             corrected = {**original, "lesions": [liver(data["size"]), *original["lesions"][1:]]}
-            ledger.add("event_corrected", scan_on, {"target_event_id": ids[(patient, target)],
-                                                    "data": corrected}, patient=patient, reason="misread")
+            ledger.add(
+                "event_corrected",
+                scan_on,
+                {"target_event_id": ids[(patient, target)], "data": corrected},
+                patient=patient,
+                reason="misread",
+            )
             continue
         entry = ledger.add(kind, on, data, patient=patient)
         ids[(patient, index)] = str(entry.event.event_id)
@@ -397,14 +498,18 @@ def batches_of(entries: Sequence[Recorded], cuts: Sequence[int]) -> list[list[Re
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trial_ledger())
-def test_endpoints_do_not_depend_on_batch_boundaries(drawn: tuple[list[Recorded], list[int]]) -> None:
+def test_endpoints_do_not_depend_on_batch_boundaries(
+    drawn: tuple[list[Recorded], list[int]],
+) -> None:
     entries, cuts = drawn
     assert replay_trial(batches_of(entries, cuts)) == replay_trial([entries])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trial_ledger())
-def test_a_patients_endpoints_do_not_depend_on_other_patients(drawn: tuple[list[Recorded], list[int]]) -> None:
+def test_a_patients_endpoints_do_not_depend_on_other_patients(
+    drawn: tuple[list[Recorded], list[int]],
+) -> None:
     entries, cuts = drawn
     together = replay_trial(batches_of(entries, cuts))
     for key, result in together.items():

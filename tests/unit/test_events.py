@@ -119,13 +119,17 @@ def test_schema_export_writes_a_schema_and_a_valid_example_per_type(tmp_path: Pa
         assert events.decode(example, mode="strict").type == kind
 
 
-def test_an_upcaster_brings_an_old_version_up_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_upcaster_brings_an_old_version_up_before_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A v1 → v2 change of meaning: v1 recorded causes as free words, v2 as a code."""
     from events import catalogue
 
     def v1_to_v2(raw: dict[str, object]) -> dict[str, object]:
         data = dict(raw["data"])  # type: ignore[call-overload]
-        data["cause"] = {"tumour": "disease_progression"}.get(str(data["cause"]), str(data["cause"]))
+        data["cause"] = {"tumour": "disease_progression"}.get(
+            str(data["cause"]), str(data["cause"])
+        )
         return {**raw, "data": data}
 
     monkeypatch.setitem(catalogue.CURRENT_VERSION, "death", 2)

@@ -51,34 +51,88 @@ def treated(number: int, *events: LedgerEvent) -> PatientSafety:
 
 
 def _trial() -> IncidenceTables:
-    return incidence_tables([
-        treated(1, reported(11, "2025-01-20", "Hypertension", 2, patient="P01",
-                            attribution={"lenvatinib": "probable"})),
-        treated(2, reported(21, "2025-01-15", "Hypertension", 1, patient="P02",
-                            attribution={"lenvatinib": "possible"}),
+    return incidence_tables(
+        [
+            treated(
+                1,
+                reported(
+                    11,
+                    "2025-01-20",
+                    "Hypertension",
+                    2,
+                    patient="P01",
+                    attribution={"lenvatinib": "probable"},
+                ),
+            ),
+            treated(
+                2,
+                reported(
+                    21,
+                    "2025-01-15",
+                    "Hypertension",
+                    1,
+                    patient="P02",
+                    attribution={"lenvatinib": "possible"},
+                ),
                 updated(22, "2025-01-22", ae=21, grade=3, patient="P02"),
                 lenvatinib(23, "2025-01-22", "reduce", ae=21, patient="P02"),
-                reported(24, "2025-01-25", "Diarrhea", 1, patient="P02")),
-        treated(3, reported(31, "2025-01-28", "Alanine aminotransferase increased", 3,
-                            patient="P03", serious=True, seriousness=["hospitalisation"],
-                            expected=True, attribution={"pd1": "possible"})),
-        treated(4, reported(41, "2025-01-10", "Fatigue", 1, patient="P04")),
-        treated(5, reported(51, "2025-02-01", "Pneumonitis", 4, patient="P05",
-                            expected=False, attribution={"pd1": "probable"}),
-                discontinued(52, "2025-02-02", ae=51, patient="P05")),
-        treated(6, reported(61, "2025-02-03", "Hepatic failure", 3, patient="P06"),
+                reported(24, "2025-01-25", "Diarrhea", 1, patient="P02"),
+            ),
+            treated(
+                3,
+                reported(
+                    31,
+                    "2025-01-28",
+                    "Alanine aminotransferase increased",
+                    3,
+                    patient="P03",
+                    serious=True,
+                    seriousness=["hospitalisation"],
+                    expected=True,
+                    attribution={"pd1": "possible"},
+                ),
+            ),
+            treated(4, reported(41, "2025-01-10", "Fatigue", 1, patient="P04")),
+            treated(
+                5,
+                reported(
+                    51,
+                    "2025-02-01",
+                    "Pneumonitis",
+                    4,
+                    patient="P05",
+                    expected=False,
+                    attribution={"pd1": "probable"},
+                ),
+                discontinued(52, "2025-02-02", ae=51, patient="P05"),
+            ),
+            treated(
+                6,
+                reported(61, "2025-02-03", "Hepatic failure", 3, patient="P06"),
                 updated(62, "2025-02-05", ae=61, grade=5, outcome="fatal", patient="P06"),
-                death(63, "2025-02-05", ae=61, patient="P06")),
-        treated(7),
-        treated(8, reported(81, "2025-01-02", "Abdominal pain", 1, patient="P08"),
-                reported(82, "2025-02-06", "Fatigue", 2, patient="P08")),
-        treated(9, reported(91, "2025-01-12", "Diarrhea", 2, patient="P09",
-                            attribution={"haic": "definite"})),
-        treated(10, reported(101, "2025-01-14", "Fatigue", 2, patient="P10"),
+                death(63, "2025-02-05", ae=61, patient="P06"),
+            ),
+            treated(7),
+            treated(
+                8,
+                reported(81, "2025-01-02", "Abdominal pain", 1, patient="P08"),
+                reported(82, "2025-02-06", "Fatigue", 2, patient="P08"),
+            ),
+            treated(
+                9,
+                reported(
+                    91, "2025-01-12", "Diarrhea", 2, patient="P09", attribution={"haic": "definite"}
+                ),
+            ),
+            treated(
+                10,
+                reported(101, "2025-01-14", "Fatigue", 2, patient="P10"),
                 reported(102, "2025-01-16", "Hypertension", 1, patient="P10"),
-                death(103, "2025-06-01", patient="P10")),
-        patient(reported(111, "2025-01-10", "Fatigue", 3, patient="P11")),
-    ])
+                death(103, "2025-06-01", patient="P10"),
+            ),
+            patient(reported(111, "2025-01-10", "Fatigue", 3, patient="P11")),
+        ]
+    )
 
 
 TABLES = _trial()
@@ -97,8 +151,11 @@ def test_treated_population_is_the_10_patients_with_a_startdt() -> None:
 
 def test_8_of_10_treated_patients_had_a_teae_with_its_exact_ci() -> None:
     count = TABLES.overall.any_grade
-    assert_count(count, [1, 2, 3, 4, 5, 6, 9, 10],
-                 [11, 21, 22, 23, 24, 31, 41, 51, 52, 61, 62, 63, 91, 101, 102])
+    assert_count(
+        count,
+        [1, 2, 3, 4, 5, 6, 9, 10],
+        [11, 21, 22, 23, 24, 31, 41, 51, 52, 61, 62, 63, 91, 101, 102],
+    )
     assert count.percent == pytest.approx(80.0)
     # R: binom.test(8, 10)$conf.int
     assert count.ci == pytest.approx((0.4439045, 0.9747893), abs=1e-7)

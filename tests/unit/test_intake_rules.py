@@ -169,7 +169,10 @@ def test_facts_kept_up_event_by_event_equal_the_facts_folded_from_scratch() -> N
 
     ae = ev("ae_reported", occurred_on="2025-02-20")
     entries = history(
-        ENROLLED, ev("scan_read", occurred_on="2025-01-28"), ev("infusion_given", occurred_on="2025-02-05"), ae,
+        ENROLLED,
+        ev("scan_read", occurred_on="2025-01-28"),
+        ev("infusion_given", occurred_on="2025-02-05"),
+        ae,
         ev("ae_updated", occurred_on="2025-02-27", data={"ae_event_id": str(ae.event_id)}),
         ev("death", occurred_on="2025-06-01"),
     )
@@ -179,5 +182,11 @@ def test_facts_kept_up_event_by_event_equal_the_facts_folded_from_scratch() -> N
         assert extended is not None
         facts = extended
         assert facts == patient_facts(entries[:n])
-    correction = Recorded(7, ev("event_corrected", data={"target_event_id": str(ae.event_id), "data": EXAMPLES["ae_reported"]["data"]}))
+    correction = Recorded(
+        7,
+        ev(
+            "event_corrected",
+            data={"target_event_id": str(ae.event_id), "data": EXAMPLES["ae_reported"]["data"]},
+        ),
+    )
     assert extend_facts(facts, correction) is None

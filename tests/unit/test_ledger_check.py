@@ -27,20 +27,43 @@ class Builder:
         self.messages: list[StoredMessage] = []
         self.heads: dict[str, str] = {}
 
-    def append(self, site: str, patient: str, kind: str = "infusion_given",
-               data: dict[str, Any] | None = None, event_id: str | None = None) -> dict[str, Any]:
+    def append(
+        self,
+        site: str,
+        patient: str,
+        kind: str = "infusion_given",
+        data: dict[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
         key = f"{TRIAL}.{site}.{patient}"
-        body = {"event_id": event_id or str(uuid.uuid4()), "type": kind, "trial_id": TRIAL,
-                "site_id": site, "patient_id": patient, "data": data or {}}
-        stored = seal_stored(body, recorded_at="2025-01-01T00:00:00Z", prev_hash=self.heads.get(key))
+        body = {
+            "event_id": event_id or str(uuid.uuid4()),
+            "type": kind,
+            "trial_id": TRIAL,
+            "site_id": site,
+            "patient_id": patient,
+            "data": data or {},
+        }
+        stored = seal_stored(
+            body, recorded_at="2025-01-01T00:00:00Z", prev_hash=self.heads.get(key)
+        )
         self.heads[key] = stored["hash"]
         seq = len(self.messages) + 1
-        headers = {"Nats-Msg-Id": stored["event_id"], SIGNATURE_HEADER: sign_event_hash(KEY, stored["hash"])}
-        self.messages.append(StoredMessage(seq, f"ledger.{key}.{kind}", json.dumps(stored).encode(), headers))
+        headers = {
+            "Nats-Msg-Id": stored["event_id"],
+            SIGNATURE_HEADER: sign_event_hash(KEY, stored["hash"]),
+        }
+        self.messages.append(
+            StoredMessage(seq, f"ledger.{key}.{kind}", json.dumps(stored).encode(), headers)
+        )
         return stored
 
-    def seal(self, upto: int, heads: dict[str, str], count: int, previous: str | None) -> dict[str, Any]:
-        data = seal_data(KEY, upto_seq=upto, event_count=count, heads=heads, previous_seal_hash=previous)
+    def seal(
+        self, upto: int, heads: dict[str, str], count: int, previous: str | None
+    ) -> dict[str, Any]:
+        data = seal_data(
+            KEY, upto_seq=upto, event_count=count, heads=heads, previous_seal_hash=previous
+        )
         return self.append("_sponsor", "_trial", "ledger_sealed", data)
 
     def check(self, skip: tuple[int, ...] = ()) -> Report:
@@ -58,8 +81,12 @@ def test_a_sealed_ledger_written_by_the_writer_verifies_clean() -> None:
     first = ledger.seal(2, dict(ledger.heads), 2, None)
     heads_at_4 = dict(ledger.heads)
     ledger.append("site01", "P0001")
-    ledger.seal(4, {**heads_at_4, f"{TRIAL}.site01.P0001": ledger.heads[f"{TRIAL}.site01.P0001"]}, 4,
-                first["hash"])
+    ledger.seal(
+        4,
+        {**heads_at_4, f"{TRIAL}.site01.P0001": ledger.heads[f"{TRIAL}.site01.P0001"]},
+        4,
+        first["hash"],
+    )
     report = ledger.check()
     assert report.problems == []
     assert (report.events, report.seals, report.signed_events, report.patients) == (5, 2, 5, 3)
@@ -116,7 +143,9 @@ def test_an_event_without_the_writers_signature_is_reported() -> None:
     ledger = Builder()
     ledger.append("site01", "P0001", "enrolled")
     msg = ledger.messages[0]
-    ledger.messages[0] = StoredMessage(msg.seq, msg.subject, msg.body, {"Nats-Msg-Id": json.loads(msg.body)["event_id"]})
+    ledger.messages[0] = StoredMessage(
+        msg.seq, msg.subject, msg.body, {"Nats-Msg-Id": json.loads(msg.body)["event_id"]}
+    )
     assert [p.kind for p in ledger.check().problems] == ["unsigned"]
 
 
@@ -124,5 +153,7 @@ def test_a_body_filed_under_another_sites_subject_is_reported() -> None:
     ledger = Builder()
     ledger.append("site01", "P0001", "enrolled")
     msg = ledger.messages[0]
-    ledger.messages[0] = StoredMessage(1, msg.subject.replace("site01", "site02"), msg.body, msg.headers)
+    ledger.messages[0] = StoredMessage(
+        1, msg.subject.replace("site01", "site02"), msg.body, msg.headers
+    )
     assert [p.kind for p in ledger.check().problems] == ["subject_mismatch"]

@@ -37,7 +37,9 @@ def _derived_with(on: bool, batches: list[list[Recorded]]) -> object:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trial_ledger())
-def test_endpoints_with_memos_equal_endpoints_without(drawn: tuple[list[Recorded], list[int]]) -> None:
+def test_endpoints_with_memos_equal_endpoints_without(
+    drawn: tuple[list[Recorded], list[int]],
+) -> None:
     entries, cuts = drawn
     batches = batches_of(entries, cuts)
     assert _derived_with(True, batches) == _derived_with(False, batches)
@@ -45,10 +47,14 @@ def test_endpoints_with_memos_equal_endpoints_without(drawn: tuple[list[Recorded
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trial_ledger())
-def test_state_and_safety_folded_entry_by_entry_equal_a_fresh_fold(drawn: tuple[list[Recorded], list[int]]) -> None:
+def test_state_and_safety_folded_entry_by_entry_equal_a_fresh_fold(
+    drawn: tuple[list[Recorded], list[int]],
+) -> None:
     entries, _ = drawn
     patients = [e for e in entries if e.event.site_id != "_sponsor"]
-    parameters = next(e.event.data.parameters for e in entries if e.event.event_type == "protocol_parameters_set")
+    parameters = next(
+        e.event.data.parameters for e in entries if e.event.event_type == "protocol_parameters_set"
+    )
     memo.configure(keys=64, entries=10_000)
     try:
         grown: dict[object, list[Recorded]] = {}
@@ -57,7 +63,9 @@ def test_state_and_safety_folded_entry_by_entry_equal_a_fresh_fold(drawn: tuple[
             history = grown.setdefault(entry.event.patient_key, [])
             history.append(entry)
             events = effective_history(history).events
-            remembered.append((fold_ledger(history), patient_safety(events, parameters) if events else None))
+            remembered.append(
+                (fold_ledger(history), patient_safety(events, parameters) if events else None)
+            )
     finally:
         memo.configure(keys=0, entries=0)
     fresh = []
@@ -103,7 +111,9 @@ def test_the_memo_is_bounded(memos_on: None) -> None:
 
 def _ledger() -> list[Recorded]:
     """One drawn ledger with a few events per patient."""
-    drawn = find(trial_ledger(), lambda drawn: sum(e.event.site_id != "_sponsor" for e in drawn[0]) >= 6)
+    drawn = find(
+        trial_ledger(), lambda drawn: sum(e.event.site_id != "_sponsor" for e in drawn[0]) >= 6
+    )
     return drawn[0]
 
 
@@ -133,11 +143,17 @@ def test_an_exact_memo_answers_only_the_same_entries_and_the_same_argument(memos
     a, b, c = object(), object(), object()
     first = (a, b)
     assert exact.get(first, "p1", lambda: compute(first, "p1")) == (2, "p1")
-    assert exact.get((a, b), "p1", lambda: compute(first, "p1")) == (2, "p1")  # the same objects: remembered
+    assert exact.get((a, b), "p1", lambda: compute(first, "p1")) == (
+        2,
+        "p1",
+    )  # the same objects: remembered
     assert calls == ["p1"]
     assert exact.get((a, b), "p2", lambda: compute(first, "p2")) == (2, "p2")  # another argument
     assert exact.get((a, b, c), "p2", lambda: compute((a, b, c), "p2")) == (3, "p2")  # grown
-    assert exact.get((a, object()), "p2", lambda: compute((a, b), "p2")) == (2, "p2")  # an equal-length other
+    assert exact.get((a, object()), "p2", lambda: compute((a, b), "p2")) == (
+        2,
+        "p2",
+    )  # an equal-length other
     assert calls == ["p1", "p2", "p2", "p2"]
     assert (exact.hits, exact.misses) == (1, 4)
     memo.configure(keys=0, entries=0)

@@ -27,8 +27,12 @@ from tests.unit.test_recist import (
 
 pytestmark = pytest.mark.unit
 
-PVTT_ENHANCING = {"present": True, "vp_grade": "Vp3", "thrombus_diameter_mm": 15.0,
-                  "enhancing": True}
+PVTT_ENHANCING = {
+    "present": True,
+    "vp_grade": "Vp3",
+    "thrombus_diameter_mm": 15.0,
+    "enhancing": True,
+}
 
 
 def test_20_percent_with_4_mm_is_progression_under_mrecist_but_not_recist() -> None:
@@ -46,7 +50,8 @@ def test_mrecist_absolute_minimum_is_a_protocol_parameter() -> None:
     assert overall(
         baseline(target("T1", 20.0, viable_diameter_mm=20.0)),
         scan(2, WEEK_6, target("T1", 24.0, viable_diameter_mm=24.0)),
-        criterion=MRECIST, params=params,
+        criterion=MRECIST,
+        params=params,
     ) == [SD]
 
 
@@ -58,17 +63,24 @@ def test_shrinking_viable_tumour_is_partial_response_while_the_diameter_holds() 
     )
     tp = responses(*scans, criterion=MRECIST)[0]
     assert (tp.overall, tp.target_sum_mm, tp.pct_change_from_baseline) == (
-        PR, Decimal("28.0"), -30.0,
+        PR,
+        Decimal("28.0"),
+        -30.0,
     )
     assert overall(*scans, criterion=RECIST) == [SD]
 
 
 def test_no_arterial_enhancement_in_any_target_is_complete_response() -> None:
     assert overall(
-        baseline(target("T1", 50.0, viable_diameter_mm=40.0),
-                 target("T2", 30.0, viable_diameter_mm=20.0)),
-        scan(2, WEEK_6, target("T1", 45.0, viable_diameter_mm=0.0),
-             target("T2", 28.0, viable_diameter_mm=0.0)),
+        baseline(
+            target("T1", 50.0, viable_diameter_mm=40.0), target("T2", 30.0, viable_diameter_mm=20.0)
+        ),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 45.0, viable_diameter_mm=0.0),
+            target("T2", 28.0, viable_diameter_mm=0.0),
+        ),
         criterion=MRECIST,
     ) == [CR]
 
@@ -94,16 +106,27 @@ def test_extrahepatic_target_without_viable_diameter_keeps_its_recist_measuremen
 
 def test_non_target_that_stops_enhancing_counts_as_gone() -> None:
     tps = responses(
-        baseline(target("T1", 30.0, viable_diameter_mm=30.0),
-                 non_target("NT1", "present", enhancing=True)),
-        scan(2, WEEK_6, target("T1", 30.0, viable_diameter_mm=0.0),
-             non_target("NT1", "present", enhancing=False)),
-        scan(3, WEEK_12, target("T1", 30.0, viable_diameter_mm=0.0),
-             non_target("NT1", "present", enhancing=True)),
+        baseline(
+            target("T1", 30.0, viable_diameter_mm=30.0),
+            non_target("NT1", "present", enhancing=True),
+        ),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 30.0, viable_diameter_mm=0.0),
+            non_target("NT1", "present", enhancing=False),
+        ),
+        scan(
+            3,
+            WEEK_12,
+            target("T1", 30.0, viable_diameter_mm=0.0),
+            non_target("NT1", "present", enhancing=True),
+        ),
         criterion=MRECIST,
     )
     assert [(tp.non_target_response, tp.overall) for tp in tps] == [
-        (CR, CR), (NON_CR_NON_PD, PR),
+        (CR, CR),
+        (NON_CR_NON_PD, PR),
     ]
 
 
@@ -142,9 +165,15 @@ def test_atypical_new_lesion_counts_only_after_10_mm_interval_growth() -> None:
 def test_porta_hepatis_node_is_malignant_only_from_20_mm_short_axis() -> None:
     porta = {"organ": "porta_hepatis", "location": "extrahepatic"}
     patient = assess_patient(
-        [baseline(target("T1", 40.0, viable_diameter_mm=40.0), node("P1", 18.0, **porta),
-                  node("P2", 22.0, **porta))],
-        START, PARAMS,
+        [
+            baseline(
+                target("T1", 40.0, viable_diameter_mm=40.0),
+                node("P1", 18.0, **porta),
+                node("P2", 22.0, **porta),
+            )
+        ],
+        START,
+        PARAMS,
     )
     mrecist = patient.baselines[MRECIST]
     assert "not_malignant_by_size:P1" in mrecist.flags
@@ -155,8 +184,12 @@ def test_porta_hepatis_node_is_malignant_only_from_20_mm_short_axis() -> None:
 def test_new_porta_hepatis_node_below_20_mm_is_not_progression_under_mrecist() -> None:
     scans = (
         baseline(target("T1", 40.0, viable_diameter_mm=40.0)),
-        scan(2, WEEK_6, target("T1", 40.0, viable_diameter_mm=35.0),
-             new("P9", None, organ="porta_hepatis", is_lymph_node=True, short_axis_mm=15.0)),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 40.0, viable_diameter_mm=35.0),
+            new("P9", None, organ="porta_hepatis", is_lymph_node=True, short_axis_mm=15.0),
+        ),
     )
     assert overall(*scans, criterion=MRECIST) == [SD]
     assert overall(*scans, criterion=RECIST) == [PD]
@@ -166,13 +199,19 @@ def test_enhancing_portal_thrombus_is_a_non_target_that_prevents_complete_respon
     tps = responses(
         baseline(target("T1", 30.0, viable_diameter_mm=30.0), pvtt=PVTT_ENHANCING),
         scan(2, WEEK_6, target("T1", 30.0, viable_diameter_mm=0.0), pvtt=PVTT_ENHANCING),
-        scan(3, WEEK_12, target("T1", 30.0, viable_diameter_mm=0.0),
-             pvtt=PVTT_ENHANCING | {"enhancing": False}),
+        scan(
+            3,
+            WEEK_12,
+            target("T1", 30.0, viable_diameter_mm=0.0),
+            pvtt=PVTT_ENHANCING | {"enhancing": False},
+        ),
         scan(4, WEEK_12.replace(day=30), target("T1", 30.0, viable_diameter_mm=0.0)),
         criterion=MRECIST,
     )
     assert [(tp.non_target_response, tp.overall) for tp in tps] == [
-        (NON_CR_NON_PD, PR), (CR, CR), (NE, PR),
+        (NON_CR_NON_PD, PR),
+        (CR, CR),
+        (NE, PR),
     ]
 
 
@@ -189,21 +228,33 @@ def test_intrahepatic_progression_uses_liver_targets_only() -> None:
     # Liver viable 30 → 36 (+20 %), lung 50 → 20: the sum falls (80 → 56), the liver grows.
     lung = {"organ": "lung", "location": "extrahepatic"}
     tp = responses(
-        baseline(target("T1", 40.0, viable_diameter_mm=30.0),
-                 target("T2", 50.0, viable_diameter_mm=50.0, **lung)),
-        scan(2, WEEK_6, target("T1", 40.0, viable_diameter_mm=36.0),
-             target("T2", 20.0, viable_diameter_mm=20.0, **lung)),
+        baseline(
+            target("T1", 40.0, viable_diameter_mm=30.0),
+            target("T2", 50.0, viable_diameter_mm=50.0, **lung),
+        ),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 40.0, viable_diameter_mm=36.0),
+            target("T2", 20.0, viable_diameter_mm=20.0, **lung),
+        ),
         criterion=MRECIST,
     )[0]
     assert (tp.overall, tp.intrahepatic_pd, tp.extrahepatic_pd) == (PR, True, False)
 
 
-def test_baseline_extrahepatic_disease_progressing_is_extrahepatic_progression_by_parameter() -> None:
+def test_baseline_extrahepatic_disease_progressing_is_extrahepatic_progression_by_parameter() -> (
+    None
+):
     bone = {"organ": "bone", "location": "extrahepatic"}
     scans = (
         baseline(target("T1", 40.0, viable_diameter_mm=40.0), non_target("B1", "present", **bone)),
-        scan(2, WEEK_6, target("T1", 40.0, viable_diameter_mm=40.0),
-             non_target("B1", "unequivocal_progression", **bone)),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 40.0, viable_diameter_mm=40.0),
+            non_target("B1", "unequivocal_progression", **bone),
+        ),
     )
     tp = responses(*scans, criterion=MRECIST)[0]
     assert (tp.overall, tp.extrahepatic_pd, tp.intrahepatic_pd) == (PD, True, False)
@@ -221,15 +272,20 @@ def test_equivocal_new_liver_lesion_confirmed_later_redates_mrecist_progression(
         criterion=MRECIST,
     )
     assert [(tp.overall, tp.pd_date, tp.intrahepatic_pd) for tp in tps] == [
-        (PD, WEEK_6, True), (PD, WEEK_6, True),
+        (PD, WEEK_6, True),
+        (PD, WEEK_6, True),
     ]
 
 
 def test_mrecist_reader_disagreement_is_flagged() -> None:
     tp = responses(
         baseline(target("T1", 40.0, viable_diameter_mm=40.0)),
-        scan(2, WEEK_6, target("T1", 40.0, viable_diameter_mm=0.0),
-             calls={"mrecist": "PR", "recist": "SD"}),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 40.0, viable_diameter_mm=0.0),
+            calls={"mrecist": "PR", "recist": "SD"},
+        ),
         criterion=MRECIST,
     )[0]
     assert (tp.overall, tp.reader_call, tp.disagrees) == (CR, "PR", True)

@@ -22,12 +22,20 @@ D = dt.date.fromisoformat
 def _event(
     event_type: str, n: int, on: str, /, reason: str | None = None, **data: Any
 ) -> LedgerEvent:
-    return decode({
-        "event_id": f"00000000-0000-4000-8000-{n:012d}", "type": event_type,
-        "trial_id": "HAIC-PD1-LEN", "site_id": "site01", "patient_id": "P0001",
-        "occurred_on": on, "recorded_by": "site01.coordinator", "reason": reason,
-        "hash": f"{n:064x}", "data": data,
-    })
+    return decode(
+        {
+            "event_id": f"00000000-0000-4000-8000-{n:012d}",
+            "type": event_type,
+            "trial_id": "HAIC-PD1-LEN",
+            "site_id": "site01",
+            "patient_id": "P0001",
+            "occurred_on": on,
+            "recorded_by": "site01.coordinator",
+            "reason": reason,
+            "hash": f"{n:064x}",
+            "data": data,
+        }
+    )
 
 
 def _id(n: int) -> str:
@@ -36,10 +44,17 @@ def _id(n: int) -> str:
 
 def enrolled(n: int, on: str, **overrides: Any) -> LedgerEvent:
     data = {
-        "bclc_stage": "C", "child_pugh": "A6", "ecog": 1,
-        "prior_systemic_therapy": ["sorafenib"], "baseline_pvtt": True,
-        "baseline_pvtt_vp": "Vp3", "baseline_extrahepatic_spread": False,
-        "body_weight_kg": 64.5, "age_years": 58, "sex": "M", **overrides,
+        "bclc_stage": "C",
+        "child_pugh": "A6",
+        "ecog": 1,
+        "prior_systemic_therapy": ["sorafenib"],
+        "baseline_pvtt": True,
+        "baseline_pvtt_vp": "Vp3",
+        "baseline_extrahepatic_spread": False,
+        "body_weight_kg": 64.5,
+        "age_years": 58,
+        "sex": "M",
+        **overrides,
     }
     return _event("enrolled", n, on, **data)
 
@@ -48,8 +63,9 @@ def infusion(n: int, on: str, agent: str = "haic", cycle: int = 1) -> LedgerEven
     return _event("infusion_given", n, on, agent=agent, cycle=cycle)
 
 
-def dose(n: int, on: str, action: str, dose_mg: float | None = None,
-         agent: str = "lenvatinib") -> LedgerEvent:
+def dose(
+    n: int, on: str, action: str, dose_mg: float | None = None, agent: str = "lenvatinib"
+) -> LedgerEvent:
     return _event("dose_modified", n, on, agent=agent, action=action, dose_mg=dose_mg)
 
 
@@ -69,15 +85,28 @@ def death(n: int, on: str) -> LedgerEvent:
     return _event("death", n, on, cause="disease_progression")
 
 
-def corrected(n: int, on: str, target: int, occurred_on: str | None,
-              data: dict[str, Any]) -> LedgerEvent:
-    return _event("event_corrected", n, on, reason="date transcribed wrongly",
-                  target_event_id=_id(target), occurred_on=occurred_on, data=data)
+def corrected(
+    n: int, on: str, target: int, occurred_on: str | None, data: dict[str, Any]
+) -> LedgerEvent:
+    return _event(
+        "event_corrected",
+        n,
+        on,
+        reason="date transcribed wrongly",
+        target_event_id=_id(target),
+        occurred_on=occurred_on,
+        data=data,
+    )
 
 
 def retracted(n: int, on: str, target: int) -> LedgerEvent:
-    return _event("event_retracted", n, on, reason="entered for the wrong patient",
-                  target_event_id=_id(target))
+    return _event(
+        "event_retracted",
+        n,
+        on,
+        reason="entered for the wrong patient",
+        target_event_id=_id(target),
+    )
 
 
 def ledger(*events: LedgerEvent) -> list[Recorded]:
@@ -138,15 +167,18 @@ def test_correcting_the_first_infusion_date_moves_startdt() -> None:
         enrolled(1, "2025-02-03"),
         infusion(2, "2025-02-12"),
         infusion(3, "2025-03-05", cycle=2),
-        corrected(4, "2025-02-20", target=2, occurred_on="2025-02-07",
-                  data={"agent": "haic", "cycle": 1}),
+        corrected(
+            4, "2025-02-20", target=2, occurred_on="2025-02-07", data={"agent": "haic", "cycle": 1}
+        ),
     )
     assert state.startdt == D("2025-02-07")
     assert state.haic_cycles == 2
 
 
 def test_retracting_the_only_infusion_returns_the_patient_to_enrolled() -> None:
-    state = state_of(enrolled(1, "2025-02-03"), infusion(2, "2025-02-05"), retracted(3, "2025-02-06", 2))
+    state = state_of(
+        enrolled(1, "2025-02-03"), infusion(2, "2025-02-05"), retracted(3, "2025-02-06", 2)
+    )
     assert state.status == "enrolled"
     assert state.startdt is None
     assert state.haic_cycles == 0
@@ -198,7 +230,9 @@ def test_the_patient_is_off_treatment_only_when_every_started_agent_is_discontin
     state = state_of(*course, dose(5, "2025-03-02", "discontinue", agent="pd1"))
     assert state.status == "off_treatment"
     assert (state.haic_status, state.pd1_status, state.lenvatinib_status) == (
-        "discontinued", "discontinued", "not_started",
+        "discontinued",
+        "discontinued",
+        "not_started",
     )
 
 
@@ -258,8 +292,9 @@ def test_a_lost_to_follow_up_declaration_is_not_a_date_known_alive() -> None:
 
 
 def test_consent_withdrawal_makes_the_patient_withdrawn() -> None:
-    state = state_of(enrolled(1, "2025-02-03"), _event("withdrawn", 2, "2025-03-01",
-                                                       kind="consent_withdrawn"))
+    state = state_of(
+        enrolled(1, "2025-02-03"), _event("withdrawn", 2, "2025-03-01", kind="consent_withdrawn")
+    )
     assert state.status == "withdrawn"
     assert state.last_known_alive_on == D("2025-03-01")
 
@@ -267,10 +302,17 @@ def test_consent_withdrawal_makes_the_patient_withdrawn() -> None:
 def test_only_anticancer_subsequent_therapy_dates_subsequent_therapy() -> None:
     state = state_of(
         enrolled(1, "2025-02-03"),
-        _event("subsequent_therapy_started", 2, "2025-06-01", therapy="paracentesis",
-               kind="other", anticancer=False),
-        _event("subsequent_therapy_started", 3, "2025-07-01", therapy="regorafenib",
-               kind="systemic"),
+        _event(
+            "subsequent_therapy_started",
+            2,
+            "2025-06-01",
+            therapy="paracentesis",
+            kind="other",
+            anticancer=False,
+        ),
+        _event(
+            "subsequent_therapy_started", 3, "2025-07-01", therapy="regorafenib", kind="systemic"
+        ),
     )
     assert state.subsequent_therapy_on == D("2025-07-01")
 
@@ -291,17 +333,30 @@ def test_worst_ae_grade_counts_updates_of_effective_aes_only() -> None:
 
 
 def test_a_grade_5_update_marks_the_ae_as_fatal_for_the_death_check() -> None:
-    state = state_of(enrolled(1, "2025-02-03"), ae(2, "2025-02-20", grade=3),
-                     ae_update(3, "2025-03-01", target=2, grade=5))
+    state = state_of(
+        enrolled(1, "2025-02-03"),
+        ae(2, "2025-02-20", grade=3),
+        ae_update(3, "2025-03-01", target=2, grade=5),
+    )
     assert state.grade5_ae_ids == frozenset({_id(2)})
     assert state.worst_ae_grade == 5
 
 
 def test_writer_facts_name_baseline_lesions_and_known_events() -> None:
-    target = {"lesion_id": "T1", "location": "intrahepatic", "organ": "liver",
-              "role": "target", "longest_diameter_mm": 52.0}
-    non_target = {"lesion_id": "N1", "location": "intrahepatic", "organ": "liver",
-                  "role": "non_target", "status": "present"}
+    target = {
+        "lesion_id": "T1",
+        "location": "intrahepatic",
+        "organ": "liver",
+        "role": "target",
+        "longest_diameter_mm": 52.0,
+    }
+    non_target = {
+        "lesion_id": "N1",
+        "location": "intrahepatic",
+        "organ": "liver",
+        "role": "non_target",
+        "status": "present",
+    }
     new = {"lesion_id": "X1", "location": "extrahepatic", "organ": "bone", "role": "new"}
     state = state_of(
         scan(1, "2025-01-28", "baseline", target, non_target),
@@ -312,7 +367,10 @@ def test_writer_facts_name_baseline_lesions_and_known_events() -> None:
     assert state.baseline_lesion_ids == frozenset({"T1", "N1"})
     assert state.new_lesion_ids == frozenset({"X1"})
     assert dict(state.known_events) == {
-        _id(1): "scan_read", _id(2): "enrolled", _id(3): "scan_read", _id(4): "ae_reported",
+        _id(1): "scan_read",
+        _id(2): "enrolled",
+        _id(3): "scan_read",
+        _id(4): "ae_reported",
     }
     assert state.enrollment_count == 1
     assert state.enrolled_on == D("2025-02-03")
@@ -327,14 +385,17 @@ def test_a_second_enrollment_is_counted_and_the_earliest_one_stands() -> None:
 
 
 def test_the_ledger_fold_ends_at_the_chain_head_even_when_it_is_a_retraction() -> None:
-    state = state_of(enrolled(1, "2025-02-03"), infusion(2, "2025-02-05"), retracted(3, "2025-02-06", 2))
+    state = state_of(
+        enrolled(1, "2025-02-03"), infusion(2, "2025-02-05"), retracted(3, "2025-02-06", 2)
+    )
     assert (state.last_seq, state.last_hash) == (3, f"{3:064x}")
     assert state.event_count == 1
 
 
 def test_an_effective_history_alone_knows_the_retraction_seq_but_not_its_hash() -> None:
-    history = effective_history(ledger(enrolled(1, "2025-02-03"), infusion(2, "2025-02-05"),
-                                       retracted(3, "2025-02-06", 2)))
+    history = effective_history(
+        ledger(enrolled(1, "2025-02-03"), infusion(2, "2025-02-05"), retracted(3, "2025-02-06", 2))
+    )
     state = fold(history)
     assert (state.last_seq, state.last_hash) == (3, None)
     assert fold(history.events).last_seq == 1
@@ -357,8 +418,9 @@ def _course() -> list[Effective]:
         dose(13, "2025-04-01", "discontinue", agent="pd1"),
         _event("follow_up_contact", 14, "2025-04-15", method="visit"),
         _event("treatment_discontinued", 15, "2025-05-01", cause="adverse_event"),
-        _event("subsequent_therapy_started", 16, "2025-05-20", therapy="regorafenib",
-               kind="systemic"),
+        _event(
+            "subsequent_therapy_started", 16, "2025-05-20", therapy="regorafenib", kind="systemic"
+        ),
         death(17, "2025-08-30"),
     ]
     return [Effective(seq, event) for seq, event in enumerate(events, start=1)]
@@ -396,8 +458,15 @@ def test_the_course_reads_as_hand_derived() -> None:
 def test_folding_two_thousand_infusions_counts_every_one() -> None:
     start = dt.date(2025, 2, 5)
     history = [Effective(1, enrolled(1, "2025-02-03"))] + [
-        Effective(n, infusion(n, (start + dt.timedelta(days=n % 700)).isoformat(),
-                              agent="pd1" if n % 2 else "haic", cycle=1 + n % 200))
+        Effective(
+            n,
+            infusion(
+                n,
+                (start + dt.timedelta(days=n % 700)).isoformat(),
+                agent="pd1" if n % 2 else "haic",
+                cycle=1 + n % 200,
+            ),
+        )
         for n in range(2, 2001)
     ]
     state = fold(history)

@@ -29,12 +29,19 @@ pytestmark = pytest.mark.unit
 
 
 def thrombus(diameter: float | None, grade: str = "Vp3", **fields: Any) -> dict[str, Any]:
-    return {"present": True, "vp_grade": grade, "thrombus_diameter_mm": diameter,
-            "enhancing": True} | fields
+    return {
+        "present": True,
+        "vp_grade": grade,
+        "thrombus_diameter_mm": diameter,
+        "enhancing": True,
+    } | fields
 
 
-def pvtt_course(*reads: dict[str, Any] | None, base: dict[str, Any] | None = None,
-                params: ProtocolParameters = PARAMS) -> list[str]:
+def pvtt_course(
+    *reads: dict[str, Any] | None,
+    base: dict[str, Any] | None = None,
+    params: ProtocolParameters = PARAMS,
+) -> list[str]:
     """Overall PVTT responses for a baseline thrombus of 20.0 mm Vp3 and these follow-ups."""
     days = [WEEK_6, WEEK_12, WEEK_18, dt.date(2025, 7, 23)]
     scans = [scan(k + 2, days[k], target("T1", 40.0), pvtt=read) for k, read in enumerate(reads)]
@@ -85,7 +92,8 @@ def test_thresholds_are_protocol_parameters() -> None:
 def test_only_patients_with_pvtt_at_baseline_have_pvtt_responses() -> None:
     patient = assess_patient(
         [baseline(target("T1", 40.0)), scan(2, WEEK_6, target("T1", 30.0), pvtt=thrombus(9.0))],
-        START, PARAMS,
+        START,
+        PARAMS,
     )
     assert not patient.has_pvtt
     assert not patient.measurable(PVTT)
@@ -99,7 +107,9 @@ def test_pvtt_timepoint_reports_the_thrombus_diameter_and_its_change() -> None:
         criterion=PVTT,
     )[0]
     assert (tp.overall, tp.target_sum_mm, tp.pct_change_from_baseline) == (
-        SD, Decimal("15.0"), -25.0,
+        SD,
+        Decimal("15.0"),
+        -25.0,
     )
     assert tp.disagrees
     assert tp.flags == ("reader_disagrees",)

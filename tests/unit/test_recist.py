@@ -27,32 +27,50 @@ WEEK_6, WEEK_12, WEEK_18 = dt.date(2025, 3, 19), dt.date(2025, 4, 30), dt.date(2
 
 def target(lesion_id: str, ld: float | None = None, **fields: Any) -> dict[str, Any]:
     """A target lesion, in the liver unless told otherwise."""
-    base: dict[str, Any] = {"lesion_id": lesion_id, "role": "target",
-                            "location": "intrahepatic", "organ": "liver"}
+    base: dict[str, Any] = {
+        "lesion_id": lesion_id,
+        "role": "target",
+        "location": "intrahepatic",
+        "organ": "liver",
+    }
     if ld is not None:
         base["longest_diameter_mm"] = ld
     return base | fields
 
 
 def node(lesion_id: str, short_axis: float | None, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"lesion_id": lesion_id, "role": "target",
-                            "location": "extrahepatic", "organ": "mediastinum",
-                            "is_lymph_node": True}
+    base: dict[str, Any] = {
+        "lesion_id": lesion_id,
+        "role": "target",
+        "location": "extrahepatic",
+        "organ": "mediastinum",
+        "is_lymph_node": True,
+    }
     if short_axis is not None:
         base["short_axis_mm"] = short_axis
     return base | fields
 
 
 def non_target(lesion_id: str, status: str, **fields: Any) -> dict[str, Any]:
-    base = {"lesion_id": lesion_id, "role": "non_target", "status": status,
-            "location": "intrahepatic", "organ": "liver"}
+    base = {
+        "lesion_id": lesion_id,
+        "role": "non_target",
+        "status": status,
+        "location": "intrahepatic",
+        "organ": "liver",
+    }
     return base | fields
 
 
 def new(lesion_id: str, ld: float | None = 8.0, **fields: Any) -> dict[str, Any]:
     """A new lesion, in the lung unless told otherwise."""
-    base = {"lesion_id": lesion_id, "role": "new", "location": "extrahepatic", "organ": "lung",
-            "longest_diameter_mm": ld}
+    base = {
+        "lesion_id": lesion_id,
+        "role": "new",
+        "location": "extrahepatic",
+        "organ": "lung",
+        "longest_diameter_mm": ld,
+    }
     return base | fields
 
 
@@ -66,12 +84,23 @@ def scan(
     ascites: bool = False,
 ) -> Effective:
     """One effective `scan_read`, as the ledger would hold it at `seq`."""
-    event = ScanRead.model_validate({
-        "event_id": str(UUID(int=seq)), "trial_id": "HAIC", "site_id": "site01",
-        "patient_id": "P0001", "occurred_on": on.isoformat(), "recorded_by": "rad07",
-        "data": {"timepoint": timepoint, "lesions": list(lesions), "pvtt": pvtt,
-                 "reader_calls": calls or {}, "new_ascites_cytology_proven": ascites},
-    })
+    event = ScanRead.model_validate(
+        {
+            "event_id": str(UUID(int=seq)),
+            "trial_id": "HAIC",
+            "site_id": "site01",
+            "patient_id": "P0001",
+            "occurred_on": on.isoformat(),
+            "recorded_by": "rad07",
+            "data": {
+                "timepoint": timepoint,
+                "lesions": list(lesions),
+                "pvtt": pvtt,
+                "reader_calls": calls or {},
+                "new_ascites_cytology_proven": ascites,
+            },
+        }
+    )
     return Effective(seq, event)
 
 
@@ -204,7 +233,9 @@ def test_non_target_only_disease_follows_the_non_target_response() -> None:
         scan(3, WEEK_12, non_target("NT1", "absent")),
         scan(4, WEEK_18, non_target("NT1", "not_assessed")),
     ) == [NON_CR_NON_PD, CR, NE]
-    assert overall(baseline(only), scan(2, WEEK_6, non_target("NT1", "unequivocal_progression"))) == [PD]
+    assert overall(
+        baseline(only), scan(2, WEEK_6, non_target("NT1", "unequivocal_progression"))
+    ) == [PD]
     patient = assess_patient([baseline(only)], START, PARAMS)
     assert not patient.measurable(RECIST)
     assert patient.baselines[RECIST].has_disease
@@ -216,16 +247,24 @@ def test_target_complete_response_with_persisting_non_target_is_partial_response
         scan(2, WEEK_6, target("T1", 0.0), non_target("NT1", "present")),
     )
     assert (tps[0].target_response, tps[0].non_target_response, tps[0].overall) == (
-        CR, NON_CR_NON_PD, PR,
+        CR,
+        NON_CR_NON_PD,
+        PR,
     )
 
 
 def test_nodal_non_target_back_below_10_mm_counts_as_gone() -> None:
     tps = responses(
-        baseline(target("T1", 30.0), non_target("L2", "present", is_lymph_node=True,
-                                                 short_axis_mm=12.0, organ="hilum")),
-        scan(2, WEEK_6, target("T1", 0.0), non_target("L2", "present", is_lymph_node=True,
-                                                       short_axis_mm=9.0, organ="hilum")),
+        baseline(
+            target("T1", 30.0),
+            non_target("L2", "present", is_lymph_node=True, short_axis_mm=12.0, organ="hilum"),
+        ),
+        scan(
+            2,
+            WEEK_6,
+            target("T1", 0.0),
+            non_target("L2", "present", is_lymph_node=True, short_axis_mm=9.0, organ="hilum"),
+        ),
     )
     assert tps[0].non_target_response == CR
     assert tps[0].overall == CR
@@ -289,15 +328,29 @@ def test_baseline_breaking_the_target_selection_rules_is_flagged_and_still_asses
         target("T9", 8.0, organ="lung", location="extrahepatic"),
     ]
     patient = assess_patient(
-        [baseline(*lesions), scan(2, WEEK_6, *[target(f"T{k}", 10.0) for k in range(1, 4)],
-                                  node("L1", 6.0), node("L2", 8.0), node("L3", 7.0),
-                                  target("T9", 4.0, organ="lung", location="extrahepatic"))],
-        START, PARAMS,
+        [
+            baseline(*lesions),
+            scan(
+                2,
+                WEEK_6,
+                *[target(f"T{k}", 10.0) for k in range(1, 4)],
+                node("L1", 6.0),
+                node("L2", 8.0),
+                node("L3", 7.0),
+                target("T9", 4.0, organ="lung", location="extrahepatic"),
+            ),
+        ],
+        START,
+        PARAMS,
     )
     flags = set(patient.baselines[RECIST].flags)
-    assert {"more_than_5_targets", "more_than_2_targets_in:liver",
-            "more_than_2_targets_in:lymph_node", "target_not_measurable:L1",
-            "target_not_measurable:T9"} <= flags
+    assert {
+        "more_than_5_targets",
+        "more_than_2_targets_in:liver",
+        "more_than_2_targets_in:lymph_node",
+        "target_not_measurable:L1",
+        "target_not_measurable:T9",
+    } <= flags
     assert "target_not_measurable:L3" not in flags
     assert patient.baselines[RECIST].target_sum_mm == Decimal("111.0")
     # 30 + 6 + 8 + 7 + 4 = 55.0 mm, 49.5 % of 111.0: all seven targets still count.
@@ -338,7 +391,8 @@ def test_reader_call_differing_from_the_computed_response_is_flagged() -> None:
     )
     # 36/50 = 72 % of baseline: SD, not the PR the reader called.
     assert [(tp.overall, tp.reader_call, tp.disagrees) for tp in tps] == [
-        (SD, "PR", True), (PR, "PR", False),
+        (SD, "PR", True),
+        (PR, "PR", False),
     ]
     assert "reader_disagrees" in tps[0].flags
 

@@ -43,8 +43,9 @@ def only_clock(*events: LedgerEvent) -> SaeClock:
 
 
 def test_serious_report_raises_the_alert() -> None:
-    clock = only_clock(reported(1, "2025-02-01", recorded_at="2025-02-02T10:00:00+00:00",
-                                **HOSPITALISED))
+    clock = only_clock(
+        reported(1, "2025-02-01", recorded_at="2025-02-02T10:00:00+00:00", **HOSPITALISED)
+    )
     assert (clock.trigger, clock.trigger_seq, clock.ae_seq) == ("reported_serious", 1, 1)
     assert clock.alert_id == f"sae-{event_id(1)}"
     assert clock.awareness_at == T("2025-02-02T10:00:00+00:00")
@@ -84,8 +85,7 @@ def test_death_linked_to_a_non_serious_ae_raises_the_alert() -> None:
 
 def test_a_serious_ae_that_worsens_keeps_its_one_alert() -> None:
     clock = only_clock(
-        reported(1, "2025-02-01", grade=3, recorded_at="2025-02-01T10:00:00+00:00",
-                 **HOSPITALISED),
+        reported(1, "2025-02-01", grade=3, recorded_at="2025-02-01T10:00:00+00:00", **HOSPITALISED),
         updated(2, "2025-02-04", ae=1, grade=4, recorded_at="2025-02-04T12:00:00+00:00"),
         death(3, "2025-02-09", ae=1, recorded_at="2025-02-10T07:00:00+00:00"),
     )
@@ -104,10 +104,10 @@ def test_a_downgraded_then_re_escalated_ae_keeps_its_first_alert() -> None:
 def test_each_serious_ae_of_a_patient_has_its_own_alert() -> None:
     both = clocks(
         reported(1, "2025-02-01", recorded_at="2025-02-01T10:00:00+00:00", **HOSPITALISED),
-        reported(2, "2025-02-02", term="Fatigue", grade=1,
-                 recorded_at="2025-02-02T10:00:00+00:00"),
-        reported(3, "2025-02-03", term="Pneumonitis", grade=4,
-                 recorded_at="2025-02-03T10:00:00+00:00"),
+        reported(2, "2025-02-02", term="Fatigue", grade=1, recorded_at="2025-02-02T10:00:00+00:00"),
+        reported(
+            3, "2025-02-03", term="Pneumonitis", grade=4, recorded_at="2025-02-03T10:00:00+00:00"
+        ),
     )
     assert [clock.ae_seq for clock in both] == [1, 3]
 
@@ -116,42 +116,78 @@ def test_each_serious_ae_of_a_patient_has_its_own_alert() -> None:
 
 
 def test_fatal_susar_is_due_in_7_days() -> None:
-    clock = only_clock(reported(1, "2025-02-01", term="Hepatic failure", grade=5,
-                                recorded_at="2025-02-02T10:00:00+00:00", **SUSPECTED_UNEXPECTED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            term="Hepatic failure",
+            grade=5,
+            recorded_at="2025-02-02T10:00:00+00:00",
+            **SUSPECTED_UNEXPECTED,
+        )
+    )
     assert (clock.susar, clock.expedited_days, clock.report_due) == (True, 7, D("2025-02-09"))
 
 
 def test_life_threatening_susar_is_due_in_7_days() -> None:
-    clock = only_clock(reported(
-        1, "2025-02-01", serious=True, seriousness=["life_threatening"],
-        recorded_at="2025-02-02T10:00:00+00:00", **SUSPECTED_UNEXPECTED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            serious=True,
+            seriousness=["life_threatening"],
+            recorded_at="2025-02-02T10:00:00+00:00",
+            **SUSPECTED_UNEXPECTED,
+        )
+    )
     assert (clock.expedited_days, clock.report_due) == (7, D("2025-02-09"))
 
 
 def test_hospitalising_susar_is_due_in_15_days() -> None:
-    clock = only_clock(reported(1, "2025-02-01", recorded_at="2025-02-02T10:00:00+00:00",
-                                **HOSPITALISED, **SUSPECTED_UNEXPECTED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            recorded_at="2025-02-02T10:00:00+00:00",
+            **HOSPITALISED,
+            **SUSPECTED_UNEXPECTED,
+        )
+    )
     assert (clock.expedited_days, clock.report_due) == (15, D("2025-02-17"))
 
 
 def test_expected_sae_has_no_expedited_clock_but_is_still_to_be_acknowledged() -> None:
-    clock = only_clock(reported(1, "2025-02-01", recorded_at="2025-02-02T10:00:00+00:00",
-                                expected=True, attribution={"pd1": "definite"}, **HOSPITALISED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            recorded_at="2025-02-02T10:00:00+00:00",
+            expected=True,
+            attribution={"pd1": "definite"},
+            **HOSPITALISED,
+        )
+    )
     assert (clock.susar, clock.expedited_days, clock.report_due) == (False, None, None)
     assert clock.acknowledgement_due == D("2025-02-03")
 
 
 def test_day_0_is_the_utc_date_the_sponsor_knew() -> None:
     # 23:30 in New York on 1 February is 04:30 UTC on 2 February.
-    clock = only_clock(reported(1, "2025-02-01", recorded_at="2025-02-01T23:30:00-05:00",
-                                **HOSPITALISED, **SUSPECTED_UNEXPECTED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            recorded_at="2025-02-01T23:30:00-05:00",
+            **HOSPITALISED,
+            **SUSPECTED_UNEXPECTED,
+        )
+    )
     assert clock.awareness_on == D("2025-02-02")
     assert clock.report_due == D("2025-02-17")
 
 
 def test_unstored_trigger_has_no_clock_yet() -> None:
-    [episode] = ae_episodes(history(reported(1, "2025-02-01", **HOSPITALISED)), PARAMETERS,
-                            ON_PD1)
+    [episode] = ae_episodes(history(reported(1, "2025-02-01", **HOSPITALISED)), PARAMETERS, ON_PD1)
     with pytest.raises(ValueError, match="not stored yet"):
         sae_clock(episode, (), PARAMETERS)
 
@@ -160,33 +196,65 @@ def test_unstored_trigger_has_no_clock_yet() -> None:
 
 
 def test_entry_exactly_24_hours_after_site_awareness_is_on_time() -> None:
-    clock = only_clock(reported(1, "2025-02-01", site_aware_at="2025-02-01T09:30:00Z",
-                                recorded_at="2025-02-02T09:30:00+00:00", **HOSPITALISED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            site_aware_at="2025-02-01T09:30:00Z",
+            recorded_at="2025-02-02T09:30:00+00:00",
+            **HOSPITALISED,
+        )
+    )
     assert clock.late_entry is False
 
 
 def test_entry_24_hours_and_1_second_after_site_awareness_is_late() -> None:
-    clock = only_clock(reported(1, "2025-02-01", site_aware_at="2025-02-01T09:30:00Z",
-                                recorded_at="2025-02-02T09:30:01+00:00", **HOSPITALISED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            site_aware_at="2025-02-01T09:30:00Z",
+            recorded_at="2025-02-02T09:30:01+00:00",
+            **HOSPITALISED,
+        )
+    )
     assert clock.late_entry is True
 
 
 def test_late_entry_compares_instants_across_time_zones() -> None:
-    clock = only_clock(reported(1, "2025-02-01", site_aware_at="2025-02-01T17:30:00+08:00",
-                                recorded_at="2025-02-02T09:30:00+00:00", **HOSPITALISED))
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            site_aware_at="2025-02-01T17:30:00+08:00",
+            recorded_at="2025-02-02T09:30:00+00:00",
+            **HOSPITALISED,
+        )
+    )
     assert clock.late_entry is False
 
 
 def test_late_entry_is_unknown_without_site_awareness() -> None:
-    clock = only_clock(reported(1, "2025-02-01", recorded_at="2025-02-09T09:30:00+00:00",
-                                **HOSPITALISED))
+    clock = only_clock(
+        reported(1, "2025-02-01", recorded_at="2025-02-09T09:30:00+00:00", **HOSPITALISED)
+    )
     assert clock.late_entry is None
 
 
 def test_late_entry_threshold_follows_the_protocol_parameter() -> None:
-    [episode] = ae_episodes(history(reported(
-        1, "2025-02-01", site_aware_at="2025-02-01T09:30:00Z",
-        recorded_at="2025-02-01T21:30:00+00:00", **HOSPITALISED)), PARAMETERS, ON_PD1)
+    [episode] = ae_episodes(
+        history(
+            reported(
+                1,
+                "2025-02-01",
+                site_aware_at="2025-02-01T09:30:00Z",
+                recorded_at="2025-02-01T21:30:00+00:00",
+                **HOSPITALISED,
+            )
+        ),
+        PARAMETERS,
+        ON_PD1,
+    )
     clock = sae_clock(episode, (), ProtocolParameters(late_entry_hours=11))
     assert clock is not None
     assert clock.late_entry is True
@@ -195,8 +263,9 @@ def test_late_entry_threshold_follows_the_protocol_parameter() -> None:
 # Acknowledgement and overdue
 
 
-SUSAR_ON_2_FEBRUARY = reported(1, "2025-02-01", recorded_at="2025-02-02T10:00:00+00:00",
-                               **HOSPITALISED, **SUSPECTED_UNEXPECTED)
+SUSAR_ON_2_FEBRUARY = reported(
+    1, "2025-02-01", recorded_at="2025-02-02T10:00:00+00:00", **HOSPITALISED, **SUSPECTED_UNEXPECTED
+)
 
 
 def test_unacknowledged_alert_is_overdue_after_the_day_following_awareness() -> None:
@@ -207,8 +276,10 @@ def test_unacknowledged_alert_is_overdue_after_the_day_following_awareness() -> 
 
 
 def test_acknowledged_susar_is_overdue_only_once_its_report_is_due() -> None:
-    clock = only_clock(SUSAR_ON_2_FEBRUARY,
-                       acknowledged(2, alert_of=1, ae=1, recorded_at="2025-02-02T15:00:00+00:00"))
+    clock = only_clock(
+        SUSAR_ON_2_FEBRUARY,
+        acknowledged(2, alert_of=1, ae=1, recorded_at="2025-02-02T15:00:00+00:00"),
+    )
     assert clock.acknowledged
     assert clock.acknowledgement_seqs == (2,)
     assert not clock.overdue(T("2025-02-17T23:00:00+00:00"))
@@ -220,8 +291,9 @@ def test_submitted_expedited_report_stops_the_clock() -> None:
     clock = only_clock(
         SUSAR_ON_2_FEBRUARY,
         acknowledged(2, alert_of=1, ae=1, recorded_at="2025-02-02T15:00:00+00:00"),
-        acknowledged(3, alert_of=1, ae=1, recorded_at="2025-02-12T15:00:00+00:00",
-                     report_on="2025-02-12"),
+        acknowledged(
+            3, alert_of=1, ae=1, recorded_at="2025-02-12T15:00:00+00:00", report_on="2025-02-12"
+        ),
     )
     assert clock.report_submitted_on == D("2025-02-12")
     assert clock.acknowledged_at == T("2025-02-02T15:00:00+00:00")
@@ -229,6 +301,8 @@ def test_submitted_expedited_report_stops_the_clock() -> None:
 
 
 def test_acknowledging_another_alert_does_not_acknowledge_this_one() -> None:
-    clock = only_clock(SUSAR_ON_2_FEBRUARY,
-                       acknowledged(2, alert_of=9, ae=9, recorded_at="2025-02-02T15:00:00+00:00"))
+    clock = only_clock(
+        SUSAR_ON_2_FEBRUARY,
+        acknowledged(2, alert_of=9, ae=9, recorded_at="2025-02-02T15:00:00+00:00"),
+    )
     assert not clock.acknowledged

@@ -45,57 +45,96 @@ def event_id(n: int) -> str:
 
 def _envelope(n: int, on: str, patient: str, recorded_at: str | None) -> dict[str, Any]:
     return {
-        "event_id": UUID(event_id(n)), "trial_id": "HAIC-PD1-LEN", "site_id": "site01",
-        "patient_id": patient, "occurred_on": D(on), "recorded_by": "site01.investigator",
+        "event_id": UUID(event_id(n)),
+        "trial_id": "HAIC-PD1-LEN",
+        "site_id": "site01",
+        "patient_id": patient,
+        "occurred_on": D(on),
+        "recorded_by": "site01.investigator",
         "recorded_at": dt.datetime.fromisoformat(recorded_at) if recorded_at else None,
     }
 
 
-def reported(n: int, on: str, term: str = "Hypertension", grade: int = 2, *,
-             patient: str = "P0001", recorded_at: str | None = None, **data: Any) -> AeReported:
-    return AeReported(**_envelope(n, on, patient, recorded_at),
-                      data={"term": term, "grade": grade, **data})
+def reported(
+    n: int,
+    on: str,
+    term: str = "Hypertension",
+    grade: int = 2,
+    *,
+    patient: str = "P0001",
+    recorded_at: str | None = None,
+    **data: Any,
+) -> AeReported:
+    return AeReported(
+        **_envelope(n, on, patient, recorded_at), data={"term": term, "grade": grade, **data}
+    )
 
 
-def updated(n: int, on: str, ae: int, *, patient: str = "P0001",
-            recorded_at: str | None = None, **data: Any) -> AeUpdated:
-    return AeUpdated(**_envelope(n, on, patient, recorded_at),
-                     data={"ae_event_id": event_id(ae), **data})
+def updated(
+    n: int, on: str, ae: int, *, patient: str = "P0001", recorded_at: str | None = None, **data: Any
+) -> AeUpdated:
+    return AeUpdated(
+        **_envelope(n, on, patient, recorded_at), data={"ae_event_id": event_id(ae), **data}
+    )
 
 
 def infusion(n: int, on: str, agent: str = "pd1", *, patient: str = "P0001") -> InfusionGiven:
     return InfusionGiven(**_envelope(n, on, patient, None), data={"agent": agent, "cycle": 1})
 
 
-def lenvatinib(n: int, on: str, action: str, ae: int | None = None, *,
-               patient: str = "P0001") -> DoseModified:
-    return DoseModified(**_envelope(n, on, patient, None), data={
-        "agent": "lenvatinib", "action": action, "dose_mg": 8,
-        "ae_event_id": event_id(ae) if ae else None,
-        "cause": "adverse_event" if ae else "protocol",
-    })
+def lenvatinib(
+    n: int, on: str, action: str, ae: int | None = None, *, patient: str = "P0001"
+) -> DoseModified:
+    return DoseModified(
+        **_envelope(n, on, patient, None),
+        data={
+            "agent": "lenvatinib",
+            "action": action,
+            "dose_mg": 8,
+            "ae_event_id": event_id(ae) if ae else None,
+            "cause": "adverse_event" if ae else "protocol",
+        },
+    )
 
 
-def death(n: int, on: str, ae: int | None = None, *, patient: str = "P0001",
-          recorded_at: str | None = None) -> Death:
-    return Death(**_envelope(n, on, patient, recorded_at), data={
-        "cause": "adverse_event" if ae else "disease_progression",
-        "ae_event_id": event_id(ae) if ae else None,
-    })
+def death(
+    n: int,
+    on: str,
+    ae: int | None = None,
+    *,
+    patient: str = "P0001",
+    recorded_at: str | None = None,
+) -> Death:
+    return Death(
+        **_envelope(n, on, patient, recorded_at),
+        data={
+            "cause": "adverse_event" if ae else "disease_progression",
+            "ae_event_id": event_id(ae) if ae else None,
+        },
+    )
 
 
 def discontinued(n: int, on: str, ae: int, *, patient: str = "P0001") -> TreatmentDiscontinued:
-    return TreatmentDiscontinued(**_envelope(n, on, patient, None),
-                                 data={"cause": "adverse_event", "ae_event_id": event_id(ae)})
+    return TreatmentDiscontinued(
+        **_envelope(n, on, patient, None),
+        data={"cause": "adverse_event", "ae_event_id": event_id(ae)},
+    )
 
 
-def acknowledged(n: int, alert_of: int, ae: int, recorded_at: str,
-                 report_on: str | None = None) -> SaeAcknowledged:
-    return SaeAcknowledged(**{**_envelope(n, recorded_at[:10], "P0001", recorded_at),
-                              "recorded_by": "sponsor.safety_officer"},
-                           data={"alert_id": f"sae-{event_id(alert_of)}",
-                                 "ae_event_id": event_id(ae),
-                                 "expedited_report_submitted_on": report_on})
+def acknowledged(
+    n: int, alert_of: int, ae: int, recorded_at: str, report_on: str | None = None
+) -> SaeAcknowledged:
+    return SaeAcknowledged(
+        **{
+            **_envelope(n, recorded_at[:10], "P0001", recorded_at),
+            "recorded_by": "sponsor.safety_officer",
+        },
+        data={
+            "alert_id": f"sae-{event_id(alert_of)}",
+            "ae_event_id": event_id(ae),
+            "expedited_report_submitted_on": report_on,
+        },
+    )
 
 
 def history(*events: LedgerEvent) -> tuple[Effective, ...]:
@@ -181,7 +220,9 @@ def test_worst_grade_is_the_highest_across_updates_and_current_is_the_latest() -
     assert episode.worst_grade == 3
     assert episode.current_grade == 1
     assert [(g.seq, g.occurred_on, g.grade) for g in episode.grades] == [
-        (1, D("2025-02-01"), 2), (2, D("2025-02-05"), 3), (4, D("2025-02-12"), 1),
+        (1, D("2025-02-01"), 2),
+        (2, D("2025-02-05"), 3),
+        (4, D("2025-02-12"), 1),
     ]
     assert episode.outcome == "recovering"
     assert episode.seqs == (1, 2, 3, 4)
@@ -224,8 +265,13 @@ def test_update_withdrawing_seriousness_clears_its_criteria() -> None:
 
 
 def test_possible_probable_and_definite_are_related_unlikely_is_not() -> None:
-    episode = only_episode(reported(1, "2025-02-01", attribution={
-        "haic": "definite", "pd1": "unlikely", "lenvatinib": "possible"}))
+    episode = only_episode(
+        reported(
+            1,
+            "2025-02-01",
+            attribution={"haic": "definite", "pd1": "unlikely", "lenvatinib": "possible"},
+        )
+    )
     assert episode.related_agents == ("haic", "lenvatinib")
 
 
@@ -253,16 +299,30 @@ def test_susar_needs_serious_unexpected_and_suspected(
     serious: bool, expected: bool, causality: str, susar: bool
 ) -> None:
     seriousness = ["hospitalisation"] if serious else []
-    episode = only_episode(reported(
-        1, "2025-02-01", serious=serious, seriousness=seriousness, expected=expected,
-        attribution={"pd1": causality},
-    ))
+    episode = only_episode(
+        reported(
+            1,
+            "2025-02-01",
+            serious=serious,
+            seriousness=seriousness,
+            expected=expected,
+            attribution={"pd1": causality},
+        )
+    )
     assert episode.susar is susar
 
 
 def test_grade_4_unexpected_related_ae_is_a_susar_without_a_serious_flag() -> None:
-    episode = only_episode(reported(1, "2025-02-01", term="Pneumonitis", grade=4,
-                                    expected=False, attribution={"pd1": "probable"}))
+    episode = only_episode(
+        reported(
+            1,
+            "2025-02-01",
+            term="Pneumonitis",
+            grade=4,
+            expected=False,
+            attribution={"pd1": "probable"},
+        )
+    )
     assert episode.susar
     assert episode.fatal_or_life_threatening
 
@@ -282,23 +342,30 @@ def test_lenvatinib_reduction_linked_to_the_ae_is_a_dose_modification() -> None:
 
 
 def test_action_taken_interrupted_on_the_ae_is_a_dose_modification() -> None:
-    episode = only_episode(reported(1, "2025-02-01"),
-                           updated(2, "2025-02-03", ae=1, action_taken="interrupted"))
+    episode = only_episode(
+        reported(1, "2025-02-01"), updated(2, "2025-02-03", ae=1, action_taken="interrupted")
+    )
     assert episode.dose_modification_seqs == (2,)
 
 
 def test_dose_change_of_another_ae_is_not_linked() -> None:
-    [first, second] = ae_episodes(history(
-        reported(1, "2025-02-01"), reported(2, "2025-02-01", term="Fatigue", grade=1),
-        lenvatinib(3, "2025-02-02", "interrupt", ae=2),
-    ), PARAMETERS, ON_PD1)
+    [first, second] = ae_episodes(
+        history(
+            reported(1, "2025-02-01"),
+            reported(2, "2025-02-01", term="Fatigue", grade=1),
+            lenvatinib(3, "2025-02-02", "interrupt", ae=2),
+        ),
+        PARAMETERS,
+        ON_PD1,
+    )
     assert not first.led_to_dose_modification
     assert second.dose_modification_seqs == (3,)
 
 
 def test_lenvatinib_discontinued_for_the_ae_leads_to_discontinuation() -> None:
-    episode = only_episode(reported(1, "2025-02-01"),
-                           lenvatinib(2, "2025-02-02", "discontinue", ae=1))
+    episode = only_episode(
+        reported(1, "2025-02-01"), lenvatinib(2, "2025-02-02", "discontinue", ae=1)
+    )
     assert episode.discontinuation_seqs == (2,)
     assert not episode.led_to_dose_modification
 
@@ -317,10 +384,11 @@ def test_drug_withdrawn_on_the_ae_leads_to_discontinuation() -> None:
 
 
 def test_corrected_grade_is_used_and_the_correction_seq_is_behind_the_episode() -> None:
-    correction = EventCorrected(**_envelope(9, "2025-02-01", "P0001", None),
-                                reason="grade transcribed wrongly", data={
-                                    "target_event_id": event_id(1),
-                                    "data": {"term": "Hypertension", "grade": 3}})
+    correction = EventCorrected(
+        **_envelope(9, "2025-02-01", "P0001", None),
+        reason="grade transcribed wrongly",
+        data={"target_event_id": event_id(1), "data": {"term": "Hypertension", "grade": 3}},
+    )
     recorded = [Recorded(1, reported(1, "2025-02-01", grade=2)), Recorded(9, correction)]
     [episode] = ae_episodes(effective_history(recorded).events, PARAMETERS, ON_PD1)
     assert episode.worst_grade == 3
@@ -333,24 +401,28 @@ def test_last_pd1_infusion_is_the_last_dose() -> None:
 
 
 def test_lenvatinib_still_taken_leaves_the_teae_window_open() -> None:
-    events = history(infusion(1, "2025-01-06"), lenvatinib(2, "2025-01-06", "start"),
-                     reported(3, "2025-12-01"))
+    events = history(
+        infusion(1, "2025-01-06"), lenvatinib(2, "2025-01-06", "start"), reported(3, "2025-12-01")
+    )
     safety = patient_safety(events, PARAMETERS)
     assert safety.dates == TreatmentDates(D("2025-01-06"), None)
     assert safety.episodes[0].treatment_emergent
 
 
 def test_lenvatinib_discontinuation_closes_the_teae_window() -> None:
-    events = history(infusion(1, "2025-01-06"), lenvatinib(2, "2025-01-06", "start"),
-                     lenvatinib(3, "2025-03-01", "discontinue"), reported(4, "2025-04-01"))
+    events = history(
+        infusion(1, "2025-01-06"),
+        lenvatinib(2, "2025-01-06", "start"),
+        lenvatinib(3, "2025-03-01", "discontinue"),
+        reported(4, "2025-04-01"),
+    )
     safety = patient_safety(events, PARAMETERS)
     assert safety.dates == TreatmentDates(D("2025-01-06"), D("2025-03-01"))
     assert not safety.episodes[0].treatment_emergent
 
 
 def test_patient_safety_keeps_the_death() -> None:
-    safety = patient_safety(history(infusion(1, "2025-01-06"), death(2, "2025-05-01")),
-                            PARAMETERS)
+    safety = patient_safety(history(infusion(1, "2025-01-06"), death(2, "2025-05-01")), PARAMETERS)
     assert safety.treated
     assert safety.death is not None
     assert (safety.death.seq, safety.death.occurred_on) == (2, D("2025-05-01"))

@@ -43,8 +43,12 @@ def cut_off(text: str) -> ProtocolParameters:
 
 def patient(**changes: Any) -> PatientCourse:
     treated = PatientCourse(
-        trial_id="HAIC-PD1-LEN", site_id="site01", patient_id="P0001",
-        startdt=START, startdt_seqs=(3,), baseline_assessment_on=day("2024-01-03"),
+        trial_id="HAIC-PD1-LEN",
+        site_id="site01",
+        patient_id="P0001",
+        startdt=START,
+        startdt_seqs=(3,),
+        baseline_assessment_on=day("2024-01-03"),
     )
     return replace(treated, **changes)
 
@@ -52,12 +56,16 @@ def patient(**changes: Any) -> PatientCourse:
 def scan(on: str, response: str, seq: int) -> Assessment:
     """One timepoint read as CR, PR, SD, PD or NE."""
     return Assessment(
-        on=day(on), progressed=response == "PD", adequate=response != "NE",
-        responded=response in {"CR", "PR"}, seqs=(seq,),
+        on=day(on),
+        progressed=response == "PD",
+        adequate=response != "NE",
+        responded=response in {"CR", "PR"},
+        seqs=(seq,),
     )
 
 
 # --- time origin and units ---------------------------------------------------------------
+
 
 def test_aval_counts_the_start_date_as_day_one() -> None:
     record = derive_os(patient(death_on=day("2024-03-01"), death_seqs=(40,)), DEFAULTS)
@@ -89,6 +97,7 @@ def test_patient_first_treated_after_the_cut_off_is_not_yet_in_the_analysis() ->
 
 
 # --- overall survival --------------------------------------------------------------------
+
 
 def test_death_is_an_os_event() -> None:
     record = derive_os(patient(death_on=day("2024-06-30"), death_seqs=(80, 85)), DEFAULTS)
@@ -123,8 +132,9 @@ def test_no_contact_after_start_is_censored_at_startdt() -> None:
 
 
 def test_death_after_the_cut_off_is_censored_at_the_cut_off() -> None:
-    course = patient(death_on=day("2024-05-10"), death_seqs=(70,),
-                     last_known_alive_on=day("2024-03-01"))
+    course = patient(
+        death_on=day("2024-05-10"), death_seqs=(70,), last_known_alive_on=day("2024-03-01")
+    )
     record = derive_os(course, cut_off("2024-04-30"))
     assert record is not None
     assert (record.adt, record.aval, record.cnsr) == (day("2024-04-30"), 112, 5)
@@ -136,7 +146,10 @@ def test_contact_after_the_cut_off_caps_os_at_the_cut_off() -> None:
     record = derive_os(course, cut_off("2024-04-30"))
     assert record is not None
     assert (record.adt, record.cnsr, record.evntdesc) == (
-        day("2024-04-30"), Cnsr.DATA_CUTOFF, "ALIVE AT DATA CUT-OFF")
+        day("2024-04-30"),
+        Cnsr.DATA_CUTOFF,
+        "ALIVE AT DATA CUT-OFF",
+    )
 
 
 def test_death_on_the_cut_off_date_is_still_an_event() -> None:
@@ -147,9 +160,13 @@ def test_death_on_the_cut_off_date_is_still_an_event() -> None:
 
 # --- progression-free survival ----------------------------------------------------------
 
+
 def test_first_pd_is_the_pfs_event() -> None:
-    scans = [scan("2024-02-21", "SD", 10), scan("2024-04-03", "PD", 20),
-             scan("2024-05-15", "PD", 30)]
+    scans = [
+        scan("2024-02-21", "SD", 10),
+        scan("2024-04-03", "PD", 20),
+        scan("2024-05-15", "PD", 30),
+    ]
     record = derive_pfs(patient(), scans, DEFAULTS)
     assert record is not None
     assert (record.paramcd, record.param) == ("PFS", "Progression-Free Survival per mRECIST")
@@ -162,7 +179,11 @@ def test_death_before_first_scan_is_a_pfs_event() -> None:
     record = derive_pfs(course, [], DEFAULTS)
     assert record is not None
     assert (record.adt, record.aval, record.cnsr, record.evntdesc) == (
-        day("2024-02-15"), 37, Cnsr.EVENT, "DEATH")
+        day("2024-02-15"),
+        37,
+        Cnsr.EVENT,
+        "DEATH",
+    )
 
 
 def test_death_without_any_scan_after_two_missed_scans_is_censored_at_startdt() -> None:
@@ -172,17 +193,25 @@ def test_death_without_any_scan_after_two_missed_scans_is_censored_at_startdt() 
     assert record is not None
     assert (record.adt, record.aval, record.cnsr) == (START, 1, Cnsr.MISSED_ASSESSMENTS)
     assert (record.evntdesc, record.cnsdtdsc) == (
-        "DEATH AFTER 2 OR MORE MISSED ASSESSMENTS", "STARTDT")
+        "DEATH AFTER 2 OR MORE MISSED ASSESSMENTS",
+        "STARTDT",
+    )
 
 
 def test_new_therapy_before_pd_is_censored_at_last_adequate_assessment_before_it() -> None:
-    scans = [scan("2024-02-21", "SD", 10), scan("2024-04-03", "SD", 20),
-             scan("2024-05-15", "PD", 30)]
+    scans = [
+        scan("2024-02-21", "SD", 10),
+        scan("2024-04-03", "SD", 20),
+        scan("2024-05-15", "PD", 30),
+    ]
     course = patient(subsequent_therapy_on=day("2024-04-20"), subsequent_therapy_seqs=(25,))
     record = derive_pfs(course, scans, DEFAULTS)
     assert record is not None
     assert (record.adt, record.aval, record.cnsr) == (
-        day("2024-04-03"), 85, Cnsr.SUBSEQUENT_THERAPY)
+        day("2024-04-03"),
+        85,
+        Cnsr.SUBSEQUENT_THERAPY,
+    )
     assert (record.cnsdtdsc, record.srcseqs) == ("LAST ADEQUATE ASSESSMENT", (20,))
 
 
@@ -215,9 +244,14 @@ def test_pd_after_two_missed_scans_is_censored() -> None:
     record = derive_pfs(patient(), scans, DEFAULTS)
     assert record is not None
     assert (record.adt, record.aval, record.cnsr) == (
-        day("2024-02-21"), 43, Cnsr.MISSED_ASSESSMENTS)
+        day("2024-02-21"),
+        43,
+        Cnsr.MISSED_ASSESSMENTS,
+    )
     assert (record.evntdesc, record.srcseqs) == (
-        "DISEASE PROGRESSION AFTER 2 OR MORE MISSED ASSESSMENTS", (10,))
+        "DISEASE PROGRESSION AFTER 2 OR MORE MISSED ASSESSMENTS",
+        (10,),
+    )
 
 
 def test_pd_at_the_end_of_the_second_scan_window_is_an_event() -> None:
@@ -237,8 +271,11 @@ def test_pd_after_one_missed_scan_is_an_event() -> None:
 
 
 def test_not_evaluable_scan_does_not_restart_the_missed_scan_count() -> None:
-    scans = [scan("2024-02-21", "SD", 10), scan("2024-04-03", "NE", 20),
-             scan("2024-05-23", "PD", 30)]
+    scans = [
+        scan("2024-02-21", "SD", 10),
+        scan("2024-04-03", "NE", 20),
+        scan("2024-05-23", "PD", 30),
+    ]
     record = derive_pfs(patient(), scans, DEFAULTS)
     assert record is not None
     assert (record.adt, record.cnsr) == (day("2024-02-21"), Cnsr.MISSED_ASSESSMENTS)
@@ -258,23 +295,35 @@ def test_no_baseline_scan_is_censored_at_startdt() -> None:
     assert record is not None
     assert (record.adt, record.aval, record.cnsr) == (START, 1, Cnsr.NO_ASSESSMENT)
     assert (record.evntdesc, record.cnsdtdsc, record.srcseqs) == (
-        "NO BASELINE ASSESSMENT", "STARTDT", (3,))
+        "NO BASELINE ASSESSMENT",
+        "STARTDT",
+        (3,),
+    )
 
 
 def test_alive_without_post_baseline_scan_is_censored_at_startdt() -> None:
     record = derive_pfs(patient(), [scan("2024-02-21", "NE", 10)], DEFAULTS)
     assert record is not None
     assert (record.adt, record.cnsr, record.evntdesc) == (
-        START, Cnsr.NO_ASSESSMENT, "NO ADEQUATE POST-BASELINE ASSESSMENT")
+        START,
+        Cnsr.NO_ASSESSMENT,
+        "NO ADEQUATE POST-BASELINE ASSESSMENT",
+    )
 
 
 def test_alive_without_progression_is_censored_at_last_adequate_assessment() -> None:
-    scans = [scan("2024-02-21", "PR", 10), scan("2024-04-03", "SD", 20),
-             scan("2024-05-15", "NE", 30)]
+    scans = [
+        scan("2024-02-21", "PR", 10),
+        scan("2024-04-03", "SD", 20),
+        scan("2024-05-15", "NE", 30),
+    ]
     record = derive_pfs(patient(last_known_alive_on=day("2024-06-01")), scans, DEFAULTS)
     assert record is not None
     assert (record.adt, record.aval, record.cnsr) == (
-        day("2024-04-03"), 85, Cnsr.LAST_ADEQUATE_ASSESSMENT)
+        day("2024-04-03"),
+        85,
+        Cnsr.LAST_ADEQUATE_ASSESSMENT,
+    )
 
 
 def test_death_and_pd_on_the_same_day_is_one_event_dated_that_day() -> None:
@@ -283,7 +332,10 @@ def test_death_and_pd_on_the_same_day_is_one_event_dated_that_day() -> None:
     record = derive_pfs(course, scans, DEFAULTS)
     assert record is not None
     assert (record.adt, record.cnsr, record.evntdesc) == (
-        day("2024-04-03"), Cnsr.EVENT, "DISEASE PROGRESSION")
+        day("2024-04-03"),
+        Cnsr.EVENT,
+        "DISEASE PROGRESSION",
+    )
 
 
 def test_death_on_the_day_of_the_last_adequate_scan_is_an_event() -> None:
@@ -295,12 +347,18 @@ def test_death_on_the_day_of_the_last_adequate_scan_is_an_event() -> None:
 
 
 def test_pd_after_the_cut_off_is_censored_at_last_adequate_scan_before_it() -> None:
-    scans = [scan("2024-02-21", "SD", 10), scan("2024-04-03", "SD", 20),
-             scan("2024-05-15", "PD", 30)]
+    scans = [
+        scan("2024-02-21", "SD", 10),
+        scan("2024-04-03", "SD", 20),
+        scan("2024-05-15", "PD", 30),
+    ]
     record = derive_pfs(patient(), scans, cut_off("2024-04-30"))
     assert record is not None
     assert (record.adt, record.cnsr, record.evntdesc) == (
-        day("2024-04-03"), Cnsr.DATA_CUTOFF, "DISEASE PROGRESSION AFTER DATA CUT-OFF")
+        day("2024-04-03"),
+        Cnsr.DATA_CUTOFF,
+        "DISEASE PROGRESSION AFTER DATA CUT-OFF",
+    )
 
 
 def test_scans_after_the_cut_off_do_not_count() -> None:
@@ -327,13 +385,20 @@ def test_pvtt_pfs_is_only_for_patients_with_baseline_pvtt() -> None:
 
 # --- duration of response --------------------------------------------------------------
 
+
 def test_duration_of_response_runs_from_first_response_to_pd() -> None:
-    scans = [scan("2024-02-21", "PR", 10), scan("2024-04-03", "PR", 20),
-             scan("2024-05-15", "PD", 30)]
+    scans = [
+        scan("2024-02-21", "PR", 10),
+        scan("2024-04-03", "PR", 20),
+        scan("2024-05-15", "PD", 30),
+    ]
     record = derive_dor(patient(), scans, DEFAULTS)
     assert record is not None
     assert (record.paramcd, record.startdt, record.adt) == (
-        "DOR", day("2024-02-21"), day("2024-05-15"))
+        "DOR",
+        day("2024-02-21"),
+        day("2024-05-15"),
+    )
     assert (record.aval, record.cnsr) == (85, Cnsr.EVENT)
 
 
@@ -351,25 +416,42 @@ def test_responder_with_no_later_scan_is_censored_at_the_response() -> None:
     record = derive_dor(patient(), [scan("2024-02-21", "CR", 10)], DEFAULTS)
     assert record is not None
     assert (record.adt, record.aval, record.cnsr, record.srcseqs) == (
-        day("2024-02-21"), 1, Cnsr.LAST_ADEQUATE_ASSESSMENT, (10,))
+        day("2024-02-21"),
+        1,
+        Cnsr.LAST_ADEQUATE_ASSESSMENT,
+        (10,),
+    )
 
 
 # --- the course read from the ledger ----------------------------------------------------
 
+
 def _event(n: int, kind: str, on: str, data: dict[str, Any]) -> LedgerEvent:
-    return EVENT_ADAPTER.validate_python({
-        "event_id": f"00000000-0000-4000-8000-{n:012d}", "type": kind,
-        "trial_id": "HAIC-PD1-LEN", "site_id": "site01", "patient_id": "P0001",
-        "occurred_on": on, "recorded_by": "site01.coordinator",
-        "reason": "typo" if kind in {"event_corrected", "event_retracted"} else None,
-        "data": data,
-    })
+    return EVENT_ADAPTER.validate_python(
+        {
+            "event_id": f"00000000-0000-4000-8000-{n:012d}",
+            "type": kind,
+            "trial_id": "HAIC-PD1-LEN",
+            "site_id": "site01",
+            "patient_id": "P0001",
+            "occurred_on": on,
+            "recorded_by": "site01.coordinator",
+            "reason": "typo" if kind in {"event_corrected", "event_retracted"} else None,
+            "data": data,
+        }
+    )
 
 
 ENROLLED = {
-    "bclc_stage": "C", "child_pugh": "A6", "ecog": 1, "prior_systemic_therapy": ["sorafenib"],
-    "baseline_pvtt": False, "baseline_extrahepatic_spread": False, "body_weight_kg": 64.5,
-    "age_years": 58, "sex": "M",
+    "bclc_stage": "C",
+    "child_pugh": "A6",
+    "ecog": 1,
+    "prior_systemic_therapy": ["sorafenib"],
+    "baseline_pvtt": False,
+    "baseline_extrahepatic_spread": False,
+    "body_weight_kg": 64.5,
+    "age_years": 58,
+    "sex": "M",
 }
 
 
@@ -403,8 +485,12 @@ def test_scan_older_than_the_screening_window_is_no_baseline() -> None:
 def test_patient_enrolled_but_never_dosed_has_no_startdt() -> None:
     course = _course(
         _event(1, "enrolled", "2024-01-05", ENROLLED),
-        _event(2, "dose_modified", "2024-01-10", {"agent": "lenvatinib", "action": "reduce",
-                                                  "dose_mg": 8}),
+        _event(
+            2,
+            "dose_modified",
+            "2024-01-10",
+            {"agent": "lenvatinib", "action": "reduce", "dose_mg": 8},
+        ),
     )
     assert course.startdt is None
     assert derive_os(course, DEFAULTS) is None
@@ -421,7 +507,11 @@ def test_os_with_only_follow_up_contacts_is_censored_at_the_last_contact() -> No
     record = derive_os(course, DEFAULTS)
     assert record is not None
     assert (record.adt, record.aval, record.cnsr, record.srcseqs) == (
-        day("2024-04-30"), 112, Cnsr.LAST_KNOWN_ALIVE, (3,))
+        day("2024-04-30"),
+        112,
+        Cnsr.LAST_KNOWN_ALIVE,
+        (3,),
+    )
 
 
 def test_corrected_death_date_is_used_with_both_seqs() -> None:
@@ -429,9 +519,16 @@ def test_corrected_death_date_is_used_with_both_seqs() -> None:
     course = _course(
         _event(1, "infusion_given", "2024-01-10", {"agent": "pd1", "cycle": 1}),
         death,
-        _event(3, "event_corrected", "2024-03-05", {
-            "target_event_id": str(death.event_id), "occurred_on": "2024-02-29",
-            "data": {"cause": "disease_progression"}}),
+        _event(
+            3,
+            "event_corrected",
+            "2024-03-05",
+            {
+                "target_event_id": str(death.event_id),
+                "occurred_on": "2024-02-29",
+                "data": {"cause": "disease_progression"},
+            },
+        ),
     )
     record = derive_os(course, DEFAULTS)
     assert record is not None
@@ -441,10 +538,20 @@ def test_corrected_death_date_is_used_with_both_seqs() -> None:
 def test_only_anticancer_subsequent_therapy_censors_pfs() -> None:
     course = _course(
         _event(1, "infusion_given", "2024-01-10", {"agent": "haic", "cycle": 1}),
-        _event(2, "subsequent_therapy_started", "2024-03-01",
-               {"therapy": "paracentesis", "kind": "other", "anticancer": False}),
-        _event(3, "subsequent_therapy_started", "2024-03-20",
-               {"therapy": "regorafenib", "kind": "systemic"}),
+        _event(
+            2,
+            "subsequent_therapy_started",
+            "2024-03-01",
+            {"therapy": "paracentesis", "kind": "other", "anticancer": False},
+        ),
+        _event(
+            3,
+            "subsequent_therapy_started",
+            "2024-03-20",
+            {"therapy": "regorafenib", "kind": "systemic"},
+        ),
     )
     assert (course.subsequent_therapy_on, course.subsequent_therapy_seqs) == (
-        day("2024-03-20"), (3,))
+        day("2024-03-20"),
+        (3,),
+    )

@@ -48,7 +48,9 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.Text, nullable=False),
         sa.Column("body", JSONB, nullable=False),
     )
-    op.create_index("ix_event_index_patient", "event_index", ["trial_id", "site_id", "patient_id", "seq"])
+    op.create_index(
+        "ix_event_index_patient", "event_index", ["trial_id", "site_id", "patient_id", "seq"]
+    )
     op.create_table(
         "patient_state",
         sa.Column("trial_id", sa.Text, nullable=False),
@@ -105,5 +107,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit_trail", "patient_state", "event_index", "parked_event", "projection_checkpoint"):
+    for table in (
+        "audit_trail",
+        "patient_state",
+        "event_index",
+        "parked_event",
+        "projection_checkpoint",
+    ):
         op.drop_table(table)

@@ -118,6 +118,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("adam_record", "adtte", "best_response", "response_timepoint",
-                  "clinical_patient", "clinical_trial"):
+    for table in (
+        "adam_record",
+        "adtte",
+        "best_response",
+        "response_timepoint",
+        "clinical_patient",
+        "clinical_trial",
+    ):
         op.drop_table(table)
