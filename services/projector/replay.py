@@ -7,6 +7,7 @@ builds agree exactly when their rows do.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -96,8 +97,8 @@ async def rebuild(
     async def flush() -> None:
         for message in chunk:
             message.decoded = decode_message(message)
-        for applier in appliers:
-            await applier.apply_resilient(chunk)
+        # side by side: one projection computes while another's rows go into PostgreSQL
+        await asyncio.gather(*(applier.apply_resilient(chunk) for applier in appliers))
         chunk.clear()
 
     # every projection folds the same decoded entries: each patient is folded once per batch

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import structlog
 from asyncpg import exceptions as asyncpg_exc
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -404,26 +403,35 @@ class LiveProjector:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=self.wait)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py's own subclass or asyncio's, whichever gave up
                 continue
             except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place
                 log.warning("projection_fetch_failed", error=str(exc)[:200])
                 await asyncio.sleep(0.5)
                 continue
             messages = [Message(stream_seq(m), m.subject, m.data) for m in msgs]
+            # The projections commit independently, so they run side by side: while one
+            # waits for PostgreSQL, another computes.
             try:
-                applied = [
-                    await applier.apply_resilient(messages, stop) for applier in self.appliers
-                ]
-            except Gap as gap:
+                outcomes = await asyncio.gather(
+                    *(applier.apply_resilient(messages, stop) for applier in self.appliers),
+                    return_exceptions=True,
+                )
+            except asyncio.CancelledError:
+                break
+            failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            if any(isinstance(failure, asyncio.CancelledError) for failure in failures):
+                break
+            if any(isinstance(failure, Gap) for failure in failures):
+                gap = next(failure for failure in failures if isinstance(failure, Gap))
                 log.warning("projection_repositioned", projection=self._names, reason=str(gap))
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
                 sub = await self._subscribe_retrying(stop, reset=True)
                 continue
-            except asyncio.CancelledError:
-                break
-            self.last_applied = min(applied)
+            if failures:
+                raise failures[0]
+            self.last_applied = min(int(outcome) for outcome in outcomes)
             # ack only what every committed checkpoint covers (one ack acknowledges everything
             # up to it); anything beyond was not applied everywhere, so the consumer is
             # re-positioned to deliver it again rather than acked away
