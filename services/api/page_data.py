@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 
 from projections.endpoints import PARAMCDS
+from projections.patient import Status
 from projections.response import CRITERIA, RECIST
 from services.api.plots import enrollment_svg, km_svg
 from services.api.plots_patients import (
@@ -27,15 +28,7 @@ from services.api.plots_patients import (
     waterfall_svg,
 )
 
-STATUS_ORDER = (
-    "enrolled",
-    "on_treatment",
-    "off_treatment",
-    "follow_up",
-    "dead",
-    "withdrawn",
-    "lost",
-)
+STATUS_ORDER: tuple[str, ...] = get_args(Status)  # the patient-state statuses, in course order
 RESPONSE_MARKERS = frozenset({"CR", "PR", "PD"})
 
 
