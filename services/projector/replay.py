@@ -97,8 +97,14 @@ async def rebuild(
     async def flush() -> None:
         for message in chunk:
             message.decoded = decode_message(message)
-        # side by side: one projection computes while another's rows go into PostgreSQL
-        await asyncio.gather(*(applier.apply_resilient(chunk) for applier in appliers))
+        # side by side: one projection computes while another's rows go into PostgreSQL;
+        # all of them finish before a failure is raised, so nothing writes after the rebuild ends
+        outcomes = await asyncio.gather(
+            *(applier.apply_resilient(chunk) for applier in appliers), return_exceptions=True
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
         chunk.clear()
 
     # every projection folds the same decoded entries: each patient is folded once per batch

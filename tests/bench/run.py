@@ -404,14 +404,7 @@ async def bench_system(
 async def memory_only(memory_events: int) -> dict[str, Any]:
     """Just the memory run (writer + projectors), to repeat that part on its own."""
     async with bench_system("ledger-bench-memory-", ("BENCHMEM",)) as (base, settings, nc, _):
-        memory = await bench_memory(
-            nc,
-            settings,
-            "BENCHMEM",
-            total=memory_events,
-            first_mark=memory_events // 10,
-            log_dir=base,
-        )
+        memory = await bench_memory(nc, settings, total=memory_events, log_dir=base)
         return {"started_at": dt.datetime.now(dt.UTC).isoformat(), "memory": memory}
 
 
@@ -479,14 +472,7 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
         )
         results["projection_lag"] = lag
         if memory_events:
-            results["memory"] = await bench_memory(
-                nc,
-                settings,
-                "BENCHMEM",
-                total=memory_events,
-                first_mark=memory_events // 10,
-                log_dir=base,
-            )
+            results["memory"] = await bench_memory(nc, settings, total=memory_events, log_dir=base)
         results["writer_rss_mb"] = writer.rss_mb()
         under = results["alert_latency"].get("under_load", {})
         results["alert_latency_ms"] = {"p50": under.get("p50"), "p99": under.get("p99")}
@@ -494,14 +480,15 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
 
 
 async def bench_memory(
-    nc: Any, settings: Settings, trial: str, *, total: int, first_mark: int, log_dir: Path
+    nc: Any, settings: Settings, trial: str = "BENCHMEM", *, total: int, log_dir: Path
 ) -> dict[str, Any]:
-    """RSS of each service process after `first_mark` and after `total` events of sustained
+    """RSS of each service process after a tenth of `total` and after `total` events of sustained
     batch ingest, the projections keeping up (in the bench's PROJECTOR_LAYOUT).
 
     The workload is a trial's: cohorts of patients enroll, receive their ~40 events, and make
     way for the next cohort, so the ledger grows while the set of active patients does not.
     """
+    first_mark = total // 10
     projectors = start_projectors(settings, log_dir)
     names = set(expected_positions())
     engine = make_engine(settings.database_url or "")
