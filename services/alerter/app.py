@@ -24,7 +24,6 @@ from typing import Any
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -154,7 +153,7 @@ class AlerterApp:
         while not self._stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=0.5)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's
                 continue
             except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place
                 log.warning("alerter_fetch_failed", error=str(exc)[:200])

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -133,7 +132,7 @@ async def follow_alerts(
         while stop is None or not stop.is_set():
             try:
                 msgs = await sub.fetch(100, timeout=poll)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's
                 if once and await _drained(js, durable):
                     break
                 continue
