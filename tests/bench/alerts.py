@@ -1,9 +1,11 @@
 """SAE alert latency: intake acceptance (the site's reply) → a safety officer's receipt.
 
-In-process writer and alerter against the given nats-server; the officer is a JetStream
-subscription on ALERTS. Samples are taken one at a time, idle and under background ingest
-at `background_rate` events/s (follow-up contacts and non-serious AEs over 200 patients, so
-the alerter works through its share of the load too). Goal: p99 < 50 ms under load.
+The writer and the alerter are either the caller's service processes, as deployed (`make
+bench`), or run here in this process (`python -m tests.bench.alerts`, a quick look on a
+bare nats-server); the officer is a JetStream subscription on ALERTS. Samples are taken one
+at a time, idle and under background ingest at `background_rate` events/s (follow-up
+contacts and non-serious AEs over 1,000 patients, so the alerter works through its share of
+the load too). Goal: p99 < 50 ms under load.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from events.subjects import ALERTS_STREAM, LEDGER_STREAM
+from services.alerter.app import DURABLE as SERVICE_DURABLE
 from services.alerter.app import create_app as create_alerter
 from services.alerter.core import ALERT_FILTER_SUBJECTS
 from services.client import SiteClient
@@ -189,33 +192,52 @@ async def _measure(
     return latencies
 
 
+async def _caught_up(js: Any, durable: str, limit: float) -> None:
+    """Wait until the alerter's durable consumer has nothing pending or unacked."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        with contextlib.suppress(NotFoundError):  # an alerter process still starting
+            info = await js.consumer_info(LEDGER_STREAM, durable)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"the alerter ({durable}) did not catch up in {limit} s")
+
+
 async def bench_alert_latency(
-    nats_url: str, *, background_rate: int = 1000, samples: int = 200
+    nats_url: str, *, background_rate: int = 1000, samples: int = 200, in_process: bool = True
 ) -> dict[str, Any]:
-    """Alert latency in ms (p50, p99) idle and under ~`background_rate` events/s of ingest."""
+    """Alert latency in ms (p50, p99) idle and under ~`background_rate` events/s of ingest.
+
+    `in_process=False`: the caller runs the writer and the alerter (`trial-ledger serve`) as
+    their own processes; this function only submits, and listens as the officer would.
+    """
     settings = Settings(nats_url=nats_url)
     nc = await connect(nats_url, name="bench-alerts")
     js = nc.jetstream()
     await ensure_streams(js)
     trial = f"BENCH-ALERTS-{uuid.uuid4().hex[:8]}"
-    durable = f"bench_alerter_{uuid.uuid4().hex[:8]}"
-    # Start the bench alerter at the ledger head: earlier benches' entries are not its work.
-    await js.add_consumer(
-        LEDGER_STREAM,
-        js_api.ConsumerConfig(
-            durable_name=durable,
-            filter_subjects=ALERT_FILTER_SUBJECTS,
-            ack_policy=js_api.AckPolicy.EXPLICIT,
-            ack_wait=30.0,
-            max_ack_pending=10_000,
-            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=await ledger_head(js) + 1,
-        ),
-    )
-    writer = await create_writer(settings)
-    await writer.start()
-    alerter = await create_alerter(settings, durable=durable)
-    await alerter.start()
+    writer = alerter = None
+    durable = SERVICE_DURABLE
+    if in_process:
+        durable = f"bench_alerter_{uuid.uuid4().hex[:8]}"
+        # Start the bench alerter at the ledger head: earlier benches' entries are not its work.
+        await js.add_consumer(
+            LEDGER_STREAM,
+            js_api.ConsumerConfig(
+                durable_name=durable,
+                filter_subjects=ALERT_FILTER_SUBJECTS,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_ack_pending=10_000,
+                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=await ledger_head(js) + 1,
+            ),
+        )
+        writer = await create_writer(settings)
+        await writer.start()
+        alerter = await create_alerter(settings, durable=durable)
+        await alerter.start()
     arrivals: dict[str, asyncio.Future[float]] = {}
 
     async def received(msg: Any) -> None:
@@ -241,7 +263,7 @@ async def bench_alert_latency(
             (SITES[n % len(SITES)], f"B{n:04d}") for n in range(BACKGROUND_PATIENTS)
         ]
         await _enroll(clients, trial, idle_patients + load_patients + background_patients)
-        await alerter.wait_caught_up(60)
+        await _caught_up(js, durable, 120)
         idle = await _measure(clients, trial, idle_patients, arrivals)
         background = Background(clients, trial, background_rate)
         loading = asyncio.create_task(background.run())
@@ -252,10 +274,11 @@ async def bench_alert_latency(
     finally:
         with contextlib.suppress(Exception):
             await officer.unsubscribe()
-        await alerter.stop()
-        await writer.stop()
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(LEDGER_STREAM, durable)
+        if alerter is not None and writer is not None:
+            await alerter.stop()
+            await writer.stop()
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(LEDGER_STREAM, durable)
         await nc.close()
     return {
         "idle": summary(idle),
@@ -270,7 +293,7 @@ async def bench_alert_latency(
             "background_mix": "90 % follow_up_contact, 10 % non-serious ae_reported",
             "measured": "site reply received → ALERTS message received by a JetStream subscriber",
             "alerts_stream": ALERTS_STREAM,
-            "in_process": ["writer", "alerter"],
+            "writer_and_alerter": "in this process" if in_process else "own processes",
         },
     }
 
