@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, text, tuple_
+from sqlalchemy import case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,7 +36,7 @@ from services.projector.clinical_tables import (
     clinical_trial,
     response_timepoint,
 )
-from services.projector.core import copy_rows
+from services.projector.core import copy_rows, delete_patients
 from services.projector.histories import Decoded, PatientHistories
 
 
@@ -162,12 +162,7 @@ async def _replace_patients(
     if not derived:
         return
     keys = sorted(derived)
-    for table in PATIENT_TABLES:
-        await conn.execute(
-            delete(table).where(
-                tuple_(table.c.trial_id, table.c.site_id, table.c.patient_id).in_(keys)
-            )
-        )
+    await delete_patients(conn, PATIENT_TABLES, keys)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for key in keys:
         result = derived[key]

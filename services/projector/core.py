@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import JSON, Column, Table, delete, text, tuple_
+from sqlalchemy import JSON, Column, Table, TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -115,13 +117,7 @@ class CoreProjection:
                 audit_rows.extend(audit_rows_for(key, [r for r in recorded if r.seq in new_seqs]))
         await conn.execute(_UPSERT_STATE, states)
         if amended:
-            await conn.execute(
-                delete(audit_table).where(
-                    tuple_(
-                        audit_table.c.trial_id, audit_table.c.site_id, audit_table.c.patient_id
-                    ).in_(sorted(amended))
-                )
-            )
+            await delete_patients(conn, (audit_table,), sorted(amended))
         if audit_rows:
             await copy_rows(conn, audit_table, audit_rows)
 
@@ -136,6 +132,43 @@ def _upsert_state() -> Any:
 
 _UPSERT_STATE = _upsert_state()  # built once: constructing it per batch costs more than it seems
 AMENDING = frozenset({"event_corrected", "event_retracted"})
+
+
+# The schema the current transaction's search_path names, when whoever began the transaction
+# set it (the Applier does, per task): COPY needs the schema by name, and asking PostgreSQL
+# costs a round trip per table per batch.
+SEARCH_SCHEMA: ContextVar[str | None] = ContextVar("search_schema", default=None)
+
+
+async def delete_patients(
+    conn: AsyncConnection, tables: Sequence[Table], keys: Sequence[PatientKey]
+) -> None:
+    """Delete every row of `keys`' patients from `tables`, in one statement and round trip."""
+    if keys:
+        trials, sites, patients = (list(column) for column in zip(*keys, strict=True))
+        await conn.execute(
+            _delete_statement(tuple(table.name for table in tables)),
+            {"trials": trials, "sites": sites, "patients": patients},
+        )
+
+
+@functools.cache
+def _delete_statement(tables: tuple[str, ...]) -> TextClause:
+    """One data-modifying CTE per table over the keys (unqualified: the search_path's schema);
+    built once per set of tables, so nothing is compiled per batch."""
+
+    def delete_from(table: str) -> str:
+        return (
+            f'DELETE FROM "{table}" AS t USING keys AS k WHERE t.trial_id = k.trial_id '
+            "AND t.site_id = k.site_id AND t.patient_id = k.patient_id"
+        )
+
+    keys = (
+        "keys AS (SELECT * FROM unnest(CAST(:trials AS text[]), CAST(:sites AS text[]), "
+        "CAST(:patients AS text[])) AS k(trial_id, site_id, patient_id))"
+    )
+    parts = [keys, *(f"d{n} AS ({delete_from(table)})" for n, table in enumerate(tables[:-1]))]
+    return text(f"WITH {', '.join(parts)} {delete_from(tables[-1])}")
 
 
 async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -157,7 +190,9 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, An
     if encoders:  # only the JSONB cells need encoding; the driver takes the rest as they are
         records = [_encoded(record, encoders) for record in records]
     raw = await conn.get_raw_connection()
-    schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
+    schema = SEARCH_SCHEMA.get()
+    if schema is None:
+        schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
     await raw.driver_connection.copy_records_to_table(
         table.name, records=records, columns=columns, schema_name=schema
     )
@@ -172,6 +207,10 @@ def _encoded(
     return tuple(cells)
 
 
+# One encoder for every cell: `json.dumps` with options builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _encoder(column: Column[Any]) -> Callable[[Any], Any] | None:
     if not isinstance(column.type, JSON):
         return None
@@ -182,7 +221,7 @@ def _encoder(column: Column[Any]) -> Callable[[Any], Any] | None:
             return None
         if isinstance(value, RawJson):
             return str(value)
-        return json.dumps(value, separators=(",", ":"))
+        return _JSON(value)
 
     return encode
 

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
 from services.db import parked_events
+from services.projector.core import SEARCH_SCHEMA
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 
 log = structlog.get_logger("projector")
@@ -166,6 +167,13 @@ class Applier:
 
     async def apply(self, messages: Sequence[Message]) -> int:
         """Apply what is new in `messages`; returns the checkpoint after the commit."""
+        token = SEARCH_SCHEMA.set(self.schema)  # what `_begin` puts on the search_path
+        try:
+            return await self._apply(messages)
+        finally:
+            SEARCH_SCHEMA.reset(token)
+
+    async def _apply(self, messages: Sequence[Message]) -> int:
         touched: set[Any] = set()
         try:
             async with self.engine.begin() as conn:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +21,7 @@ from events import SPONSOR_SITE, ProtocolParameters, ProtocolParametersSet
 from projections.clocks import sae_clocks
 from projections.history import effective_history
 from projections.safety import patient_safety
-from services.projector.core import copy_rows
+from services.projector.core import copy_rows, delete_patients
 from services.projector.histories import Decoded, PatientHistories, PatientKey
 from services.projector.safety_tables import (
     ae_episode,
@@ -105,9 +105,7 @@ class SafetyProjection:
 
     @staticmethod
     async def _clear(conn: AsyncConnection, keys: list[PatientKey]) -> None:
-        for table in (safety_patient, ae_episode, sae_clock_table):
-            columns = tuple_(table.c.trial_id, table.c.site_id, table.c.patient_id)
-            await conn.execute(delete(table).where(columns.in_(keys)))
+        await delete_patients(conn, (safety_patient, ae_episode, sae_clock_table), keys)
 
     @staticmethod
     def _derive(
