@@ -39,6 +39,14 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def _run_service(coro: Any) -> Any:
+    """`_run` for what keeps running: services, `up` and the demo's system."""
+    from services.runtime import tune_gc_for_service
+
+    tune_gc_for_service()
+    return asyncio.run(coro)
+
+
 async def _wait_for_stop() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,7 +83,7 @@ def up(
         finally:
             await system.stop()
 
-    _run(main())
+    _run_service(main())
 
 
 @app.command()
@@ -89,7 +97,9 @@ def demo(
     configure_logging("WARNING")
     from services.demo import run_demo
 
-    _run(run_demo(_data_dir(data_dir), sites=sites, patients=patients, seed=seed, console=console))
+    _run_service(
+        run_demo(_data_dir(data_dir), sites=sites, patients=patients, seed=seed, console=console)
+    )
 
 
 @app.command()
@@ -174,7 +184,7 @@ def _serve(create: Callable[[], Awaitable[Any]]) -> None:
         finally:
             await service.stop()
 
-    _run(main())
+    _run_service(main())
 
 
 @serve_app.command("writer")
