@@ -58,6 +58,19 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def consumer_config(durable: str, start: int) -> js_api.ConsumerConfig:
+    """The alerter's durable consumer on the ledger: AE-relevant entries from seq `start`."""
+    return js_api.ConsumerConfig(
+        durable_name=durable,
+        filter_subjects=ALERT_FILTER_SUBJECTS,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_wait=30.0,
+        max_ack_pending=10_000,
+    )
+
+
 @dataclass
 class AlerterApp:
     nc: Client
@@ -135,18 +148,7 @@ class AlerterApp:
             await js.delete_consumer(LEDGER_STREAM, self.durable)
         except NotFoundError:
             pass  # first start: from the ledger's first entry, so no SAE predates the alerter
-        await js.add_consumer(
-            LEDGER_STREAM,
-            js_api.ConsumerConfig(
-                durable_name=self.durable,
-                filter_subjects=ALERT_FILTER_SUBJECTS,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
-                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start,
-                ack_wait=30.0,
-                max_ack_pending=10_000,
-            ),
-        )
+        await js.add_consumer(LEDGER_STREAM, consumer_config(self.durable, start))
         return await js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
     async def _run(self, sub: Any) -> None:

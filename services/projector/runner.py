@@ -430,8 +430,8 @@ class LiveProjector:
             failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
             if any(isinstance(failure, asyncio.CancelledError) for failure in failures):
                 break
-            if any(isinstance(failure, Gap) for failure in failures):
-                gap = next(failure for failure in failures if isinstance(failure, Gap))
+            gap = next((failure for failure in failures if isinstance(failure, Gap)), None)
+            if gap is not None:
                 log.warning("projection_repositioned", projection=self._names, reason=str(gap))
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

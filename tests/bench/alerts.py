@@ -21,8 +21,8 @@ from nats.js.errors import NotFoundError
 
 from events.subjects import ALERTS_STREAM, LEDGER_STREAM
 from services.alerter.app import DURABLE as SERVICE_DURABLE
+from services.alerter.app import consumer_config as alerter_consumer
 from services.alerter.app import create_app as create_alerter
-from services.alerter.core import ALERT_FILTER_SUBJECTS
 from services.client import SiteClient
 from services.ledger_io import ensure_streams, ledger_head
 from services.nats_conn import connect
@@ -223,16 +223,7 @@ async def bench_alert_latency(
         durable = f"bench_alerter_{uuid.uuid4().hex[:8]}"
         # Start the bench alerter at the ledger head: earlier benches' entries are not its work.
         await js.add_consumer(
-            LEDGER_STREAM,
-            js_api.ConsumerConfig(
-                durable_name=durable,
-                filter_subjects=ALERT_FILTER_SUBJECTS,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
-                ack_wait=30.0,
-                max_ack_pending=10_000,
-                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=await ledger_head(js) + 1,
-            ),
+            LEDGER_STREAM, alerter_consumer(durable, start=await ledger_head(js) + 1)
         )
         writer = await create_writer(settings)
         await writer.start()
