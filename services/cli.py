@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -267,6 +268,14 @@ def replay(
     switch: Annotated[
         bool, typer.Option("--switch", help="Make the rebuilt schema the live one (no downtime).")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes that build the read models, each for a share of the patients "
+            "(default: one per CPU core, at most 4).",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild every read model from the ledger into a fresh schema and print per-table digests."""
     configure_logging("WARNING")
@@ -282,9 +291,14 @@ def replay(
             compare_live=compare_live,
             switch=switch,
             console=console,
+            workers=workers or default_rebuild_workers(),
         )
     )
     sys.exit(code)
+
+
+def default_rebuild_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @app.command()

@@ -12,7 +12,7 @@ from rich.table import Table
 from services.migrate import active_build, make_engine, switch_build
 from services.nats_conn import connect
 from services.projector.app import all_projections
-from services.projector.replay import compare, digests, rebuild
+from services.projector.replay import Helpers, compare, digests, rebuild
 from services.settings import Settings
 
 
@@ -32,19 +32,20 @@ async def run_replay(
     compare_live: bool,
     switch: bool,
     console: Console,
+    workers: int = 1,
 ) -> int:
     assert settings.nats_url and settings.database_url, "no running system found and no URLs set"
     instant = parse_instant(as_of) if as_of else None
     name = schema or "replay_" + dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
-    nc = await connect(
-        settings.nats_url,
-        settings.creds_for("auditor") or settings.creds_for("projector"),
-        name="replay",
-    )
+    creds = settings.creds_for("auditor") or settings.creds_for("projector")
+    nc = await connect(settings.nats_url, creds, name="replay")
     engine = make_engine(settings.database_url)
+    helpers = Helpers(workers, settings.nats_url, settings.database_url, creds)
     try:
         with console.status("rebuilding read models from the ledger…"):
-            report = await rebuild(nc.jetstream(), engine, name, all_projections(), as_of=instant)
+            report = await rebuild(
+                nc.jetstream(), engine, name, all_projections(), as_of=instant, helpers=helpers
+            )
         live = await active_build(engine)
         out: dict[str, Any] = {
             "schema": name,
@@ -53,6 +54,7 @@ async def run_replay(
             "last_seq": report.last_seq,
             "seconds": round(report.seconds, 3),
             "events_per_s": round(report.events_per_s, 1),
+            "workers": workers,
             "digests": report.digests,
         }
         differences: dict[str, list[dict[str, Any]]] = {}

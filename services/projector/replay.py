@@ -8,9 +8,14 @@ builds agree exactly when their rows do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import json
+import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import memo
 from services.db import NOT_DIGESTED
-from services.ledger_io import read_ordered
+from services.ledger_io import ledger_head, read_ordered
 from services.migrate import check_schema_name, migrate
 from services.projector.histories import PatientHistories
-from services.projector.runner import Applier, Message, Projection, decode_message
+from services.projector.runner import Applier, Message, Partition, Projection, decode_message
 
 Progress = Callable[[int], None]
 
@@ -62,6 +67,22 @@ async def drop_schema(engine: AsyncEngine, schema: str) -> None:
         await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
+@dataclass(frozen=True)
+class Helpers:
+    """Helper processes for a rebuild, one per further partition of the patients.
+
+    The patients are split into `count` partitions by the hash the live partitioned projectors
+    use; this process builds the first and each helper another, all reading the ledger up to
+    the same seq into the same schema. Python derives the read models on one core at a time,
+    so on a machine with more than one core this is how a rebuild uses them.
+    """
+
+    count: int
+    nats_url: str
+    database_url: str
+    creds: str | None = None
+
+
 async def rebuild(
     js: JetStreamContext,
     engine: AsyncEngine,
@@ -72,10 +93,82 @@ async def rebuild(
     batch: int = 50_000,
     progress: Progress | None = None,
     stop_seq: int | None = None,
+    timed: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    helpers: Helpers | None = None,
 ) -> RebuildReport:
-    """Fill `schema` (dropped first) with every projection, from the ledger's first seq."""
-    await drop_schema(engine, schema)
-    await migrate(engine, schema)
+    """Fill `schema` (dropped first) with every projection, from the ledger's first seq.
+
+    `timed` wraps the timed part (the read and the writes, not the migration or the digests):
+    a bench measures CPU over exactly what `events_per_s` covers."""
+    if helpers is None or helpers.count <= 1:
+        await drop_schema(engine, schema)
+        await migrate(engine, schema)
+        with timed():
+            report = await fill(
+                js,
+                engine,
+                schema,
+                projections,
+                as_of=as_of,
+                batch=batch,
+                progress=progress,
+                stop_seq=stop_seq,
+            )
+    else:
+        from services.projector.app import all_projections
+
+        if [type(p) for p in projections] != [type(p) for p in all_projections()]:
+            raise ValueError("a rebuild with helper processes builds every standard projection")
+        # every partition reads up to the same seq
+        head = stop_seq if stop_seq is not None else await ledger_head(js)
+        # started first, so that their start-up overlaps the migration; they apply nothing
+        # before they are told the schema is ready
+        parts = HelperProcesses(helpers, schema, head, as_of, batch)
+        await parts.start()
+        try:
+            await drop_schema(engine, schema)
+            await migrate(engine, schema)
+            with timed():
+                began = time.perf_counter()
+                await parts.go()
+                own = await fill(
+                    js,
+                    engine,
+                    schema,
+                    projections,
+                    as_of=as_of,
+                    batch=batch,
+                    progress=progress,
+                    stop_seq=head,
+                    partition=Partition(0, helpers.count),
+                )
+                count = own.events + await parts.collect()
+                await _merge_checkpoints(engine, schema, [p.name for p in projections], count)
+                seconds = time.perf_counter() - began
+        finally:
+            await parts.kill()
+        report = RebuildReport(schema, own.as_of, count, own.last_seq, seconds)
+    report.digests = await digests(engine, schema)
+    return report
+
+
+async def fill(
+    js: JetStreamContext,
+    engine: AsyncEngine,
+    schema: str,
+    projections: Sequence[Projection],
+    *,
+    as_of: dt.datetime | None = None,
+    batch: int = 50_000,
+    progress: Progress | None = None,
+    stop_seq: int | None = None,
+    partition: Partition | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
+) -> RebuildReport:
+    """Apply the ledger from its first seq to the (migrated, empty) `schema`: every patient,
+    or with `partition` that partition's patients and the trial-level events. `events` counts
+    the events this partition accounts for: over all partitions they add up to the whole.
+    `ready`, if given, is awaited before anything is written."""
     include = _recorded_by(as_of)
     appliers = [
         Applier(
@@ -86,17 +179,21 @@ async def rebuild(
                 js, capacity=batch, max_events=2 * batch, include=include, from_start=True
             ),
             contiguous=False,
+            partition=partition,
         )
         for projection in projections
     ]
-    began = time.perf_counter()
     count = 0
     last_seq = 0
     chunk: list[Message] = []
 
     async def flush() -> None:
+        nonlocal ready
         for message in chunk:
             message.decoded = decode_message(message)
+        if ready is not None:
+            await ready()
+            ready = None
         # side by side: one projection computes while another's rows go into PostgreSQL;
         # all of them finish before a failure is raised, so nothing writes after the rebuild ends
         outcomes = await asyncio.gather(
@@ -107,30 +204,125 @@ async def rebuild(
             raise failures[0]
         chunk.clear()
 
+    began = time.perf_counter()
     # every projection folds the same decoded entries: each patient is folded once per batch
     with memo.configured(keys=batch, entries=2 * batch):
         async for messages in read_ordered(js, stop_seq=stop_seq):
             for msg in messages:
                 last_seq = msg.seq
+                # exactly one partition accounts for each event; every one applies the
+                # trial-level events (protocol parameters), and none decodes another's patients
+                mine = True
+                if partition is not None:
+                    mine = partition.owns_subject(msg.subject)
+                    if not (mine or partition.owns_subject(msg.subject, keep_trial=True)):
+                        continue
                 if include is not None and not include(_peek(msg.body)):
                     continue
                 chunk.append(Message(msg.seq, msg.subject, msg.body))
-                count += 1
+                count += mine
                 if len(chunk) >= batch:
                     await flush()
                     if progress is not None:
                         progress(count)
         if chunk:
             await flush()
+    if ready is not None:
+        await ready()
     seconds = time.perf_counter() - began
-    report = RebuildReport(schema, as_of.isoformat() if as_of else None, count, last_seq, seconds)
-    report.digests = await digests(engine, schema)
-    return report
+    return RebuildReport(schema, as_of.isoformat() if as_of else None, count, last_seq, seconds)
+
+
+class HelperProcesses:
+    """The helper processes of one rebuild (`services.projector.rebuild_part`), partitions 1
+    to `count - 1`: started, told once the schema is ready ("go" on their stdin), and
+    collected; a helper that fails fails the rebuild. Their log goes to this process's
+    stderr."""
+
+    def __init__(
+        self, helpers: Helpers, schema: str, head: int, as_of: dt.datetime | None, batch: int
+    ) -> None:
+        self.helpers = helpers
+        self.arguments = ["--schema", schema, "--stop-seq", str(head), "--batch", str(batch)]
+        if as_of is not None:
+            self.arguments += ["--as-of", as_of.isoformat()]
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "LEDGER_NATS_URL": self.helpers.nats_url,
+            "LEDGER_DATABASE_URL": self.helpers.database_url,
+            "LEDGER_REBUILD_CREDS": self.helpers.creds or "",
+        }
+        for index in range(1, self.helpers.count):
+            self.processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "services.projector.rebuild_part",
+                    *self.arguments,
+                    "--partition",
+                    f"{index}/{self.helpers.count}",
+                    env=env,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )
+
+    async def go(self) -> None:
+        for process in self.processes:
+            assert process.stdin is not None
+            with contextlib.suppress(ConnectionError):  # one that died is reported by collect
+                process.stdin.write(b"go\n")
+                await process.stdin.drain()
+
+    async def collect(self) -> int:
+        """Wait for every helper; the events they account for."""
+        outputs = await asyncio.gather(*(process.communicate() for process in self.processes))
+        events = 0
+        for process, (out, _) in zip(self.processes, outputs, strict=True):
+            lines = out.decode(errors="replace").strip().splitlines()
+            if process.returncode != 0 or not lines:
+                raise RuntimeError(
+                    f"a rebuild helper failed (exit {process.returncode}); its log is above"
+                )
+            events += int(json.loads(lines[-1])["events"])
+        return events
+
+    async def kill(self) -> None:
+        """Stop whatever is still running (after a failure or a cancellation)."""
+        for process in self.processes:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+async def _merge_checkpoints(
+    engine: AsyncEngine, schema: str, names: Sequence[str], events: int
+) -> None:
+    """One checkpoint per projection in place of its partitions': the newest seq any of them
+    applied, and the events applied (all of them but the parked ones, as in one process)."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f'SET LOCAL search_path TO "{check_schema_name(schema)}"'))
+        for name in names:
+            await conn.execute(
+                text(
+                    "WITH parts AS (DELETE FROM projection_checkpoint "
+                    "WHERE split_part(projection, '#', 1) = :p AND projection <> :p "
+                    "RETURNING last_seq) "
+                    "INSERT INTO projection_checkpoint (projection, last_seq, applied) "
+                    "SELECT :p, max(last_seq), :n - (SELECT count(*) FROM parked_event "
+                    "WHERE projection = :p) FROM parts HAVING count(*) > 0 "
+                    "ON CONFLICT (projection) DO UPDATE SET last_seq = excluded.last_seq, "
+                    "applied = excluded.applied"
+                ),
+                {"p": name, "n": events},
+            )
 
 
 def _peek(body: bytes) -> dict[str, Any]:
-    import json
-
     try:
         value = json.loads(body)
     except ValueError:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import heapq
 import json
 import os
@@ -20,10 +21,13 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from services.cli import default_rebuild_workers
 from services.client import SiteClient
 from services.db import event_index
 from services.ledger_io import ensure_streams, ledger_config, ledger_head, read_ordered, read_stream
@@ -32,11 +36,12 @@ from services.migrate import make_engine
 from services.nats_conn import connect
 from services.projector.app import all_projections
 from services.projector.core import copy_rows, index_row
-from services.projector.replay import rebuild
+from services.projector.replay import Helpers, rebuild
 from services.projector.runner import Message, decode_message
-from services.runtime import EmbeddedNats, EmbeddedPostgres
+from services.runtime import EmbeddedNats, EmbeddedPostgres, tune_gc_for_service
 from services.settings import Settings
 from tests.bench.alerts import bench_alert_latency
+from tests.bench.cpu import CpuMeter, budget_us_per_event
 from tests.bench.peer import run_peer
 from tests.integration.helpers import event, parameters
 
@@ -224,25 +229,26 @@ async def bench_intake(
     }
 
 
-async def bench_raw_read(nc: Any) -> dict[str, Any]:
+async def bench_raw_read(nc: Any, meter: CpuMeter) -> dict[str, Any]:
     """The whole LEDGER read in order, nothing done with it: through a push ordered consumer
     (the issue's reference, and the read a rebuild uses) and, for comparison, through the
     pull reader the services use for short reads."""
     js = nc.jetstream()
-    began = time.perf_counter()
     count = 0
-    async for batch in read_ordered(js):
-        count += len(batch)
-    seconds = time.perf_counter() - began
+    with meter.span() as span:
+        async for batch in read_ordered(js):
+            count += len(batch)
+    span.events = count
     began = time.perf_counter()
     pulled = 0
     async for _ in read_stream(js, batch=4096):
         pulled += 1
     pull_seconds = time.perf_counter() - began
     return {
-        "raw_read_per_s": count / seconds,
+        "raw_read_per_s": count / span.seconds,
         "messages": count,
         "pull_read_per_s": pulled / pull_seconds,
+        "cpu": span.as_dict(),
     }
 
 
@@ -256,27 +262,68 @@ class IndexOnly:
         await copy_rows(conn, event_index, [index_row(item) for item in batch])
 
 
-async def bench_rebuild(nc: Any, settings: Settings) -> dict[str, Any]:
-    js = nc.jetstream()
-    began = time.perf_counter()
-    decoded = 0
-    async for batch in read_ordered(js):
-        for msg in batch:
-            decode_message(Message(msg.seq, msg.subject, msg.body))
-            decoded += 1
-    decode_per_s = decoded / (time.perf_counter() - began)
-    engine = make_engine(settings.database_url or "")
+@contextlib.contextmanager
+def service_gc() -> Iterator[None]:
+    """The garbage-collector thresholds `trial-ledger replay` and the services run with."""
+    previous = gc.get_threshold()
+    tune_gc_for_service()
     try:
-        index_only = await rebuild(js, engine, "bench_floor", [IndexOnly()])
-        report = await rebuild(js, engine, "bench_rebuild", all_projections())
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+async def bench_rebuild(nc: Any, settings: Settings, meter: CpuMeter) -> dict[str, Any]:
+    """The full rebuild as `trial-ledger replay` runs it (one process per core, each for a
+    share of the patients) and in one process, and two floors beneath it, each with the CPU
+    every process spent on it (with the GC settings of `trial-ledger replay`)."""
+    js = nc.jetstream()
+    engine = make_engine(settings.database_url or "")
+    workers = default_rebuild_workers()
+    helpers = Helpers(workers, settings.nats_url or "", settings.database_url or "")
+    try:
+        with service_gc():
+            with meter.span() as decode_span:
+                async for batch in read_ordered(js):
+                    for msg in batch:
+                        decode_message(Message(msg.seq, msg.subject, msg.body))
+                        decode_span.events += 1
+            index_only = await rebuild(
+                js, engine, "bench_floor", [IndexOnly()], timed=meter.recorder("index")
+            )
+            single = await rebuild(
+                js, engine, "bench_rebuild_one", all_projections(), timed=meter.recorder("one")
+            )
+            report = await rebuild(
+                js,
+                engine,
+                "bench_rebuild",
+                all_projections(),
+                timed=meter.recorder("full"),
+                helpers=helpers,
+            )
     finally:
         await engine.dispose()
+    if report.digests != single.digests:
+        raise AssertionError("the rebuild with helpers differs from the one in one process")
+    spans = meter.recorded
+    spans["index"].events = index_only.events
+    spans["one"].events = single.events
+    spans["full"].events = report.events
     return {
         "rebuild_per_s": report.events_per_s,
         "events": report.events,
+        "workers": workers,
+        "rebuild_one_process_per_s": single.events_per_s,
         "projections": [p.name for p in all_projections()],
-        "floor_read_decode_per_s": decode_per_s,
+        "floor_read_decode_per_s": decode_span.events / decode_span.seconds,
         "floor_read_decode_index_per_s": index_only.events_per_s,
+        "cpu": {
+            "floor_read_decode": decode_span.as_dict(),
+            "floor_read_decode_index": spans["index"].as_dict(),
+            "full_rebuild_one_process": spans["one"].as_dict(),
+            "full_rebuild": spans["full"].as_dict(),
+        },
     }
 
 
@@ -382,6 +429,7 @@ async def bench_system(
         warnings.simplefilter("ignore")
         postgres = EmbeddedPostgres(base / "pg").start()
     settings = Settings(nats_url=nats.url, database_url=postgres.url, data_dir=base)
+    SERVER_PIDS.update({"nats-server": nats.proc.pid, "postgres": postgres.proc.pid})
     nc = await connect(nats.url)
     writer = None
     try:
@@ -458,8 +506,9 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
         results["peer"] = peer
         results["peer_per_s"] = peer["peer_per_s"]
         results["intake_batch_vs_peer"] = batch["per_s"] / peer["peer_per_s"]
-        read = await bench_raw_read(nc)
-        rebuilt = await bench_rebuild(nc, settings)
+        meter = CpuMeter(SERVER_PIDS)
+        read = await bench_raw_read(nc, meter)
+        rebuilt = await bench_rebuild(nc, settings, meter)
         results["raw_read_per_s"] = read["raw_read_per_s"]
         results["rebuild_per_s"] = rebuilt["rebuild_per_s"]
         results["rebuild_vs_raw_read"] = rebuilt["rebuild_per_s"] / read["raw_read_per_s"]
@@ -472,6 +521,13 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
             results["rebuild"][f"{floor}_vs_raw_read"] = (
                 rebuilt[f"{floor}_per_s"] / read["raw_read_per_s"]
             )
+        results["rebuild"]["cpu"]["raw_read"] = read["cpu"]
+        results["rebuild"]["cores"] = psutil.cpu_count()
+        # what each event may cost, in CPU across every process, if the rebuild is to run at
+        # 60 % of the raw read on this machine's cores
+        results["rebuild"]["cpu_budget_us_per_event_at_goal"] = budget_us_per_event(
+            0.6 * read["raw_read_per_s"]
+        )
         lag = await bench_projection_lag(
             nc, settings, trial, rate=1000, seconds=max(5, int(20 * scale)), log_dir=base
         )
@@ -565,6 +621,7 @@ async def bench_memory(
 
 
 WRITER_PROCESS: list[ServiceProcess] = []
+SERVER_PIDS: dict[str, int] = {}
 
 
 async def migrate_all(settings: Settings) -> None:
@@ -600,12 +657,22 @@ def table(results: dict[str, Any]) -> str:
             f"pull reader: {results['rebuild']['pull_read_per_s']:.0f} msgs/s",
         ),
         (
-            "full rebuild (all projections)",
+            f"full rebuild (all projections), `trial-ledger replay`: "
+            f"{results['rebuild'].get('workers', 1)} processes",
             f"{results['rebuild_per_s']:.0f} events/s",
             f"{100 * results['rebuild_vs_raw_read']:.0f} % of raw read (goal ≥ 60 %)",
         ),
     ]
     rebuilt = results["rebuild"]
+    if "rebuild_one_process_per_s" in rebuilt:
+        rows.append(
+            (
+                "full rebuild in one process (`--workers 1`)",
+                f"{rebuilt['rebuild_one_process_per_s']:.0f} events/s",
+                f"{100 * rebuilt['rebuild_one_process_per_s'] / results['raw_read_per_s']:.0f} "
+                "% of raw read",
+            )
+        )
     if "floor_read_decode_per_s" in rebuilt:
         rows += [
             (
@@ -619,6 +686,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{100 * rebuilt['floor_read_decode_index_vs_raw_read']:.0f} % of raw read",
             ),
         ]
+    rows += cpu_rows(rebuilt)
     lag = results["projection_lag"]
     rows.append(
         (
@@ -652,6 +720,42 @@ def table(results: dict[str, Any]) -> str:
     lines = ["| measure | result | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
+
+
+def cpu_rows(rebuilt: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """CPU per event by process for the reads and builds, beside the budget at the goal."""
+    if "cpu_budget_us_per_event_at_goal" not in rebuilt:
+        return []
+    names = {
+        "raw_read": "raw ordered read",
+        "floor_read_decode": "floor: read + decode",
+        "floor_read_decode_index": "floor: + event index",
+        "full_rebuild_one_process": "full rebuild, one process",
+        "full_rebuild": f"full rebuild, {rebuilt.get('workers', 1)} processes",
+    }
+    budget = rebuilt["cpu_budget_us_per_event_at_goal"]
+    rows = []
+    for key, label in names.items():
+        if key not in rebuilt["cpu"]:
+            continue
+        split = rebuilt["cpu"][key]["cpu_us_per_event"]
+        rows.append(
+            (
+                f"CPU per event, {label}",
+                f"{split['total']:.0f} µs",
+                f"client {split['client']:.0f}, PostgreSQL {split['postgres']:.0f}, "
+                f"nats-server {split['nats-server']:.0f} µs"
+                + (f"; {split['total'] / budget:.1f}× the budget" if key != "raw_read" else ""),
+            )
+        )
+    rows.append(
+        (
+            f"CPU budget per event at 60 % of raw read ({rebuilt['cores']} cores)",
+            f"{budget:.0f} µs",
+            "all processes together",
+        )
+    )
+    return rows
 
 
 def cli() -> None:

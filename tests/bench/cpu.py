@@ -1,0 +1,107 @@
+"""CPU time by process over a span of bench work.
+
+A rate on its own cannot say whether a goal is within reach: the rebuild shares two cores
+with PostgreSQL and nats-server. The CPU each process spends per event, measured over the same
+span, can: at a target rate, every event has `cores / rate` seconds of CPU in all, however the
+work is spread across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import psutil
+
+
+def _cpu(process: psutil.Process, *, live_children: bool) -> float:
+    """User + system seconds of a process and of its children that have ended (the kernel adds
+    those to the parent once reaped: a rebuild's helper processes, a server's backends);
+    with `live_children`, of the running ones too (a server that forks a backend per
+    connection, as PostgreSQL does)."""
+    times = process.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    if live_children:
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+    return total
+
+
+@dataclass
+class Span:
+    """One measured span: wall seconds, CPU seconds per process, the events it covered."""
+
+    seconds: float = 0.0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    events: int = 0
+
+    def per_event_us(self) -> dict[str, float]:
+        if not self.events:
+            return {}
+        split = {name: 1e6 * cpu / self.events for name, cpu in self.cpu_seconds.items()}
+        split["total"] = sum(split.values())
+        return split
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "events": self.events,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "cpu_us_per_event": self.per_event_us(),
+            "cores_busy": sum(self.cpu_seconds.values()) / self.seconds if self.seconds else 0.0,
+        }
+
+
+class CpuMeter:
+    """CPU of this process (the client, with the helper processes it started and reaped within
+    a span) and of named servers (each with all its children) over spans of work."""
+
+    def __init__(self, servers: dict[str, int]) -> None:
+        self.processes: dict[str, tuple[psutil.Process, bool]] = {
+            "client": (psutil.Process(os.getpid()), False)
+        }
+        for name, pid in servers.items():
+            self.processes[name] = (psutil.Process(pid), True)
+        self.recorded: dict[str, Span] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {
+            name: _cpu(process, live_children=children)
+            for name, (process, children) in self.processes.items()
+        }
+
+    def recorder(self, label: str) -> Callable[[], contextlib.AbstractContextManager[Span]]:
+        """A context-manager factory for code that takes one (a rebuild's `timed`): its span is
+        kept in `recorded[label]`."""
+
+        @contextlib.contextmanager
+        def record() -> Iterator[Span]:
+            with self.span() as span:
+                self.recorded[label] = span
+                yield span
+
+        return record
+
+    @contextlib.contextmanager
+    def span(self) -> Iterator[Span]:
+        """`with meter.span() as span: ...; span.events = n`; filled in on leaving."""
+        span = Span()
+        before = self._now()
+        began = time.perf_counter()
+        try:
+            yield span
+        finally:
+            span.seconds = time.perf_counter() - began
+            after = self._now()
+            span.cpu_seconds = {name: after[name] - before[name] for name in after}
+
+
+def budget_us_per_event(rate_per_s: float, cores: int | None = None) -> float:
+    """CPU microseconds each event may use, across all processes, at `rate_per_s` on `cores`."""
+    cores = cores or psutil.cpu_count() or 1
+    return 1e6 * cores / rate_per_s

@@ -1,0 +1,81 @@
+"""The bench's CPU meter: CPU by process over a span, and the per-event budget at a rate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.bench.cpu import CpuMeter, Span, budget_us_per_event
+
+pytestmark = pytest.mark.unit
+
+# A "server" that forks a worker to do its work, as PostgreSQL does a backend per connection:
+# the worker burns CPU until told to stop, then exits and is reaped by the server.
+SERVER = """
+import subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", "import sys\\nwhile not sys.stdin.readline(): pass\\nx = 0\\nwhile True: x += 1"], stdin=subprocess.PIPE)
+sys.stdin.readline()
+worker.stdin.write(b"go\\n"); worker.stdin.flush()
+sys.stdin.readline()
+worker.kill(); worker.wait()
+sys.stdin.readline()
+"""
+
+
+HELPER = "import time\nuntil = time.process_time() + 0.4\nwhile time.process_time() < until: pass"
+
+
+def _burn(seconds: float) -> None:
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
+def test_the_budget_is_the_cores_shared_out_over_the_events_of_a_second() -> None:
+    assert budget_us_per_event(40_000, cores=2) == pytest.approx(50.0)
+    assert budget_us_per_event(1_000, cores=1) == pytest.approx(1_000.0)
+
+
+def test_a_span_reports_cpu_per_event_by_process_and_in_total() -> None:
+    span = Span(seconds=2.0, cpu_seconds={"client": 1.0, "postgres": 0.5}, events=10_000)
+    assert span.per_event_us() == {"client": 100.0, "postgres": 50.0, "total": 150.0}
+    assert span.as_dict()["cores_busy"] == pytest.approx(0.75)
+    assert Span().per_event_us() == {}
+
+
+def test_the_meter_counts_the_client_and_a_server_with_its_reaped_worker() -> None:
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE)
+    assert server.stdin is not None
+    try:
+        time.sleep(0.5)  # the worker is started and idle
+        meter = CpuMeter({"server": server.pid})
+        with meter.span() as span:
+            _burn(0.3)  # the client's own work
+            server.stdin.write(b"\n")  # the worker starts burning
+            server.stdin.flush()
+            time.sleep(0.6)
+            server.stdin.write(b"\n")  # the worker is killed and reaped
+            server.stdin.flush()
+            time.sleep(0.3)
+        span.events = 1_000
+        assert 0.25 <= span.cpu_seconds["client"] < 0.9
+        # the reaped worker's CPU still counts, through its parent's children times
+        assert span.cpu_seconds["server"] >= 0.3
+        assert span.per_event_us()["total"] == pytest.approx(
+            1e6 * (span.cpu_seconds["client"] + span.cpu_seconds["server"]) / 1_000
+        )
+        with meter.span() as idle:
+            time.sleep(0.2)
+        assert idle.cpu_seconds["server"] < 0.05
+        # a helper the client starts and reaps within the span is the client's work
+        with meter.span() as helped:
+            subprocess.run([sys.executable, "-c", HELPER], check=True)
+        assert helped.cpu_seconds["client"] >= 0.3
+        assert helped.cpu_seconds["server"] < 0.05
+    finally:
+        server.stdin.write(b"\n")
+        server.stdin.close()
+        server.wait(10)
