@@ -100,11 +100,29 @@ async def rebuild(
 
     `timed` wraps the timed part (the read and the writes, not the migration or the digests):
     a bench measures CPU over exactly what `events_per_s` covers."""
-    if helpers is None or helpers.count <= 1:
+    parts: HelperProcesses | None = None
+    partition: Partition | None = None
+    if helpers is not None and helpers.count > 1:
+        from services.projector.app import all_projections
+
+        if [type(p) for p in projections] != [type(p) for p in all_projections()]:
+            raise ValueError("a rebuild with helper processes builds every standard projection")
+        # every partition reads up to the same seq
+        stop_seq = stop_seq if stop_seq is not None else await ledger_head(js)
+        partition = Partition(0, helpers.count)
+        # started first, so that their start-up overlaps the migration; they write nothing
+        # before they are told the schema is ready
+        parts = HelperProcesses(helpers, schema, stop_seq, as_of, batch)
+    try:
+        if parts is not None:
+            await parts.start()
         await drop_schema(engine, schema)
         await migrate(engine, schema)
         with timed():
-            report = await fill(
+            began = time.perf_counter()
+            if parts is not None:
+                await parts.go()
+            own = await fill(
                 js,
                 engine,
                 schema,
@@ -113,41 +131,17 @@ async def rebuild(
                 batch=batch,
                 progress=progress,
                 stop_seq=stop_seq,
+                partition=partition,
             )
-    else:
-        from services.projector.app import all_projections
-
-        if [type(p) for p in projections] != [type(p) for p in all_projections()]:
-            raise ValueError("a rebuild with helper processes builds every standard projection")
-        # every partition reads up to the same seq
-        head = stop_seq if stop_seq is not None else await ledger_head(js)
-        # started first, so that their start-up overlaps the migration; they apply nothing
-        # before they are told the schema is ready
-        parts = HelperProcesses(helpers, schema, head, as_of, batch)
-        await parts.start()
-        try:
-            await drop_schema(engine, schema)
-            await migrate(engine, schema)
-            with timed():
-                began = time.perf_counter()
-                await parts.go()
-                own = await fill(
-                    js,
-                    engine,
-                    schema,
-                    projections,
-                    as_of=as_of,
-                    batch=batch,
-                    progress=progress,
-                    stop_seq=head,
-                    partition=Partition(0, helpers.count),
-                )
-                count = own.events + await parts.collect()
+            count = own.events
+            if parts is not None:
+                count += await parts.collect()
                 await _merge_checkpoints(engine, schema, [p.name for p in projections], count)
-                seconds = time.perf_counter() - began
-        finally:
+            seconds = time.perf_counter() - began
+    finally:
+        if parts is not None:
             await parts.kill()
-        report = RebuildReport(schema, own.as_of, count, own.last_seq, seconds)
+    report = RebuildReport(schema, own.as_of, count, own.last_seq, seconds)
     report.digests = await digests(engine, schema)
     return report
 
