@@ -17,19 +17,45 @@ from dataclasses import dataclass, field
 import psutil
 
 
-def _cpu(process: psutil.Process, *, live_children: bool) -> float:
-    """User + system seconds of a process and of its children that have ended (the kernel adds
-    those to the parent once reaped: a rebuild's helper processes, a server's backends);
-    with `live_children`, of the running ones too (a server that forks a backend per
-    connection, as PostgreSQL does)."""
-    times = process.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    if live_children:
+@dataclass(frozen=True)
+class Reading:
+    """A process's CPU seconds at one moment: its own with its reaped children's (the kernel
+    adds a child's whole lifetime to the parent when it is reaped), and each live child's."""
+
+    own_and_reaped: float
+    children: dict[int, float]
+
+
+def _read(process: psutil.Process, attempts: int = 20) -> Reading:
+    """One consistent reading. A child reaped while its siblings are being read would be
+    counted twice or not at all (in the parent's total and in the list, or in neither), so
+    the parent is read before and after the children, until nothing was reaped in between."""
+    for _ in range(attempts):
+        first = process.cpu_times()
+        children: dict[int, float] = {}
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.NoSuchProcess):
                 child_times = child.cpu_times()
-                total += child_times.user + child_times.system
-    return total
+                children[child.pid] = child_times.user + child_times.system
+        second = process.cpu_times()
+        reaped = second.children_user + second.children_system
+        if reaped == first.children_user + first.children_system:
+            return Reading(second.user + second.system + reaped, children)
+    raise RuntimeError(f"no steady CPU reading of process {process.pid}")
+
+
+def _spent(before: Reading, after: Reading, *, live_children: bool) -> float:
+    """CPU seconds spent between two readings: the process's own, its children's that ended
+    in between (less what they had spent before, which their parent only now adds), and with
+    `live_children` the running children's too (a server that forks a backend per
+    connection, as PostgreSQL does). Without it, running children are someone else's (the
+    servers the bench started) and only children that end in the span count (a rebuild's
+    helper processes)."""
+    ended = [pid for pid in before.children if pid not in after.children]
+    spent = after.own_and_reaped - before.own_and_reaped - sum(before.children[p] for p in ended)
+    if live_children:
+        spent += sum(cpu - before.children.get(pid, 0.0) for pid, cpu in after.children.items())
+    return spent
 
 
 @dataclass
@@ -69,11 +95,8 @@ class CpuMeter:
             self.processes[name] = (psutil.Process(pid), True)
         self.recorded: dict[str, Span] = {}
 
-    def _now(self) -> dict[str, float]:
-        return {
-            name: _cpu(process, live_children=children)
-            for name, (process, children) in self.processes.items()
-        }
+    def _now(self) -> dict[str, Reading]:
+        return {name: _read(process) for name, (process, _) in self.processes.items()}
 
     def recorder(self, label: str) -> Callable[[], contextlib.AbstractContextManager[Span]]:
         """A context-manager factory for code that takes one (a rebuild's `timed`): its span is
@@ -98,7 +121,10 @@ class CpuMeter:
         finally:
             span.seconds = time.perf_counter() - began
             after = self._now()
-            span.cpu_seconds = {name: after[name] - before[name] for name in after}
+            span.cpu_seconds = {
+                name: _spent(before[name], after[name], live_children=live)
+                for name, (_, live) in self.processes.items()
+            }
 
 
 def budget_us_per_event(rate_per_s: float, cores: int | None = None) -> float:

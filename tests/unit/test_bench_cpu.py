@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.bench.cpu import CpuMeter, Span, budget_us_per_event
+from tests.bench.cpu import CpuMeter, Span, _read, budget_us_per_event
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +79,62 @@ def test_the_meter_counts_the_client_and_a_server_with_its_reaped_worker() -> No
         server.stdin.write(b"\n")
         server.stdin.close()
         server.wait(10)
+
+
+# A "server" whose worker has already worked when the span starts and ends inside it: the
+# parent gains the worker's whole lifetime on reaping it, and the span must not.
+BUSY_BEFORE = """
+import subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", "import time\\nuntil = time.process_time() + 0.5\\nwhile time.process_time() < until: pass\\nimport sys\\nsys.stdin.readline()"], stdin=subprocess.PIPE)
+sys.stdin.readline()
+worker.stdin.write(b"end\\n"); worker.stdin.flush(); worker.wait()
+sys.stdin.readline()
+"""
+
+
+def test_a_child_that_ends_in_the_span_counts_only_what_it_spent_in_it() -> None:
+    server = subprocess.Popen([sys.executable, "-c", BUSY_BEFORE], stdin=subprocess.PIPE)
+    assert server.stdin is not None
+    try:
+        time.sleep(1.5)  # the worker has burnt its 0.5 s and waits
+        meter = CpuMeter({"server": server.pid})
+        with meter.span() as span:
+            server.stdin.write(b"\n")  # the worker ends and is reaped
+            server.stdin.flush()
+            time.sleep(0.5)
+        assert span.cpu_seconds["server"] < 0.2
+    finally:
+        server.stdin.write(b"\n")
+        server.stdin.close()
+        server.wait(10)
+
+
+class _Times:
+    def __init__(self, user: float, children_user: float) -> None:
+        self.user, self.system = user, 0.0
+        self.children_user, self.children_system = children_user, 0.0
+
+
+class _ReapsMidReading:
+    """A parent that reaps its only child (0.4 s spent) while the first reading lists it."""
+
+    pid = 1
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def cpu_times(self) -> _Times:
+        self.reads += 1
+        return _Times(1.0, 0.0 if self.reads == 1 else 0.4)
+
+    def children(self, recursive: bool) -> list[object]:
+        if self.reads == 1:
+            child = type("Child", (), {"pid": 2, "cpu_times": lambda self: _Times(0.4, 0.0)})
+            return [child()]
+        return []
+
+
+def test_a_child_reaped_during_a_reading_is_counted_once() -> None:
+    reading = _read(_ReapsMidReading())  # type: ignore[arg-type]
+    assert reading.own_and_reaped == pytest.approx(1.4)
+    assert reading.children == {}
