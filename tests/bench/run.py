@@ -519,6 +519,7 @@ async def main(quick: bool, memory_events: int) -> dict[str, Any]:
         results["rebuild"] = {
             **rebuilt,
             "raw_read_messages": read["messages"],
+            "raw_read_runs_per_s": read["raw_read_runs_per_s"],
             "pull_read_per_s": read["pull_read_per_s"],
         }
         for floor in ("floor_read_decode", "floor_read_decode_index"):
