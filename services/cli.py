@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -291,14 +290,10 @@ def replay(
             compare_live=compare_live,
             switch=switch,
             console=console,
-            workers=workers or default_rebuild_workers(),
+            workers=workers,
         )
     )
     sys.exit(code)
-
-
-def default_rebuild_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 @app.command()

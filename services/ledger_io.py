@@ -173,6 +173,18 @@ async def ledger_head(js: JetStreamContext, stream: str = LEDGER_STREAM) -> int:
     return int(info.state.last_seq)
 
 
+async def fetch_available(sub: Any, batch: int, timeout: float) -> list[Any]:
+    """`sub.fetch`, waiting out a cluster's 503: a just-created consumer, or one whose node
+    just failed or came back, answers 503 until its leader is placed. Retried a bounded
+    number of times, then raised; a timeout is the caller's to handle."""
+    for _ in range(MAX_UNAVAILABLE_FETCHES):
+        try:
+            return list(await sub.fetch(batch, timeout=timeout))
+        except ServiceUnavailableError:
+            await asyncio.sleep(0.2)
+    return list(await sub.fetch(batch, timeout=timeout))
+
+
 async def read_stream(
     js: JetStreamContext,
     filter_subject: str = LEDGER_SUBJECTS,
@@ -205,21 +217,12 @@ async def read_stream(
             await js.delete_consumer(stream, info.name)
         return
     sub = await js.pull_subscribe_bind(info.name, stream=stream)
-    unavailable = stalls = restarts = 0
+    stalls = restarts = 0
     last_seq = 0
     try:
         while remaining > 0:
             try:
-                msgs = await sub.fetch(min(batch, remaining), timeout=5)
-                unavailable = 0
-            except ServiceUnavailableError:
-                # In a cluster a just-created consumer, or one whose node just changed, answers
-                # 503 until its leader is placed: wait for it, a bounded number of times.
-                unavailable += 1
-                if unavailable > MAX_UNAVAILABLE_FETCHES:
-                    raise
-                await asyncio.sleep(0.2)
-                continue
+                msgs = await fetch_available(sub, min(batch, remaining), timeout=5)
             except NatsTimeoutError:
                 # A message the server counts but can no longer deliver (a damaged block)
                 # would stall us forever: trust the consumer's own view of what is left.

@@ -12,7 +12,7 @@ from rich.table import Table
 from services.migrate import active_build, make_engine, switch_build
 from services.nats_conn import connect
 from services.projector.app import all_projections
-from services.projector.replay import Helpers, compare, digests, rebuild
+from services.projector.replay import Helpers, compare, default_workers, digests, rebuild
 from services.settings import Settings
 
 
@@ -32,7 +32,7 @@ async def run_replay(
     compare_live: bool,
     switch: bool,
     console: Console,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> int:
     assert settings.nats_url and settings.database_url, "no running system found and no URLs set"
     instant = parse_instant(as_of) if as_of else None
@@ -40,6 +40,7 @@ async def run_replay(
     creds = settings.creds_for("auditor") or settings.creds_for("projector")
     nc = await connect(settings.nats_url, creds, name="replay")
     engine = make_engine(settings.database_url)
+    workers = workers or default_workers()
     helpers = Helpers(workers, settings.nats_url, settings.database_url, creds)
     try:
         with console.status("rebuilding read models from the ledger…"):

@@ -83,6 +83,11 @@ class Helpers:
     creds: str | None = None
 
 
+def default_workers() -> int:
+    """Processes for a rebuild: one per CPU core, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 async def rebuild(
     js: JetStreamContext,
     engine: AsyncEngine,

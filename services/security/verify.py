@@ -10,7 +10,6 @@ trusted key. Every `ledger_sealed` event: signed by a trusted key, its `heads` (
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
@@ -20,13 +19,12 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import ServiceUnavailableError
 from rich.console import Console
 from rich.table import Table
 
 from events import ZERO_HASH, event_hash
 from events.subjects import LEDGER_STREAM
-from services.ledger_io import MAX_UNAVAILABLE_FETCHES, StoredMessage
+from services.ledger_io import StoredMessage, fetch_available
 from services.nats_conn import connect
 from services.security.seals import (
     SIGNATURE_HEADER,
@@ -242,20 +240,10 @@ async def read_ledger(
         ),
     )
     sub = await js.pull_subscribe_bind(info.name, stream=LEDGER_STREAM)
-    unavailable = 0
     try:
         while True:
             try:
-                msgs = await sub.fetch(batch, timeout=idle)
-                unavailable = 0
-            except ServiceUnavailableError:
-                # in a cluster, right after a node failed or came back, the consumer answers
-                # 503 until its leader is placed: wait for it, a bounded number of times
-                unavailable += 1
-                if unavailable > MAX_UNAVAILABLE_FETCHES:
-                    raise
-                await asyncio.sleep(0.2)
-                continue
+                msgs = await fetch_available(sub, batch, timeout=idle)
             except NatsTimeoutError:
                 return
             for msg in msgs:

@@ -27,7 +27,6 @@ from typing import Any
 
 import psutil
 
-from services.cli import default_rebuild_workers
 from services.client import SiteClient
 from services.db import event_index
 from services.ledger_io import ensure_streams, ledger_config, ledger_head, read_ordered, read_stream
@@ -36,7 +35,7 @@ from services.migrate import make_engine
 from services.nats_conn import connect
 from services.projector.app import all_projections
 from services.projector.core import copy_rows, index_row
-from services.projector.replay import Helpers, rebuild
+from services.projector.replay import Helpers, default_workers, rebuild
 from services.projector.runner import Message, decode_message
 from services.runtime import EmbeddedNats, EmbeddedPostgres, tune_gc_for_service
 from services.settings import Settings
@@ -283,7 +282,7 @@ async def bench_rebuild(nc: Any, settings: Settings, meter: CpuMeter) -> dict[st
     every process spent on it (with the GC settings of `trial-ledger replay`)."""
     js = nc.jetstream()
     engine = make_engine(settings.database_url or "")
-    workers = default_rebuild_workers()
+    workers = default_workers()
     helpers = Helpers(workers, settings.nats_url or "", settings.database_url or "")
     try:
         with service_gc():

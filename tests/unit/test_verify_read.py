@@ -12,6 +12,7 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import ServiceUnavailableError
 
+from services import ledger_io
 from services.security import verify
 
 pytestmark = pytest.mark.unit
@@ -65,7 +66,7 @@ async def test_503s_are_waited_out_and_nothing_is_missed(monkeypatch: pytest.Mon
     async def no_wait(_: float) -> None:
         return None
 
-    monkeypatch.setattr(verify.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(ledger_io.asyncio, "sleep", no_wait)
     unavailable = ServiceUnavailableError()
     sub = FakeSub([unavailable, unavailable, [_msg(1), _msg(2)], unavailable, [_msg(3)]])
     js = FakeJetStream(sub)
@@ -77,11 +78,11 @@ async def test_endless_503s_fail_the_read_after_a_bound(monkeypatch: pytest.Monk
     async def no_wait(_: float) -> None:
         return None
 
-    monkeypatch.setattr(verify.asyncio, "sleep", no_wait)
-    sub = FakeSub([ServiceUnavailableError() for _ in range(verify.MAX_UNAVAILABLE_FETCHES + 5)])
+    monkeypatch.setattr(ledger_io.asyncio, "sleep", no_wait)
+    sub = FakeSub([ServiceUnavailableError() for _ in range(ledger_io.MAX_UNAVAILABLE_FETCHES + 5)])
     with pytest.raises(ServiceUnavailableError):
         await _read(FakeJetStream(sub), 3)
-    assert sub.fetches == verify.MAX_UNAVAILABLE_FETCHES + 1
+    assert sub.fetches == ledger_io.MAX_UNAVAILABLE_FETCHES + 1
 
 
 async def test_a_read_that_times_out_ends_it() -> None:
