@@ -297,10 +297,13 @@ def assess_lesions(
 
     Nadir = smallest sum so far, baseline included, over timepoints where every target was
     measured (a partial sum understates the disease). Without a baseline every follow-up is
-    NE. Intra-hepatic PD uses only intrahepatic targets, non-targets and new lesions;
-    extra-hepatic PD is a new extrahepatic lesion (or malignant ascites) and, when
-    `extrahepatic_pd_includes_baseline_progression`, progression of a baseline extrahepatic
-    non-target (DOMAIN.md "PFS intra-hepatic", "PFS extra-hepatic").
+    NE. Intra-hepatic PD uses only intrahepatic targets (their sum against their own nadir,
+    by `rules`), non-targets and new lesions. Extra-hepatic PD, symmetric: a new extrahepatic
+    lesion (or malignant ascites) and, when `extrahepatic_pd_includes_baseline_progression`,
+    progression of baseline extrahepatic disease — its targets' sum against their own nadir
+    by the RECIST 1.1 rule (≥ 20 % and ≥ `recist_pd_min_abs_mm`, measured as `rules`
+    measure them) or an unequivocally progressing extrahepatic non-target (DOMAIN.md "PFS
+    intra-hepatic", "PFS extra-hepatic").
     """
     if baseline is None:
         return tuple(
@@ -308,8 +311,12 @@ def assess_lesions(
             for _ in scans
         )
     liver = [k for k, t in enumerate(baseline.targets) if t.location == "intrahepatic"]
+    beyond = [k for k, t in enumerate(baseline.targets) if t.location == "extrahepatic"]
     nadir = sum(baseline.sizes)
     liver_nadir = sum(baseline.sizes[k] for k in liver)
+    beyond_nadir = sum(baseline.sizes[k] for k in beyond)
+    recist = Recist.from_parameters(params)
+    baseline_eh_counts = params.extrahepatic_pd_includes_baseline_progression
     news = counting_new_lesions(rules, scans)
     results: list[Assessment] = []
     for (day, data), new in zip(scans, news, strict=True):
@@ -343,15 +350,20 @@ def assess_lesions(
             )
             or any(n.lesion.location == "intrahepatic" for n in new.values())
         )
+        beyond_sizes = [sizes[k] for k in beyond]
+        beyond_known = sum(size for size in beyond_sizes if size is not None)
         extrahepatic_pd = (
             ascites
             or any(n.lesion.location == "extrahepatic" for n in new.values())
             or (
-                params.extrahepatic_pd_includes_baseline_progression
-                and any(
-                    s == "progressed"
-                    for n, s in zip(baseline.non_targets, states, strict=True)
-                    if n.location == "extrahepatic"
+                baseline_eh_counts
+                and (
+                    (bool(beyond) and is_progression(recist, beyond_known, beyond_nadir))
+                    or any(
+                        s == "progressed"
+                        for n, s in zip(baseline.non_targets, states, strict=True)
+                        if n.location == "extrahepatic"
+                    )
                 )
             )
         )
@@ -376,6 +388,8 @@ def assess_lesions(
             nadir = min(nadir, total)
         if liver and None not in liver_sizes:
             liver_nadir = min(liver_nadir, liver_known)
+        if beyond and None not in beyond_sizes:
+            beyond_nadir = min(beyond_nadir, beyond_known)
     return tuple(results)
 
 
