@@ -71,7 +71,15 @@ _CELLS: dict[type[AdamRow], Callable[[AdamRow], Any]] = {}
 
 @dataclass(frozen=True, slots=True)
 class AdslRow(AdamRow):
-    """One row per patient: population flags, treatment dates, baseline characteristics."""
+    """One row per patient: population flags, treatment dates, baseline characteristics.
+
+    TRTSDT = STARTDT. TRTEDT = the last date of exposure to any study agent
+    (`projections.cutoff.last_exposure_on`): the last HAIC / PD-1 infusion; for lenvatinib
+    (oral, daily) the discontinuation or interruption date — and while it is still being
+    taken, the end of observed exposure: the earliest of the data cut-off, death,
+    discontinuation of all study treatment, withdrawal, and the last date known alive. Never
+    after the data cut-off; doses dated after it are not counted.
+    """
 
     DATASET: ClassVar[str] = "ADSL"
 

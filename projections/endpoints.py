@@ -39,6 +39,7 @@ from projections.adam import (
     adsl_row,
     adtte_row,
 )
+from projections.cutoff import as_of_cutoff, last_exposure_on
 from projections.history import Effective, Recorded, effective_history
 from projections.recist import CR, NE, PD, PR
 from projections.response import (
@@ -188,6 +189,8 @@ def derive_patient(
     if course is None:
         return None
     state = patient.fold(history)
+    analysed = as_of_cutoff(history.events, params.data_cutoff)
+    dosing = state if len(analysed) == len(history.events) else patient.fold(analysed)
     responses = assess_patient(history.events, course.startdt, params, course.subsequent_therapy_on)
     seqs = {entry.seq: entry.seqs for entry in history.events}
     records = time_to_event_records(course, responses, seqs, params)
@@ -211,14 +214,14 @@ def derive_patient(
         adsl=adsl_row(
             course,
             state.baseline,
-            trtedt=state.last_dose_on,
+            trtedt=last_exposure_on(dosing, state, params.data_cutoff),
             measurable_recist=responses.measurable(RECIST),
             measurable_mrecist=responses.measurable(MRECIST),
             data_cutoff=params.data_cutoff,
         ),
         adtte=tuple(adtte_row(record) for record in records),
         adrs=_adrs_rows(course, responses, best, seqs),
-        adae=_adae_rows(course, history.events, params),
+        adae=_adae_rows(course, analysed, params),
     )
 
 

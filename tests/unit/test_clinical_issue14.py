@@ -14,6 +14,7 @@ import pytest
 from events import ProtocolParameters
 from projections.recist import SD
 from projections.response import MRECIST
+from projections.endpoints import TrialParameters
 from tests.unit.test_endpoints import (
     BASELINE,
     START,
@@ -106,3 +107,74 @@ def test_lung_target_growth_ends_extrahepatic_pfs_but_not_overall_pfs() -> None:
     result = derive(ledger)
     assert outcome(result, "PFSEH") == (W6, 43, 0)
     assert outcome(result, "PFS") == (W12, 85, 1)  # mRECIST SD throughout: censored
+
+
+# --- 22. ADSL TRTEDT: the last date of exposure, also for daily lenvatinib still taken ---------
+
+
+def on_lenvatinib(ledger: Ledger) -> None:
+    """Lenvatinib 8 mg daily from 10 Jan 2024 (STARTDT), reduced to 4 mg on 1 Mar 2024."""
+    ledger.add("scan_read", BASELINE, scan_data(liver_target(40.0, 40.0), timepoint="baseline"))
+    ledger.add("dose_modified", START, {"agent": "lenvatinib", "action": "start", "dose_mg": 8})
+    ledger.add(
+        "dose_modified", "2024-03-01", {"agent": "lenvatinib", "action": "reduce", "dose_mg": 4}
+    )
+
+
+def contact(ledger: Ledger, on: str) -> None:
+    ledger.add("follow_up_contact", on, {"method": "visit"})
+
+
+def trtedt(ledger: Ledger, **knobs: Any) -> str | None:
+    parameters = TrialParameters(1, 1, ProtocolParameters(**knobs))
+    found = derive(ledger, parameters).adsl.trtedt
+    return None if found is None else found.isoformat()
+
+
+def test_ongoing_lenvatinib_is_taken_up_to_the_last_contact_not_the_last_dose_change() -> None:
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    contact(ledger, "2024-05-15")
+    assert trtedt(ledger) == "2024-05-15"
+
+
+def test_ongoing_lenvatinib_exposure_ends_at_the_data_cutoff() -> None:
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    contact(ledger, "2024-05-15")
+    assert trtedt(ledger, data_cutoff="2024-04-30") == "2024-04-30"
+
+
+def test_ongoing_lenvatinib_exposure_ends_at_death() -> None:
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    ledger.add("death", "2024-04-20", {"cause": "disease_progression"})
+    assert trtedt(ledger) == "2024-04-20"
+
+
+def test_interrupted_lenvatinib_ends_exposure_on_the_interruption_date() -> None:
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    ledger.add("dose_modified", "2024-04-01", {"agent": "lenvatinib", "action": "interrupt"})
+    contact(ledger, "2024-05-15")
+    assert trtedt(ledger) == "2024-04-01"
+
+
+def test_lenvatinib_stopped_after_the_cutoff_was_ongoing_at_the_cutoff() -> None:
+    # HAIC on 10 Jan and 31 Jan; lenvatinib stopped on 10 May, after the 30 Apr cut-off.
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    ledger.add("infusion_given", START, {"agent": "haic", "cycle": 1})
+    ledger.add("infusion_given", "2024-01-31", {"agent": "haic", "cycle": 2})
+    ledger.add("dose_modified", "2024-05-10", {"agent": "lenvatinib", "action": "discontinue"})
+    assert trtedt(ledger) == "2024-05-10"
+    assert trtedt(ledger, data_cutoff="2024-04-30") == "2024-04-30"
+
+
+def test_last_infusion_before_the_cutoff_ends_exposure_to_infused_agents() -> None:
+    ledger = Ledger()
+    ledger.add("scan_read", BASELINE, scan_data(liver_target(40.0, 40.0), timepoint="baseline"))
+    for cycle, on in enumerate(("2024-01-10", "2024-01-31", "2024-02-21", "2024-03-13"), 1):
+        ledger.add("infusion_given", on, {"agent": "haic", "cycle": cycle})
+    assert trtedt(ledger) == "2024-03-13"
+    assert trtedt(ledger, data_cutoff="2024-03-01") == "2024-02-21"
