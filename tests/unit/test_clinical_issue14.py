@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from events import ProtocolParameters
+from projections.endpoints import TrialParameters
 from projections.recist import SD
 from projections.response import MRECIST
-from projections.endpoints import TrialParameters
 from tests.unit.test_endpoints import (
     BASELINE,
     START,
