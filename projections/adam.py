@@ -130,7 +130,14 @@ class AdtteRow(AdamRow):
 
 @dataclass(frozen=True, slots=True)
 class AdrsRow(AdamRow):
-    """One response record: a timepoint (OVR) or a best response (BOR, CBOR) per criterion."""
+    """One response record: a timepoint (OVR) or a best response (BOR, CBOR) per criterion.
+
+    ANL01FL = "Y" on the records the analysis uses: every BOR / CBOR, and the OVR timepoints
+    the best response is chosen from; "N" on a timepoint after the data cut-off, on or after
+    subsequent anticancer therapy, after the first PD, before STARTDT, not the worst read of
+    its date, or of a patient not treated by the cut-off (ANL01RSN says which:
+    `projections.response.analysis_exclusions`).
+    """
 
     DATASET: ClassVar[str] = "ADRS"
 
@@ -141,6 +148,8 @@ class AdrsRow(AdamRow):
     parcat3: Criterion
     avalc: str
     adt: dt.date | None
+    anl01fl: Flag
+    anl01rsn: str | None
     srcseq: tuple[int, ...]
 
 
@@ -259,9 +268,11 @@ def adrs_row(
     avalc: str,
     adt: dt.date | None,
     srcseqs: tuple[int, ...] = (),
+    not_analysed_because: str | None = None,
 ) -> AdrsRow:
     """A response as an ADRS row (admiralonco ADRS: OVR per timepoint, BOR, confirmed BOR);
-    PARCAT3 names the criterion. A best response of MISSING has no date."""
+    PARCAT3 names the criterion. A best response of MISSING has no date. A record is
+    analysed (ANL01FL "Y") unless `not_analysed_because` names why not (ANL01RSN)."""
     return AdrsRow(
         studyid=trial_id,
         usubjid=usubjid(trial_id, site_id, patient_id),
@@ -270,6 +281,8 @@ def adrs_row(
         parcat3=criterion,
         avalc=avalc,
         adt=adt,
+        anl01fl=_flag(not_analysed_because is None),
+        anl01rsn=not_analysed_because,
         srcseq=srcseqs,
     )
 

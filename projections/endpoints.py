@@ -335,6 +335,7 @@ def _adrs_rows(
         if item.criterion == PVTT and not responses.has_pvtt:
             continue
         criterion = _criterion(item.criterion)
+        exclusions = responses.exclusions(item.criterion)
         for tp in responses.timepoints[item.criterion]:
             rows.append(
                 adrs_row(
@@ -344,6 +345,7 @@ def _adrs_rows(
                     avalc=tp.overall,
                     adt=tp.occurred_on,
                     srcseqs=seqs.get(tp.seq, (tp.seq,)),
+                    not_analysed_because=exclusions.get(tp.seq),
                 )
             )
         best_rows: tuple[tuple[ResponseParamcd, BestResponse], ...] = (

@@ -7,13 +7,15 @@ grade they reached within that row. Every row carries the ledger seqs behind it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from scipy.stats import binomtest
 
-from projections.safety import AGENTS, AeEpisode, PatientSafety
+from events import ProtocolParameters
+from projections.safety import AGENTS, AeEpisode, PatientSafety, TreatmentDates
 
 PatientKey = tuple[str, str, str]
 UNKNOWN_SOC = "(term not in CTCAE v5.0)"
@@ -134,16 +136,73 @@ def _related_to(agent: str) -> Callable[[AeEpisode], bool]:
     return lambda episode: agent in episode.related_agents
 
 
-def incidence_tables(patients: Iterable[PatientSafety]) -> IncidenceTables:
-    """The AE tables of DOMAIN.md over the treated population, TEAEs only.
+def as_of_cutoff(patient: PatientSafety, parameters: ProtocolParameters) -> PatientSafety:
+    """The patient's AEs and death as the analysis at the data cut-off sees them (DOMAIN.md
+    "Time origin": the cut-off censors everything after it).
+
+    Treated only with a STARTDT on or before the cut-off; a last dose after it means the
+    patient was on treatment at the cut-off (the TEAE window is open). AEs with onset after
+    the cut-off and a death after it do not exist; an AE keeps the grades recorded on or
+    before the cut-off (its worst grade is the worst of those), and its treatment-emergent
+    flag is the rule of `projections.safety.ae_episodes` over those grades: onset in the
+    window from STARTDT to the last dose + `teae_window_days`, or a pre-existing AE whose
+    grade rose inside it.
+    """
+    cutoff = parameters.data_cutoff
+    if cutoff is None:
+        return patient
+    start, last = patient.dates.start_date, patient.dates.last_dose_on
+    dates = TreatmentDates(
+        None if start is None or start > cutoff else start,
+        None if last is not None and last > cutoff else last,
+    )
+
+    def in_window(day: dt.date) -> bool:
+        if dates.start_date is None or day < dates.start_date:
+            return False
+        end = dates.last_dose_on
+        return end is None or day <= end + dt.timedelta(days=parameters.teae_window_days)
+
+    episodes: list[AeEpisode] = []
+    for episode in patient.episodes:
+        if episode.onset > cutoff:
+            continue
+        grades = tuple(g for g in episode.grades if g.occurred_on <= cutoff) or episode.grades[:1]
+        worsened = episode.pre_existing and any(
+            g.grade > grades[0].grade and in_window(g.occurred_on) for g in grades[1:]
+        )
+        episodes.append(
+            replace(
+                episode,
+                grades=grades,
+                worst_grade=max(g.grade for g in grades),
+                treatment_emergent=in_window(episode.onset) or worsened,
+            )
+        )
+    death = patient.death
+    return replace(
+        patient,
+        dates=dates,
+        episodes=tuple(episodes),
+        death=None if death is None or death.occurred_on > cutoff else death,
+    )
+
+
+def incidence_tables(
+    patients: Iterable[PatientSafety], parameters: ProtocolParameters | None = None
+) -> IncidenceTables:
+    """The AE tables of DOMAIN.md over the treated population, TEAEs only, as of the data
+    cut-off of `parameters` (`as_of_cutoff`; none given: everything recorded).
 
     Rows: any TEAE and by worst grade 1–5 and grade ≥ 3; by SOC and term × worst grade;
     serious; SUSARs; related (possible/probable/definite) to any agent and per agent; leading
     to dose modification (reduction or interruption); leading to discontinuation (of an agent
-    or of all treatment); deaths of treated patients from any cause, at any time. Headline
+    or of all treatment); deaths of treated patients from any cause, at any time up to the
+    cut-off. Headline
     rates carry an exact Clopper–Pearson 95 % CI.
     """
-    treated = [patient for patient in patients if patient.treated]
+    analysed = patients if parameters is None else (as_of_cutoff(p, parameters) for p in patients)
+    treated = [patient for patient in analysed if patient.treated]
     n = len(treated)
     teaes: list[Pair] = [
         (patient.patient_key, episode)

@@ -36,6 +36,14 @@ RECIST, MRECIST, PVTT = "RECIST 1.1", "mRECIST", "PVTT"
 CRITERIA = (RECIST, MRECIST, PVTT)
 MISSING = "MISSING"
 
+# Why a timepoint is left out of the best-response window (`analysis_exclusions`).
+NOT_TREATED = "not_treated"
+BEFORE_STARTDT = "before_startdt"
+AFTER_DATA_CUTOFF = "after_data_cutoff"
+AFTER_SUBSEQUENT_THERAPY = "after_subsequent_therapy"
+NOT_WORST_ON_DATE = "not_worst_on_date"
+AFTER_FIRST_PD = "after_first_pd"
+
 # admiralonco ADRS template `worst_resp()`: several reads on one date keep the worst, and
 # any real response outranks NE.
 _WORST_ON_A_DATE = {NE: 1, CR: 2, PR: 3, SD: 4, NON_CR_NON_PD: 5, PD: 6}
@@ -107,6 +115,15 @@ class PatientResponses:
     def measurable(self, criterion: str) -> bool:
         return self.baselines[criterion].measurable
 
+    def exclusions(self, criterion: str) -> dict[int, str | None]:
+        """Per timepoint seq, why it is not analysed (None: it is); `analysis_exclusions`."""
+        return analysis_exclusions(
+            self.timepoints[criterion],
+            self.startdt,
+            self.subsequent_therapy_on,
+            self.params.data_cutoff,
+        )
+
     def best_response(self, criterion: str) -> BestResponse:
         return best_response(
             self.timepoints[criterion], self.startdt, self.params, self.subsequent_therapy_on
@@ -120,7 +137,10 @@ class PatientResponses:
     def best_pct_change(self, criterion: str) -> float | None:
         """The deepest change of the target sum from baseline (the waterfall bar)."""
         window = evaluable_timepoints(
-            self.timepoints[criterion], self.startdt, self.subsequent_therapy_on
+            self.timepoints[criterion],
+            self.startdt,
+            self.subsequent_therapy_on,
+            self.params.data_cutoff,
         )
         changes = [tp.pct_change_from_baseline for tp in window]
         present = [change for change in changes if change is not None]
@@ -197,34 +217,65 @@ def baseline_scan(
     return window[-1] if window else None
 
 
+def analysis_exclusions(
+    timepoints: Sequence[TimepointResponse],
+    startdt: dt.date | None,
+    subsequent_therapy_on: dt.date | None = None,
+    data_cutoff: dt.date | None = None,
+) -> dict[int, str | None]:
+    """Per timepoint seq, why it is not among the assessments a best response is chosen from
+    — None when it is (ADRS ANL01FL = "Y"). DOMAIN.md "Best overall response", "Time origin".
+
+    In order: `not_treated` (no STARTDT on or before the cut-off), `before_startdt`,
+    `after_data_cutoff` (the cut-off censors everything after it), `after_subsequent_therapy`
+    (on or after the first subsequent anticancer therapy), `not_worst_on_date` (several reads
+    on one date keep the worst, admiralonco `worst_resp`), `after_first_pd`.
+    """
+    treated = startdt is not None and (data_cutoff is None or startdt <= data_cutoff)
+    reasons: dict[int, str | None] = {}
+    by_date: dict[dt.date, TimepointResponse] = {}
+    for tp in timepoints:
+        if not treated or startdt is None:
+            reasons[tp.seq] = NOT_TREATED
+        elif tp.occurred_on < startdt:
+            reasons[tp.seq] = BEFORE_STARTDT
+        elif data_cutoff is not None and tp.occurred_on > data_cutoff:
+            reasons[tp.seq] = AFTER_DATA_CUTOFF
+        elif subsequent_therapy_on is not None and tp.occurred_on >= subsequent_therapy_on:
+            reasons[tp.seq] = AFTER_SUBSEQUENT_THERAPY
+        else:
+            kept = by_date.get(tp.occurred_on)
+            if kept is None or _WORST_ON_A_DATE[tp.overall] > _WORST_ON_A_DATE[kept.overall]:
+                if kept is not None:
+                    reasons[kept.seq] = NOT_WORST_ON_DATE
+                by_date[tp.occurred_on] = tp
+                reasons[tp.seq] = None
+            else:
+                reasons[tp.seq] = NOT_WORST_ON_DATE
+    progressed = False
+    for day in sorted(by_date):
+        if progressed:
+            reasons[by_date[day].seq] = AFTER_FIRST_PD
+        progressed = progressed or by_date[day].overall == PD
+    return reasons
+
+
 def evaluable_timepoints(
     timepoints: Sequence[TimepointResponse],
     startdt: dt.date | None,
     subsequent_therapy_on: dt.date | None = None,
+    data_cutoff: dt.date | None = None,
 ) -> tuple[TimepointResponse, ...]:
-    """The assessments a best response is chosen from (DOMAIN.md "Best overall response").
+    """The assessments a best response is chosen from (DOMAIN.md "Best overall response"),
+    in date order: those `analysis_exclusions` does not exclude.
 
-    On or after STARTDT, strictly before the first subsequent anticancer therapy, up to and
-    including the first PD; of several reads on one date the worst is kept (admiralonco
-    `worst_resp`). A patient without STARTDT was never treated and has none.
+    On or after STARTDT, on or before the data cut-off, strictly before the first subsequent
+    anticancer therapy, up to and including the first PD; of several reads on one date the
+    worst is kept. A patient without STARTDT (or treated after the cut-off) has none.
     """
-    if startdt is None:
-        return ()
-    by_date: dict[dt.date, TimepointResponse] = {}
-    for tp in timepoints:
-        if tp.occurred_on < startdt:
-            continue
-        if subsequent_therapy_on is not None and tp.occurred_on >= subsequent_therapy_on:
-            continue
-        kept = by_date.get(tp.occurred_on)
-        if kept is None or _WORST_ON_A_DATE[tp.overall] > _WORST_ON_A_DATE[kept.overall]:
-            by_date[tp.occurred_on] = tp
-    window: list[TimepointResponse] = []
-    for day in sorted(by_date):
-        window.append(by_date[day])
-        if by_date[day].overall == PD:
-            break
-    return tuple(window)
+    reasons = analysis_exclusions(timepoints, startdt, subsequent_therapy_on, data_cutoff)
+    kept = [tp for tp in timepoints if reasons[tp.seq] is None]
+    return tuple(sorted(kept, key=lambda tp: tp.occurred_on))
 
 
 def best_response(
@@ -238,7 +289,7 @@ def best_response(
     Order CR, PR, SD, NON-CR/NON-PD, PD, NE, MISSING; SD and NON-CR/NON-PD count only on or
     after STARTDT + `sd_min_days`, earlier they are NE. Ties go to the earliest assessment.
     """
-    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
+    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on, params.data_cutoff)
     if startdt is None or not window:
         return BestResponse(MISSING)
     sd_from = startdt + dt.timedelta(days=params.sd_min_days)
@@ -266,7 +317,7 @@ def confirmed_best_response(
     apply: an unconfirmed CR/PR on or after STARTDT + `sd_min_days` counts as SD, before it
     as NE. Ties go to the earliest assessment.
     """
-    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
+    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on, params.data_cutoff)
     if startdt is None or not window:
         return BestResponse(MISSING)
     sd_from = startdt + dt.timedelta(days=params.sd_min_days)
@@ -297,7 +348,7 @@ def confirmed_responses(
     """The CR and PR timepoints of the BOR window that a later read confirms, by the rules of
     `confirmed_best_response`; the first opens the confirmed duration of response
     (admiralonco `derive_param_confirmed_resp`)."""
-    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
+    window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on, params.data_cutoff)
     return tuple(
         tp
         for index, tp in enumerate(window)

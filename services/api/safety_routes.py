@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from events import ProtocolParameters
 from events.envelope import TOKEN_RE
 from projections.clocks import SaeClock
 from projections.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
@@ -141,6 +142,7 @@ async def incidence(
             )
         ).all()
         position = await _position(conn, trial)
+        parameters = await _parameters_in_force(conn, trial)
     by_patient: dict[tuple[str, str], list[Any]] = {}
     for row in episodes:
         by_patient.setdefault((row.site_id, row.patient_id), []).append(episode_from_row(row))
@@ -153,8 +155,23 @@ async def incidence(
         "trial_id": trial,
         "scope": scope or "all sites",
         **position,
-        **incidence_json(incidence_tables(safety)),
+        "data_cutoff": parameters.data_cutoff and parameters.data_cutoff.isoformat(),
+        **incidence_json(incidence_tables(safety, parameters)),
     }
+
+
+async def _parameters_in_force(conn: AsyncConnection, trial: str) -> ProtocolParameters:
+    # The highest version recorded (DOMAIN.md defaults before any): its data cut-off and
+    # TEAE window shape the tables.
+    found = (
+        await conn.execute(
+            select(safety_parameters.c.parameters)
+            .where(safety_parameters.c.trial_id == trial)
+            .order_by(safety_parameters.c.version.desc(), safety_parameters.c.seq)
+            .limit(1)
+        )
+    ).scalar()
+    return ProtocolParameters() if found is None else ProtocolParameters.model_validate(found)
 
 
 @router.get("/safety/aes")

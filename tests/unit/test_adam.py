@@ -106,7 +106,9 @@ def test_adtte_row_of_a_death_renders_iso_dates_and_empty_censoring_description(
 
 
 def test_empty_dataset_still_has_its_header() -> None:
-    assert render_csv(AdrsRow, []) == ("STUDYID,USUBJID,PARAMCD,PARAM,PARCAT3,AVALC,ADT,SRCSEQ\r\n")
+    assert render_csv(AdrsRow, []) == (
+        "STUDYID,USUBJID,PARAMCD,PARAM,PARCAT3,AVALC,ADT,ANL01FL,ANL01RSN,SRCSEQ\r\n"
+    )
 
 
 def test_csv_quotes_text_that_contains_a_comma() -> None:
@@ -195,6 +197,8 @@ def test_adrs_best_response_names_its_criterion() -> None:
         "PARCAT3",
         "AVALC",
         "ADT",
+        "ANL01FL",
+        "ANL01RSN",
         "SRCSEQ",
     )
     assert to_csv_rows(AdrsRow, [row])[1] == [
@@ -205,13 +209,15 @@ def test_adrs_best_response_names_its_criterion() -> None:
         "mRECIST",
         "PR",
         "2024-02-21",
+        "Y",
+        "",
         "10",
     ]
 
 
 def test_adrs_missing_best_response_has_no_date() -> None:
     row = adrs_row(TRIAL, SITE, PATIENT, paramcd="BOR", criterion="PVTT", avalc="MISSING", adt=None)
-    assert to_csv_rows(AdrsRow, [row])[1][-2:] == ["", ""]
+    assert to_csv_rows(AdrsRow, [row])[1][-4:] == ["", "Y", "", ""]
 
 
 def test_adae_row_carries_seriousness_criteria_and_relation_per_agent() -> None:

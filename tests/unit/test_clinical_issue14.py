@@ -13,18 +13,22 @@ import pytest
 
 from events import ProtocolParameters
 from projections.endpoints import TrialParameters
-from projections.recist import SD
-from projections.response import MRECIST
+from projections.endpoints_summary import ResponseOutcome, response_rates
+from projections.incidence import incidence_tables
+from projections.recist import PD, PR, SD
+from projections.response import MRECIST, RECIST
 from tests.unit.test_endpoints import (
     BASELINE,
     START,
     W6,
     W12,
     Ledger,
+    best,
     derive,
     outcome,
     scan_data,
 )
+from tests.unit.test_incidence import TABLES, p, trial_patients
 from tests.unit.test_mrecist import responses
 from tests.unit.test_recist import WEEK_6, WEEK_12, baseline, scan, target
 
@@ -178,3 +182,137 @@ def test_last_infusion_before_the_cutoff_ends_exposure_to_infused_agents() -> No
         ledger.add("infusion_given", on, {"agent": "haic", "cycle": cycle})
     assert trtedt(ledger) == "2024-03-13"
     assert trtedt(ledger, data_cutoff="2024-03-01") == "2024-02-21"
+
+
+# --- 21. The data cut-off censors everything after it ------------------------------------------
+
+
+def responder(ledger: Ledger) -> None:
+    """Liver target 40 mm at baseline, 26 mm (−35 %, PR) on 21 Feb and on 3 Apr (confirmed)."""
+    ledger.add("scan_read", BASELINE, scan_data(liver_target(40.0, 40.0), timepoint="baseline"))
+    ledger.add("infusion_given", START, {"agent": "haic", "cycle": 1})
+    ledger.add("scan_read", W6, scan_data(liver_target(26.0, 26.0)))
+    ledger.add("scan_read", W12, scan_data(liver_target(26.0, 26.0)))
+
+
+def with_cutoff(cutoff: str) -> TrialParameters:
+    return TrialParameters(1, 1, ProtocolParameters(data_cutoff=cutoff))
+
+
+def test_partial_response_confirmed_only_after_the_cutoff_is_stable_disease() -> None:
+    # Without a cut-off: PR on 21 Feb confirmed by PR on 3 Apr (≥ 28 days): CBOR PR.
+    # Cut-off 1 Mar: the 3 Apr read does not exist; the PR of day 43 (≥ STARTDT + 42) is
+    # unconfirmed and counts as SD (admiralonco confirmed BOR).
+    ledger = Ledger()
+    responder(ledger)
+    assert best(derive(ledger), MRECIST) == (PR, PR)
+    assert best(derive(ledger, with_cutoff("2024-03-01")), MRECIST) == (PR, SD)
+    assert best(derive(ledger, with_cutoff("2024-03-01")), RECIST) == (PR, SD)
+
+
+def test_progression_after_the_cutoff_leaves_best_response_missing() -> None:
+    ledger = Ledger()
+    ledger.add("scan_read", BASELINE, scan_data(liver_target(40.0, 40.0), timepoint="baseline"))
+    ledger.add("infusion_given", START, {"agent": "haic", "cycle": 1})
+    ledger.add("scan_read", W6, scan_data(liver_target(60.0, 60.0)))
+    assert best(derive(ledger), MRECIST) == (PD, PD)
+    assert best(derive(ledger, with_cutoff("2024-02-01")), MRECIST) == ("MISSING", "MISSING")
+
+
+def test_patient_treated_after_the_cutoff_has_no_best_response() -> None:
+    ledger = Ledger()
+    responder(ledger)
+    result = derive(ledger, with_cutoff("2024-01-09"))
+    assert not result.treated
+    assert best(result, MRECIST) == ("MISSING", "MISSING")
+
+
+def test_orr_counts_the_confirmed_response_as_of_the_cutoff() -> None:
+    ledger = Ledger()
+    responder(ledger)
+    item = next(b for b in derive(ledger, with_cutoff("2024-03-01")).best if b.criterion == MRECIST)
+    outcome_ = ResponseOutcome(True, item.measurable, item.bor.response, item.cbor.response)
+    orr = {
+        rate.confirmed: rate
+        for rate in response_rates(MRECIST, [outcome_], at_seq=4, parameters_version=1)
+        if rate.measure == "ORR"
+    }
+    assert (orr[True].responders, orr[False].responders) == (0, 1)
+
+
+def adrs_ovr(result: Any, criterion: str = MRECIST) -> list[tuple[str, str, str | None]]:
+    return [
+        (row.adt.isoformat(), row.anl01fl, row.anl01rsn)
+        for row in result.adrs
+        if row.paramcd == "OVR" and row.parcat3 == criterion
+    ]
+
+
+def test_adrs_flags_the_timepoints_after_the_cutoff_as_not_analysed() -> None:
+    ledger = Ledger()
+    responder(ledger)
+    assert adrs_ovr(derive(ledger, with_cutoff("2024-03-01"))) == [
+        (W6, "Y", None),
+        (W12, "N", "after_data_cutoff"),
+    ]
+    assert all(row.anl01fl == "Y" for row in derive(ledger).adrs)
+
+
+def test_adrs_flags_the_timepoints_after_subsequent_therapy_as_not_analysed() -> None:
+    ledger = Ledger()
+    responder(ledger)
+    ledger.add(
+        "subsequent_therapy_started", "2024-03-20", {"therapy": "TACE", "kind": "locoregional"}
+    )
+    assert adrs_ovr(derive(ledger)) == [(W6, "Y", None), (W12, "N", "after_subsequent_therapy")]
+
+
+def test_ae_with_onset_after_the_cutoff_is_not_in_adae() -> None:
+    ledger = Ledger()
+    responder(ledger)
+    ledger.add("ae_reported", "2024-02-10", {"term": "Fatigue", "grade": 1})
+    ledger.add("ae_reported", "2024-03-10", {"term": "Diarrhea", "grade": 2})
+    terms = [row.aedecod for row in derive(ledger, with_cutoff("2024-03-01")).adae]
+    assert terms == ["Fatigue"]
+
+
+def test_worsening_after_the_cutoff_does_not_raise_the_adae_grade() -> None:
+    ledger = Ledger()
+    responder(ledger)
+    report = ledger.add("ae_reported", "2024-02-10", {"term": "Hypertension", "grade": 1})
+    ledger.add("ae_updated", "2024-03-10", {"ae_event_id": str(report.event.event_id), "grade": 3})
+    [row] = derive(ledger, with_cutoff("2024-03-01")).adae
+    assert row.atoxgr == 1
+
+
+# The hand-built trial of tests/unit/test_incidence.py (STARTDT 6 Jan 2025, TEAE window to
+# 5 Feb): with a cut-off on 31 Jan 2025, P05's pneumonitis (1 Feb), P06's hepatic failure
+# (3 Feb) and both deaths (P06 5 Feb, P10 1 Jun) lie after it.
+
+
+def tables_at(cutoff: str) -> Any:
+    return incidence_tables(trial_patients(), ProtocolParameters(data_cutoff=cutoff))
+
+
+def test_teaes_after_the_cutoff_are_not_counted() -> None:
+    tables = tables_at("2025-01-31")
+    assert tables.n_treated == 10
+    assert tables.overall.any_grade.patient_keys == tuple(p(n) for n in (1, 2, 3, 4, 9, 10))
+    assert tables.overall.grade(4).patients == 0
+    assert tables.overall.grade(5).patients == 0
+
+
+def test_deaths_after_the_cutoff_are_not_counted() -> None:
+    assert TABLES.deaths.patients == 2
+    assert tables_at("2025-01-31").deaths.patients == 0
+
+
+def test_grade_raised_after_the_cutoff_is_not_the_worst_grade() -> None:
+    # P02: Hypertension grade 1 on 15 Jan, grade 3 on 22 Jan; cut-off 21 Jan.
+    tables = tables_at("2025-01-21")
+    assert p(2) in tables.overall.grade(1).patient_keys
+    assert p(2) not in tables.overall.grade_3_or_more.patient_keys
+
+
+def test_patients_first_treated_after_the_cutoff_are_not_in_the_safety_population() -> None:
+    assert tables_at("2025-01-05").n_treated == 0
