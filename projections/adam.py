@@ -79,6 +79,10 @@ class AdslRow(AdamRow):
     taken, the end of observed exposure: the earliest of the data cut-off, death,
     discontinuation of all study treatment, withdrawal, and the last date known alive. Never
     after the data cut-off; doses dated after it are not counted.
+
+    BLFLGR / BLFLGM: the baseline's flags per RECIST 1.1 / mRECIST, joined by ";" (empty when
+    the baseline is clean): no usable baseline and why, a non-measurable target, more than 5
+    targets, more than 2 in one organ, no measurable disease (`projections.baseline`).
     """
 
     DATASET: ClassVar[str] = "ADSL"
@@ -92,6 +96,8 @@ class AdslRow(AdamRow):
     efffl: Flag
     measrfl: Flag
     measmfl: Flag
+    blflgr: str | None
+    blflgm: str | None
     trtsdt: dt.date | None
     trtedt: dt.date | None
     age: int | None
@@ -198,6 +204,8 @@ def adsl_row(
     measurable_recist: bool = False,
     measurable_mrecist: bool = False,
     data_cutoff: dt.date | None = None,
+    baseline_flags_recist: tuple[str, ...] = (),
+    baseline_flags_mrecist: tuple[str, ...] = (),
 ) -> AdslRow:
     """The patient's ADSL row (DOMAIN.md "Time origin and units", "Best overall response").
 
@@ -223,6 +231,8 @@ def adsl_row(
         efffl=_flag(treated and measurable_mrecist),
         measrfl=_flag(measurable_recist),
         measmfl=_flag(measurable_mrecist),
+        blflgr=";".join(baseline_flags_recist) or None,
+        blflgm=";".join(baseline_flags_mrecist) or None,
         trtsdt=course.startdt if treated else None,
         trtedt=trtedt if treated else None,
         age=enrolled.age_years if enrolled else None,

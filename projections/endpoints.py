@@ -99,7 +99,8 @@ def newest_parameters(current: TrialParameters, recorded: Iterable[Recorded]) ->
 @dataclass(frozen=True, slots=True)
 class CriterionBest:
     """One criterion's best overall response, unconfirmed and confirmed, with its ORR
-    population flag (`measurable`: measurable disease at baseline under the criterion)."""
+    population flag (`measurable`: measurable disease at baseline under the criterion) and
+    the flags of its baseline (`projections.baseline`)."""
 
     criterion: str
     measurable: bool
@@ -108,6 +109,7 @@ class CriterionBest:
     bor: BestResponse
     cbor: BestResponse
     best_pct_change: float | None
+    baseline_flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,8 @@ class PatientEndpoints:
     course: PatientCourse
     timepoints: Mapping[str, tuple[TimepointResponse, ...]]
     timepoint_seqs: Mapping[int, tuple[int, ...]]
+    # per criterion and timepoint seq, why it is not analysed (None: it is; ADRS ANL01FL)
+    exclusions: Mapping[str, Mapping[int, str | None]]
     best: tuple[CriterionBest, ...]
     records: tuple[TteRecord, ...]
     adsl: AdslRow
@@ -191,10 +195,13 @@ def derive_patient(
     state = patient.fold(history)
     analysed = as_of_cutoff(history.events, params.data_cutoff)
     dosing = state if len(analysed) == len(history.events) else patient.fold(analysed)
-    responses = assess_patient(history.events, course.startdt, params, course.subsequent_therapy_on)
+    responses = assess_patient(
+        history.events, course.startdt, params, course.subsequent_therapy_on, state.enrolled_on
+    )
     seqs = {entry.seq: entry.seqs for entry in history.events}
     records = time_to_event_records(course, responses, seqs, params)
     best = tuple(_criterion_best(responses, criterion) for criterion in CRITERIA)
+    exclusions = {criterion: responses.exclusions(criterion) for criterion in CRITERIA}
     treated = course.startdt is not None and (
         params.data_cutoff is None or course.startdt <= params.data_cutoff
     )
@@ -209,6 +216,7 @@ def derive_patient(
         timepoint_seqs={
             tp.seq: seqs[tp.seq] for tps in responses.timepoints.values() for tp in tps
         },
+        exclusions=exclusions,
         best=best,
         records=records,
         adsl=adsl_row(
@@ -218,9 +226,11 @@ def derive_patient(
             measurable_recist=responses.measurable(RECIST),
             measurable_mrecist=responses.measurable(MRECIST),
             data_cutoff=params.data_cutoff,
+            baseline_flags_recist=responses.baselines[RECIST].flags,
+            baseline_flags_mrecist=responses.baselines[MRECIST].flags,
         ),
         adtte=tuple(adtte_row(record) for record in records),
-        adrs=_adrs_rows(course, responses, best, seqs),
+        adrs=_adrs_rows(course, responses, best, seqs, exclusions),
         adae=_adae_rows(course, analysed, params),
     )
 
@@ -311,6 +321,7 @@ def _criterion_best(responses: PatientResponses, criterion: str) -> CriterionBes
         bor=responses.best_response(criterion),
         cbor=responses.confirmed_best_response(criterion),
         best_pct_change=responses.best_pct_change(criterion),
+        baseline_flags=baseline.flags,
     )
 
 
@@ -326,6 +337,7 @@ def _adrs_rows(
     responses: PatientResponses,
     best: Sequence[CriterionBest],
     seqs: Mapping[int, tuple[int, ...]],
+    exclusions: Mapping[str, Mapping[int, str | None]],
 ) -> tuple[AdrsRow, ...]:
     """ADRS (admiralonco): OVR per timepoint, then BOR and CBOR, per criterion; PVTT only
     for patients with PVTT at baseline."""
@@ -335,7 +347,6 @@ def _adrs_rows(
         if item.criterion == PVTT and not responses.has_pvtt:
             continue
         criterion = _criterion(item.criterion)
-        exclusions = responses.exclusions(item.criterion)
         for tp in responses.timepoints[item.criterion]:
             rows.append(
                 adrs_row(
@@ -345,7 +356,7 @@ def _adrs_rows(
                     avalc=tp.overall,
                     adt=tp.occurred_on,
                     srcseqs=seqs.get(tp.seq, (tp.seq,)),
-                    not_analysed_because=exclusions.get(tp.seq),
+                    not_analysed_because=exclusions[item.criterion].get(tp.seq),
                 )
             )
         best_rows: tuple[tuple[ResponseParamcd, BestResponse], ...] = (

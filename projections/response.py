@@ -15,6 +15,12 @@ from decimal import Decimal
 from fractions import Fraction
 
 from events import ProtocolParameters, ScanRead
+from projections.baseline import (
+    NO_BASELINE,
+    NO_MEASURABLE_DISEASE,
+    unusable_baseline_flag,
+    usable_as_baseline,
+)
 from projections.history import Effective
 from projections.mrecist import MRecist
 from projections.pvtt import assess_pvtt, has_pvtt
@@ -152,14 +158,18 @@ def assess_patient(
     startdt: dt.date | None,
     params: ProtocolParameters,
     subsequent_therapy_on: dt.date | None = None,
+    enrolled_on: dt.date | None = None,
 ) -> PatientResponses:
     """Responses per criterion at every follow-up scan of one patient's effective history.
 
     Entries that are not scan reads are ignored. Scans are taken in clinical-date order
-    (then seq), whatever order they were entered in.
+    (then seq), whatever order they were entered in. Every criterion's baseline carries its
+    flags (`projections.baseline`): no usable baseline and why, RECIST 1.1 §3 selection
+    breaches, no measurable disease.
     """
     reads = sorted(_scan_reads(scans), key=lambda read: (read[1].occurred_on, read[0]))
-    base = baseline_scan(reads, startdt, params)
+    base = baseline_scan(reads, startdt, params, enrolled_on)
+    missing = () if base is not None else _no_baseline_flags(reads, startdt, params, enrolled_on)
     follow_ups = _follow_ups(reads, base, startdt)
     dated = [(scan.occurred_on, scan.data) for _, scan in follow_ups]
     baselines: dict[str, CriterionBaseline] = {}
@@ -167,12 +177,15 @@ def assess_patient(
     rules: Recist
     for rules in (Recist.from_parameters(params), MRecist.from_parameters(params)):
         lesions = None if base is None else select_baseline(rules, base[1].data)
+        measurable = lesions is not None and lesions.measurable
         baselines[rules.name] = CriterionBaseline(
             criterion=rules.name,
             target_sum_mm=_mm(None if lesions is None else lesions.target_sum),
-            measurable=lesions is not None and lesions.measurable,
+            measurable=measurable,
             has_disease=lesions is not None and lesions.has_disease,
-            flags=("no_baseline",) if lesions is None else lesions.flags,
+            flags=missing
+            if lesions is None
+            else (*lesions.flags, *(() if measurable else (NO_MEASURABLE_DISEASE,))),
         )
         assessed = assess_lesions(rules, lesions, dated, params)
         timepoints[rules.name] = _timepoints(rules.name, follow_ups, assessed)
@@ -186,7 +199,7 @@ def assess_patient(
         ),
         measurable=pvtt is not None,
         has_disease=pvtt is not None,
-        flags=() if pvtt is not None else ("no_baseline_pvtt",),
+        flags=() if pvtt is not None else (*missing, "no_baseline_pvtt"),
     )
     timepoints[PVTT] = (
         () if pvtt is None else _timepoints(PVTT, follow_ups, assess_pvtt(pvtt, dated, params))
@@ -204,17 +217,37 @@ def assess_patient(
 
 
 def baseline_scan(
-    reads: Sequence[tuple[int, ScanRead]], startdt: dt.date | None, params: ProtocolParameters
+    reads: Sequence[tuple[int, ScanRead]],
+    startdt: dt.date | None,
+    params: ProtocolParameters,
+    enrolled_on: dt.date | None = None,
 ) -> tuple[int, ScanRead] | None:
-    """The baseline: the last scan on or before STARTDT and no more than
-    `screening_window_days` before it (DOMAIN.md "Time origin"); without a STARTDT, the first
-    scan the site marked as baseline. `reads` are in (date, seq) order."""
+    """The baseline: the last scan on or before STARTDT inside the screening window, which
+    opens `screening_window_days` before the earlier of enrollment and STARTDT — the window
+    the intake accepts baseline scans in (`projections.baseline`; DOMAIN.md "Time origin");
+    without a STARTDT, the first scan the site marked as baseline. `reads` are in (date,
+    seq) order."""
     if startdt is None:
         marked = [read for read in reads if read[1].data.timepoint == "baseline"]
         return marked[0] if marked else None
-    earliest = startdt - dt.timedelta(days=params.screening_window_days)
-    window = [read for read in reads if earliest <= read[1].occurred_on <= startdt]
+    window = [
+        read
+        for read in reads
+        if usable_as_baseline(read[1].occurred_on, enrolled_on, startdt, params)
+    ]
     return window[-1] if window else None
+
+
+def _no_baseline_flags(
+    reads: Sequence[tuple[int, ScanRead]],
+    startdt: dt.date | None,
+    params: ProtocolParameters,
+    enrolled_on: dt.date | None,
+) -> tuple[str, ...]:
+    """No usable baseline, and why each scan the site marked as baseline cannot serve."""
+    marked = [scan for _, scan in reads if scan.data.timepoint == "baseline"]
+    why = [unusable_baseline_flag(s.occurred_on, enrolled_on, startdt, params) for s in marked]
+    return (NO_BASELINE, *(flag for flag in why if flag is not None))
 
 
 def analysis_exclusions(

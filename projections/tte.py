@@ -17,6 +17,7 @@ from typing import Literal
 from events import (
     Death,
     DoseModified,
+    Enrolled,
     EventCorrected,
     EventRetracted,
     InfusionGiven,
@@ -29,6 +30,7 @@ from events import (
     SubsequentTherapyStarted,
     Withdrawn,
 )
+from projections.baseline import usable_as_baseline
 from projections.history import Effective
 from projections.memo import PrefixMemo
 from projections.tte_rules import (
@@ -230,7 +232,8 @@ def course_from_history(
     """A patient's course from the effective history (DOMAIN.md "Time origin and units").
 
     STARTDT = earliest HAIC or PD-1 infusion or lenvatinib start. Baseline scan = the last
-    `scan_read` on or before STARTDT and at most `screening_window_days` before it. Last known
+    `scan_read` on or before STARTDT inside the screening window (`projections.baseline`:
+    from `screening_window_days` before the earlier of enrollment and STARTDT). Last known
     alive = latest clinical date of any patient event except the death itself, a declaration of
     loss to follow-up (not a contact) and sponsor-side records. Subsequent therapy = the
     earliest anticancer `subsequent_therapy_started`. None for an empty history.
@@ -241,11 +244,13 @@ def course_from_history(
     first = entries[0].event
     seen = _COURSES.fold(entries, _course_new, _course_more)
     start = seen.start
-    window = dt.timedelta(days=params.screening_window_days)
+    enrolled_on = seen.enrolled.on if seen.enrolled else None
     baseline = (
         None
         if start is None
-        else _latest([s for s in seen.scans if start.on - window <= s.on <= start.on])
+        else _latest(
+            [s for s in seen.scans if usable_as_baseline(s.on, enrolled_on, start.on, params)]
+        )
     )
     death, last_alive, therapy = seen.death, seen.alive, seen.therapy
     return PatientCourse(
@@ -274,6 +279,7 @@ class _Seen:
     death: Dated | None = None
     alive: Dated | None = None
     therapy: Dated | None = None
+    enrolled: Dated | None = None
 
 
 def _course_new(events: Sequence[Effective]) -> _Seen:
@@ -282,6 +288,7 @@ def _course_new(events: Sequence[Effective]) -> _Seen:
 
 def _course_more(seen: _Seen, events: Sequence[Effective]) -> _Seen:
     start, death, alive, therapy = seen.start, seen.death, seen.alive, seen.therapy
+    enrolled = seen.enrolled
     scans = list(seen.scans)
     for entry in events:
         event = entry.event
@@ -291,6 +298,8 @@ def _course_more(seen: _Seen, events: Sequence[Effective]) -> _Seen:
         match event:
             case Death():
                 death = dated if death is None or dated.on < death.on else death
+            case Enrolled():
+                enrolled = dated if enrolled is None or dated.on < enrolled.on else enrolled
             case InfusionGiven():
                 start = dated if start is None or dated.on < start.on else start
             case DoseModified(data=d) if d.agent == "lenvatinib" and d.action == "start":
@@ -301,7 +310,7 @@ def _course_more(seen: _Seen, events: Sequence[Effective]) -> _Seen:
                 therapy = dated if therapy is None or dated.on < therapy.on else therapy
             case _:
                 pass
-    return _Seen(start, tuple(scans), death, alive, therapy)
+    return _Seen(start, tuple(scans), death, alive, therapy, enrolled)
 
 
 _COURSES: PrefixMemo[_Seen] = PrefixMemo()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import SPONSOR_SITE, TRIAL_PATIENT, ProtocolParameters
 from projections.adam import AdamRow, render_cell
+from projections.baseline import describe
 from projections.endpoints import (
     DEFAULT_PARAMETERS,
     PatientEndpoints,
@@ -209,6 +210,8 @@ def patient_rows(result: PatientEndpoints) -> dict[str, list[dict[str, Any]]]:
             "reader_call": tp.reader_call,
             "disagrees": tp.disagrees,
             "flags": list(tp.flags),
+            "analysed": result.exclusions[criterion].get(tp.seq) is None,
+            "not_analysed_because": result.exclusions[criterion].get(tp.seq),
             "srcseqs": list(result.timepoint_seqs.get(tp.seq, (tp.seq,))),
             **stamp,
         }
@@ -230,6 +233,8 @@ def patient_rows(result: PatientEndpoints) -> dict[str, list[dict[str, Any]]]:
             "cbor_on": item.cbor.occurred_on,
             "cbor_seq": item.cbor.seq,
             "best_pct_change": item.best_pct_change,
+            "baseline_flags": list(item.baseline_flags),
+            "baseline_notes": [describe(flag) for flag in item.baseline_flags],
             **stamp,
         }
         for item in result.best

@@ -86,6 +86,9 @@ response_timepoint = Table(
     Column("flags", JSONB, nullable=False),
     Column("srcseqs", JSONB, nullable=False),
     *_stamp_columns(),
+    # migration 0004: in the best-response window (ADRS ANL01FL), else why not
+    Column("analysed", Boolean, nullable=False),
+    Column("not_analysed_because", Text),
     PrimaryKeyConstraint("trial_id", "site_id", "patient_id", "criterion", "seq"),
 )
 
@@ -106,6 +109,9 @@ best_response = Table(
     Column("cbor_seq", BigInteger),
     Column("best_pct_change", Float),
     *_stamp_columns(),
+    # migration 0004: the baseline's flags (`projections.baseline`) and their sentences
+    Column("baseline_flags", JSONB, nullable=False),
+    Column("baseline_notes", JSONB, nullable=False),
     PrimaryKeyConstraint("trial_id", "site_id", "patient_id", "criterion"),
 )
 

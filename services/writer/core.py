@@ -42,6 +42,7 @@ from projections.intake_rules import (
     AeCheck,
     FieldError,
     PatientFacts,
+    baseline_warnings,
     check_event,
     error_path,
     extend_facts,
@@ -415,6 +416,7 @@ class Writer:
                         "status": "duplicate",
                         "seq": patient.seqs[event_id],
                     }
+                warnings: list[FieldError] = []
                 if event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
                     facts = patient.facts()
@@ -423,8 +425,11 @@ class Writer:
                     )
                     if errors:
                         return rejected(event_id, errors)
+                    warnings = baseline_warnings(facts, event, self.parameters(event.trial_id))
                 outcome = await self._publish(key, patient, event)
                 if outcome is not None:
+                    if warnings and outcome["status"] == "accepted":  # additive to the reply
+                        outcome["warnings"] = [w.as_dict() for w in warnings]
                     return outcome
                 self.patients.pop(key, None)  # stale: another writer appended; re-read
         return rejected(

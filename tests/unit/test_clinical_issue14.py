@@ -7,14 +7,18 @@ first HAIC infusion 10 Jan (day 1); scans every 6 weeks on 21 Feb (day 43), 3 Ap
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
 from events import ProtocolParameters
+from projections.baseline import describe, screening_window_opens
+from projections.ctcae import check_ae
 from projections.endpoints import TrialParameters
 from projections.endpoints_summary import ResponseOutcome, response_rates
 from projections.incidence import incidence_tables
+from projections.intake_rules import baseline_warnings, check_event, patient_facts
 from projections.recist import PD, PR, SD
 from projections.response import MRECIST, RECIST
 from tests.unit.test_endpoints import (
@@ -29,6 +33,8 @@ from tests.unit.test_endpoints import (
     scan_data,
 )
 from tests.unit.test_incidence import TABLES, p, trial_patients
+from tests.unit.test_intake_rules import ENROLLED, TODAY, ev, history
+from tests.unit.test_intake_rules import errors as intake_errors
 from tests.unit.test_mrecist import responses
 from tests.unit.test_recist import WEEK_6, WEEK_12, baseline, scan, target
 
@@ -316,3 +322,167 @@ def test_grade_raised_after_the_cutoff_is_not_the_worst_grade() -> None:
 
 def test_patients_first_treated_after_the_cutoff_are_not_in_the_safety_population() -> None:
     assert tables_at("2025-01-05").n_treated == 0
+
+
+# --- 24. One screening window for the intake and the engine; baseline flags shown -------------
+
+ENROLLMENT = {
+    "bclc_stage": "C",
+    "child_pugh": "A6",
+    "ecog": 1,
+    "prior_systemic_therapy": ["sorafenib"],
+    "baseline_pvtt": False,
+    "baseline_extrahepatic_spread": False,
+    "body_weight_kg": 64.5,
+    "age_years": 58,
+    "sex": "M",
+}
+
+
+def late_first_dose(ledger: Ledger, *baseline_lesions: dict[str, Any]) -> None:
+    """Baseline CT on 10 Dec 2023, enrolled 1 Jan 2024 (22 days later: inside the 28-day
+    screening window the intake accepts), first HAIC on 20 Jan 2024 — 41 days after the scan.
+    Follow-up on 2 Mar 2024 (day 43): liver target 40 → 26 mm (−35 %, PR)."""
+    ledger.add("enrolled", "2024-01-01", ENROLLMENT)
+    lesions = baseline_lesions or (liver_target(40.0, 40.0),)
+    ledger.add("scan_read", "2023-12-10", scan_data(*lesions, timepoint="baseline"))
+    ledger.add("infusion_given", "2024-01-20", {"agent": "haic", "cycle": 1})
+    ledger.add("scan_read", "2024-03-02", scan_data(liver_target(26.0, 26.0)))
+
+
+def criterion_best(result: Any, criterion: str) -> Any:
+    return next(b for b in result.best if b.criterion == criterion)
+
+
+def test_baseline_scan_the_intake_accepted_is_the_baseline_when_the_first_dose_comes_late() -> None:
+    ledger = Ledger()
+    late_first_dose(ledger)
+    result = derive(ledger)
+    assert criterion_best(result, MRECIST).measurable
+    assert best(result, MRECIST) == (PR, SD)  # PR unconfirmed on day 43: SD when confirmed
+    assert result.adsl.measmfl == "Y"
+    # PFS censored at the last adequate assessment, not at STARTDT for want of a baseline.
+    assert outcome(result, "PFS") == ("2024-03-02", 43, 1)
+
+
+def test_baseline_scan_before_the_screening_window_leaves_the_patient_without_baseline() -> None:
+    ledger = Ledger()
+    ledger.add("enrolled", "2024-01-01", ENROLLMENT)
+    ledger.add("scan_read", "2023-12-03", scan_data(liver_target(40.0, 40.0), timepoint="baseline"))
+    ledger.add("infusion_given", "2024-01-02", {"agent": "haic", "cycle": 1})
+    flags = criterion_best(derive(ledger), MRECIST).baseline_flags
+    assert flags == ("no_baseline", "baseline_outside_screening_window:2023-12-03")
+
+
+def test_baseline_scan_after_the_first_dose_is_flagged_as_unusable() -> None:
+    ledger = Ledger()
+    ledger.add("enrolled", "2024-01-01", ENROLLMENT)
+    ledger.add("infusion_given", "2024-01-02", {"agent": "haic", "cycle": 1})
+    ledger.add("scan_read", "2024-01-05", scan_data(liver_target(40.0, 40.0), timepoint="baseline"))
+    result = derive(ledger)
+    assert criterion_best(result, RECIST).baseline_flags == (
+        "no_baseline",
+        "baseline_after_startdt:2024-01-05",
+    )
+    assert outcome(result, "PFS") == ("2024-01-02", 1, 2)
+
+
+def target_in(lesion_id: str, ld: float, organ: str = "liver") -> dict[str, Any]:
+    location = "intrahepatic" if organ == "liver" else "extrahepatic"
+    return {
+        "lesion_id": lesion_id,
+        "role": "target",
+        "location": location,
+        "organ": organ,
+        "longest_diameter_mm": ld,
+        "viable_diameter_mm": ld,
+    }
+
+
+def test_baseline_with_six_targets_three_in_the_liver_is_flagged_for_each_breach() -> None:
+    ledger = Ledger()
+    late_first_dose(
+        ledger,
+        target_in("T1", 40.0),
+        target_in("T2", 30.0),
+        target_in("T3", 20.0),
+        target_in("L1", 15.0, "lung"),
+        target_in("L2", 12.0, "lung"),
+        target_in("A1", 11.0, "adrenal"),
+    )
+    flags = criterion_best(derive(ledger), RECIST).baseline_flags
+    assert flags == ("more_than_5_targets", "more_than_2_targets_in:liver")
+
+
+def test_baseline_with_only_a_non_measurable_target_is_flagged_and_outside_the_orr_denominator() -> (
+    None
+):
+    ledger = Ledger()
+    late_first_dose(ledger, target_in("T1", 8.0))
+    item = criterion_best(derive(ledger), RECIST)
+    assert not item.measurable
+    assert item.baseline_flags == ("target_not_measurable:T1", "no_measurable_disease")
+
+
+def test_adsl_shows_the_baseline_flags_per_criterion() -> None:
+    ledger = Ledger()
+    late_first_dose(ledger, target_in("T1", 8.0))
+    adsl = derive(ledger).adsl
+    assert adsl.blflgr == "target_not_measurable:T1;no_measurable_disease"
+    assert adsl.blflgm == "target_not_measurable:T1;no_measurable_disease"
+
+
+# The intake: the same window, and a warning for every baseline flag of an accepted event.
+
+
+def warnings_for(recorded: list[Any], event: Any) -> list[tuple[str, str]]:
+    facts = patient_facts(recorded)
+    assert check_event(facts, event, ProtocolParameters(), TODAY, check_ae) == []
+    return [(w.field, w.message) for w in baseline_warnings(facts, event, ProtocolParameters())]
+
+
+def baseline_read(on: str, *lesions: dict[str, Any]) -> Any:
+    return ev("scan_read", occurred_on=on, data={"lesions": list(lesions)})
+
+
+def test_intake_and_engine_open_the_screening_window_on_the_same_day() -> None:
+    # Enrolled 3 Feb 2025: the window opens on 6 Jan for both (28 days before enrollment).
+    params = ProtocolParameters()
+    opens = screening_window_opens(dt.date(2025, 2, 3), dt.date(2025, 2, 20), params)
+    assert opens == dt.date(2025, 1, 6)
+    assert intake_errors(history(ENROLLED), baseline_read("2025-01-06", target_in("T1", 40))) == []
+    assert intake_errors(history(ENROLLED), baseline_read("2025-01-05", target_in("T1", 40)))
+
+
+def test_clean_baseline_scan_is_accepted_without_warning() -> None:
+    assert warnings_for(history(ENROLLED), baseline_read("2025-01-28", target_in("T1", 40))) == []
+
+
+def test_baseline_with_only_an_8_mm_target_is_accepted_with_warnings() -> None:
+    found = warnings_for(history(ENROLLED), baseline_read("2025-01-28", target_in("T1", 8)))
+    assert found == [
+        ("data.lesions", "RECIST 1.1 and mRECIST: " + describe("target_not_measurable:T1")),
+        ("data.lesions", "RECIST 1.1 and mRECIST: " + describe("no_measurable_disease")),
+    ]
+
+
+def test_baseline_with_three_liver_targets_warns_of_the_two_per_organ_rule() -> None:
+    lesions = [target_in(f"T{k}", 30) for k in (1, 2, 3)]
+    found = warnings_for(history(ENROLLED), baseline_read("2025-01-28", *lesions))
+    assert [message for _, message in found] == [
+        "RECIST 1.1 and mRECIST: more than 2 target lesions in liver (RECIST 1.1 allows 2 per organ)"
+    ]
+
+
+def test_baseline_scan_dated_after_the_first_dose_is_accepted_with_a_warning() -> None:
+    first_dose = ev("infusion_given", occurred_on="2025-02-05")
+    found = warnings_for(
+        history(ENROLLED, first_dose), baseline_read("2025-02-07", target_in("T1", 40))
+    )
+    assert found == [("occurred_on", describe("baseline_after_startdt:2025-02-07"))]
+
+
+def test_first_dose_dated_before_the_recorded_baseline_scan_warns_that_it_is_lost() -> None:
+    scan = baseline_read("2025-02-07", target_in("T1", 40))
+    found = warnings_for(history(ENROLLED, scan), ev("infusion_given", occurred_on="2025-02-05"))
+    assert found == [("occurred_on", describe("baseline_after_startdt:2025-02-07"))]
