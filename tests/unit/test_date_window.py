@@ -129,9 +129,7 @@ def test_no_date_of_a_patient_lies_before_the_birth_year_implied_by_the_age_at_e
     assert "birth year" in window.why_earliest
 
 
-def test_a_correction_moving_a_date_out_of_the_window_is_rejected_on_the_correction_field() -> (
-    None
-):
+def test_a_correction_moving_a_date_out_of_the_window_is_rejected_on_the_correction_field() -> None:
     correction = ev(
         "event_corrected",
         occurred_on="2025-03-01",
@@ -147,7 +145,10 @@ def test_a_correction_moving_a_date_out_of_the_window_is_rejected_on_the_correct
 
 def test_trial_level_dates_are_judged_too() -> None:
     params = raw("protocol_parameters_set", occurred_on="9999-01-01")
-    params["data"]["parameters"] = {"first_enrollment_on": "2025-01-01", "data_cutoff": "2024-12-31"}
+    params["data"]["parameters"] = {
+        "first_enrollment_on": "2025-01-01",
+        "data_cutoff": "2024-12-31",
+    }
     found = {e.field for e in trial_date_errors(decode(params, mode="strict"), TODAY)}
     assert found == {"occurred_on", "data.parameters.data_cutoff"}
 
@@ -193,10 +194,7 @@ def test_every_date_and_instant_of_every_event_type_is_judged(kind: str) -> None
         where: Any = event
         *parents, leaf = path.replace("[0]", ".0").split(".")
         for part in parents:
-            if part == "0":
-                where = where[0]
-            else:
-                where = where.setdefault(part, {})
+            where = where[0] if part == "0" else where.setdefault(part, {})
         where[leaf] = "0001-01-01T00:00:00+05:00" if leaf.endswith("_at") else "0001-01-01"
         decoded = decode(event, mode="tolerant")
         assert path in {p for p, _ in date_fields(decoded)}, path
