@@ -15,6 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from events import ProtocolParameters, ScanRead
+from projections.calendar import add_days
 from projections.history import Effective
 from projections.mrecist import MRecist
 from projections.pvtt import assess_pvtt, has_pvtt
@@ -192,7 +193,7 @@ def baseline_scan(
     if startdt is None:
         marked = [read for read in reads if read[1].data.timepoint == "baseline"]
         return marked[0] if marked else None
-    earliest = startdt - dt.timedelta(days=params.screening_window_days)
+    earliest = add_days(startdt, -params.screening_window_days)
     window = [read for read in reads if earliest <= read[1].occurred_on <= startdt]
     return window[-1] if window else None
 
@@ -241,7 +242,7 @@ def best_response(
     window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
     if startdt is None or not window:
         return BestResponse(MISSING)
-    sd_from = startdt + dt.timedelta(days=params.sd_min_days)
+    sd_from = add_days(startdt, params.sd_min_days)
 
     def rank(tp: TimepointResponse) -> tuple[int, dt.date]:
         early = tp.overall in (SD, NON_CR_NON_PD) and tp.occurred_on < sd_from
@@ -269,7 +270,7 @@ def confirmed_best_response(
     window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on)
     if startdt is None or not window:
         return BestResponse(MISSING)
-    sd_from = startdt + dt.timedelta(days=params.sd_min_days)
+    sd_from = add_days(startdt, params.sd_min_days)
     candidates: list[tuple[int, dt.date, str, int]] = []
     for index, tp in enumerate(window):
         late = tp.occurred_on >= sd_from
@@ -313,7 +314,7 @@ def _confirmed(
     allowed: set[str],
     params: ProtocolParameters,
 ) -> bool:
-    due = window[index].occurred_on + dt.timedelta(days=params.confirm_days)
+    due = add_days(window[index].occurred_on, params.confirm_days)
     for end in range(index + 1, len(window)):
         if window[end].overall in confirming and window[end].occurred_on >= due:
             joined = window[index + 1 : end + 1]

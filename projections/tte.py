@@ -29,6 +29,7 @@ from events import (
     SubsequentTherapyStarted,
     Withdrawn,
 )
+from projections.calendar import add_days
 from projections.history import Effective
 from projections.memo import PrefixMemo
 from projections.tte_rules import (
@@ -241,12 +242,10 @@ def course_from_history(
     first = entries[0].event
     seen = _COURSES.fold(entries, _course_new, _course_more)
     start = seen.start
-    window = dt.timedelta(days=params.screening_window_days)
-    baseline = (
-        None
-        if start is None
-        else _latest([s for s in seen.scans if start.on - window <= s.on <= start.on])
-    )
+    baseline = None
+    if start is not None:
+        earliest = add_days(start.on, -params.screening_window_days)
+        baseline = _latest([s for s in seen.scans if earliest <= s.on <= start.on])
     death, last_alive, therapy = seen.death, seen.alive, seen.therapy
     return PatientCourse(
         trial_id=first.trial_id,
