@@ -9,9 +9,17 @@ from pydantic import Field
 
 from events.envelope import Envelope, Model, Text, Token
 
+# No trial of these agents (lenvatinib, PD-1 inhibitors) enrolled before this: the default
+# lower bound of a clinical date when the sponsor has not set the trial's own.
+EARLIEST_FIRST_ENROLLMENT = dt.date(2000, 1, 1)
+
 
 class ProtocolParameters(Model):
-    """The SAP knobs DOMAIN.md calls protocol parameters, with its defaults."""
+    """The SAP knobs DOMAIN.md calls protocol parameters, with its defaults.
+
+    `first_enrollment_on` is the earliest enrollment the trial allows: no clinical date of a
+    patient lies before it (a baseline scan no more than the screening window before it).
+    """
 
     agents: tuple[Literal["haic", "pd1", "lenvatinib"], ...] = ("haic", "pd1", "lenvatinib")
     sites: tuple[Token, ...] = ()
@@ -31,6 +39,9 @@ class ProtocolParameters(Model):
     teae_window_days: int = Field(default=30, ge=0)
     data_cutoff: dt.date | None = None
     late_entry_hours: int = Field(default=24, ge=1)
+    first_enrollment_on: dt.date = Field(
+        default=EARLIEST_FIRST_ENROLLMENT, ge=EARLIEST_FIRST_ENROLLMENT
+    )
 
 
 class ProtocolParametersSetData(Model):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 
 from events import ProtocolParameters
+from projections.calendar import add_days
 
 NO_BASELINE = "no_baseline"
 OUTSIDE_WINDOW = "baseline_outside_screening_window"
@@ -48,7 +49,7 @@ def screening_window_opens(
     anchors = [day for day in (enrolled_on, startdt) if day is not None]
     if not anchors:
         return None
-    return min(anchors) - dt.timedelta(days=params.screening_window_days)
+    return add_days(min(anchors), -params.screening_window_days)
 
 
 def usable_as_baseline(

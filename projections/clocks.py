@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from events import ProtocolParameters, SaeAcknowledged
+from projections.calendar import add_days, as_utc
 from projections.history import Effective
 from projections.safety import AeEpisode, SeriousTrigger
 
@@ -82,10 +83,7 @@ class SaeClock:
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
-    # Naive datetimes on the ledger are UTC by the audit-trail rule (DOMAIN.md).
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
+    return as_utc(moment)
 
 
 def alert_id(trigger_event_id: str) -> str:
@@ -165,8 +163,8 @@ def sae_clock(
         susar=episode.susar,
         fatal_or_life_threatening=episode.fatal_or_life_threatening,
         expedited_days=days,
-        acknowledgement_due=awareness_on + dt.timedelta(ACKNOWLEDGEMENT_DAYS),
-        report_due=None if days is None else awareness_on + dt.timedelta(days),
+        acknowledgement_due=add_days(awareness_on, ACKNOWLEDGEMENT_DAYS),
+        report_due=None if days is None else add_days(awareness_on, days),
         acknowledgement_seqs=tuple(ack.seq for ack in mine),
         acknowledged_at=mine[0].recorded_at if mine else None,
         report_submitted_on=min(submitted, default=None),

@@ -26,6 +26,7 @@ from events import (
     InfusionGiven,
     LedgerEvent,
     ProtocolParameters,
+    ProtocolParametersSet,
     SaeAcknowledged,
     ScanRead,
     ScanReadData,
@@ -36,6 +37,7 @@ from projections.baseline import (
     screening_window_opens,
     unusable_baseline_flag,
 )
+from events.trial import EARLIEST_FIRST_ENROLLMENT
 from projections.history import Recorded, effective_history
 from projections.mrecist import MRecist
 from projections.recist import Recist, select_baseline
@@ -67,6 +69,7 @@ class PatientFacts:
     events: dict[str, LedgerEvent] = field(default_factory=dict)
     recorded_ids: frozenset[str] = frozenset()
     ae_terms: dict[str, str] = field(default_factory=dict)
+    age_years: int | None = None
 
 
 def patient_facts(recorded: Sequence[Recorded]) -> PatientFacts:
@@ -100,6 +103,7 @@ def _absorb(facts: PatientFacts, event: LedgerEvent) -> PatientFacts:
     match event:
         case Enrolled():
             changes["enrolled_on"] = event.occurred_on
+            changes["age_years"] = event.data.age_years
         case Death():
             changes["death_on"] = event.occurred_on
         case ScanRead(data=scan) if scan.timepoint == "baseline":
@@ -121,7 +125,8 @@ def check_event(
     check_ae: AeCheck,
 ) -> list[FieldError]:
     """Every per-patient rule of the intake (DOMAIN.md "Time origin", "Adverse events")."""
-    errors = _date_rules(facts, event, params, today)
+    errors = date_window_errors(event, date_window(params, today, facts, event))
+    errors += _date_rules(facts, event, params, today)
     errors += _type_rules(facts, event, params, today, check_ae)
     return errors
 
@@ -131,8 +136,6 @@ def _date_rules(
 ) -> list[FieldError]:
     errors: list[FieldError] = []
     on = event.occurred_on
-    if on > today:
-        errors.append(FieldError("occurred_on", f"clinical date {on} is in the future"))
     if isinstance(event, Enrolled):
         if facts.enrolled_on is not None:
             errors.append(FieldError("type", "the patient is already enrolled: one enrollment"))
@@ -165,6 +168,95 @@ def _date_rules(
         errors.append(
             FieldError("occurred_on", f"{on} is after the patient's death on {facts.death_on}")
         )
+    return errors
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """The plausible calendar dates of a clinical date or instant, both ends included."""
+
+    earliest: dt.date
+    latest: dt.date
+    why_earliest: str
+
+
+def date_window(
+    params: ProtocolParameters,
+    today: dt.date,
+    facts: PatientFacts | None = None,
+    event: LedgerEvent | None = None,
+) -> DateWindow:
+    """Where a patient's dates may lie: not before the trial's first enrollment (a baseline
+    scan may precede it by the screening window, DOMAIN.md "Time origin"), not before the
+    birth year implied by the age at enrollment, and not after `today` (the site's date)."""
+    earliest = params.first_enrollment_on - dt.timedelta(days=params.screening_window_days)
+    why = f"the screening window before the trial's first enrollment ({params.first_enrollment_on})"
+    if isinstance(event, Enrolled):
+        earliest, why = params.first_enrollment_on, "the trial's first enrollment"
+    elif facts is not None and facts.enrolled_on is not None and facts.age_years is not None:
+        # aged A on the enrollment date: born in that year - A or the year before
+        birth_year = max(1, facts.enrolled_on.year - facts.age_years - 1)
+        if dt.date(birth_year, 1, 1) > earliest:
+            earliest, why = dt.date(birth_year, 1, 1), "the patient's birth year"
+    return DateWindow(earliest, today, why)
+
+
+def date_fields(event: LedgerEvent) -> list[tuple[str, dt.date | dt.datetime]]:
+    """Every clinical date and instant an event carries, by field path (writer fields aside;
+    a correction's replacement is judged as the corrected event, see `_correction_rules`)."""
+    found: list[tuple[str, dt.date | dt.datetime]] = [("occurred_on", event.occurred_on)]
+    if not isinstance(event, EventCorrected):
+        found += _dates_in(event.data, "data")
+    return found
+
+
+def _dates_in(value: Any, path: str) -> list[tuple[str, dt.date | dt.datetime]]:
+    if isinstance(value, dt.date):  # a datetime is a date too
+        return [(path, value)]
+    if isinstance(value, tuple | list):
+        return [d for n, item in enumerate(value) for d in _dates_in(item, f"{path}[{n}]")]
+    if hasattr(type(value), "model_fields"):
+        return [
+            d
+            for name in type(value).model_fields
+            for d in _dates_in(getattr(value, name), f"{path}.{name}")
+        ]
+    return []
+
+
+def date_window_errors(event: LedgerEvent, window: DateWindow) -> list[FieldError]:
+    """A field error for each date or instant outside the window. An instant is judged by its
+    calendar date where it was taken (no conversion: year 1 or 9999 with an offset would
+    overflow it)."""
+    errors: list[FieldError] = []
+    for path, value in date_fields(event):
+        day = value.date() if isinstance(value, dt.datetime) else value
+        if day > window.latest:
+            errors.append(FieldError(path, f"{value.isoformat()} is in the future"))
+        elif day < window.earliest:
+            errors.append(
+                FieldError(
+                    path, f"{value.isoformat()} is before {window.why_earliest}, {window.earliest}"
+                )
+            )
+    return errors
+
+
+def trial_date_errors(event: LedgerEvent, today: dt.date) -> list[FieldError]:
+    """A trial-level event's dates: recorded no later than today, no earlier than any trial
+    of these agents, and a data cut-off not before the trial's first enrollment."""
+    errors = date_window_errors(event, DateWindow(EARLIEST_FIRST_ENROLLMENT, today, "any trial"))
+    if isinstance(event, ProtocolParametersSet):
+        params = event.data.parameters
+        cutoff = params.data_cutoff
+        if cutoff is not None and cutoff < params.first_enrollment_on:
+            errors.append(
+                FieldError(
+                    "data.parameters.data_cutoff",
+                    f"the data cut-off {cutoff} is before the first enrollment "
+                    f"{params.first_enrollment_on}",
+                )
+            )
     return errors
 
 
@@ -323,6 +415,7 @@ def _correction_rules(
     others = {k: v for k, v in facts.events.items() if k != target_id}
     without = PatientFacts(
         enrolled_on=facts.enrolled_on if not isinstance(target, Enrolled) else None,
+        age_years=facts.age_years if not isinstance(target, Enrolled) else None,
         death_on=facts.death_on if not isinstance(target, Death) else None,
         latest_clinical_on=None if isinstance(target, Death) else facts.latest_clinical_on,
         baseline_lesions=(

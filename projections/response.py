@@ -21,6 +21,7 @@ from projections.baseline import (
     unusable_baseline_flag,
     usable_as_baseline,
 )
+from projections.calendar import add_days
 from projections.history import Effective
 from projections.mrecist import MRecist
 from projections.pvtt import assess_pvtt, has_pvtt
@@ -325,7 +326,7 @@ def best_response(
     window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on, params.data_cutoff)
     if startdt is None or not window:
         return BestResponse(MISSING)
-    sd_from = startdt + dt.timedelta(days=params.sd_min_days)
+    sd_from = add_days(startdt, params.sd_min_days)
 
     def rank(tp: TimepointResponse) -> tuple[int, dt.date]:
         early = tp.overall in (SD, NON_CR_NON_PD) and tp.occurred_on < sd_from
@@ -353,7 +354,7 @@ def confirmed_best_response(
     window = evaluable_timepoints(timepoints, startdt, subsequent_therapy_on, params.data_cutoff)
     if startdt is None or not window:
         return BestResponse(MISSING)
-    sd_from = startdt + dt.timedelta(days=params.sd_min_days)
+    sd_from = add_days(startdt, params.sd_min_days)
     candidates: list[tuple[int, dt.date, str, int]] = []
     for index, tp in enumerate(window):
         late = tp.occurred_on >= sd_from
@@ -397,7 +398,7 @@ def _confirmed(
     allowed: set[str],
     params: ProtocolParameters,
 ) -> bool:
-    due = window[index].occurred_on + dt.timedelta(days=params.confirm_days)
+    due = add_days(window[index].occurred_on, params.confirm_days)
     for end in range(index + 1, len(window)):
         if window[end].overall in confirming and window[end].occurred_on >= due:
             joined = window[index + 1 : end + 1]

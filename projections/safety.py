@@ -26,6 +26,7 @@ from events import (
 from events.clinical import Agent
 from events.safety import Seriousness
 from projections import patient
+from projections.calendar import add_days
 from projections.ctcae import ctcae_table
 from projections.history import Effective
 from projections.memo import ExactMemo
@@ -151,7 +152,7 @@ def treatment_dates(events: Iterable[Effective]) -> TreatmentDates:
 def _in_window(day: dt.date, dates: TreatmentDates, window_days: int) -> bool:
     if dates.start_date is None or day < dates.start_date:
         return False
-    return dates.last_dose_on is None or day <= dates.last_dose_on + dt.timedelta(window_days)
+    return dates.last_dose_on is None or day <= add_days(dates.last_dose_on, window_days)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Every read model lives in one PostgreSQL schema (a "build"); `ledger_meta.active_build`
 names the one the API reads. A rebuild fills a fresh schema aside, then switches the pointer.
-No table holds a wall-clock column: a rebuild must give identical rows (DESIGN.md rule 1).
+No table holds a wall-clock column but `parked_event.parked_at` (an operator's "since when"),
+which digests and comparisons leave out: a rebuild must give identical rows (DESIGN.md rule 1).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
@@ -41,7 +43,9 @@ parked_events = Table(
     Column("seq", BigInteger, nullable=False),
     Column("subject", Text, nullable=False),
     Column("event_id", Text),
-    Column("error", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    # when it was parked, for the operator; the one wall-clock column, left out of digests
+    Column("parked_at", TIMESTAMP(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("projection", "seq"),
 )
 
@@ -122,3 +126,5 @@ audit_trail = Table(
 
 # A rebuild must reproduce every other table's rows exactly; these two are positions/bookkeeping.
 NOT_DIGESTED = frozenset({"projection_checkpoint", "alembic_version"})
+# Wall-clock columns of digested tables: when, not what, so left out of digests and compares.
+NOT_DIGESTED_COLUMNS = {"parked_event": ("parked_at",)}

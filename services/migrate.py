@@ -29,7 +29,8 @@ def _upgrade(connection: Connection, schema: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     config.attributes["schema"] = schema
-    command.upgrade(config, "head")
+    # "heads": revisions made side by side on branches (each off the same parent) all apply
+    command.upgrade(config, "heads")
 
 
 def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:

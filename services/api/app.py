@@ -19,7 +19,7 @@ from services.db import audit_trail, event_index, patient_state
 from services.ledger_io import ledger_head
 from services.migrate import active_build, make_engine, migrate
 from services.nats_conn import connect
-from services.projector.app import projection_status
+from services.projector.app import parked_events, projection_status
 from services.settings import Settings
 
 # Modules that add their routes (and patient-page extras) with `install(app)`.
@@ -200,6 +200,13 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
             "build": schema,
             "ledger_head": await ledger_head(nc.jetstream()),
             "projections": status,
+            # events set aside (issue 14 item 6): a site sees only its own
+            "parked_events": await parked_events(
+                request.app.state.engine,
+                schema,
+                trial,
+                None if principal.reads_all_sites else principal.site_id or "",
+            ),
         }
 
     @app.exception_handler(ValueError)

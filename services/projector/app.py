@@ -145,6 +145,33 @@ async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[d
     ]
 
 
+async def parked_events(
+    engine: AsyncEngine, schema: str, trial_id: str, site_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The events of a trial (of one site, if given) that projections set aside, newest
+    first: what an operator looks into (the reason is the error, never the event's content)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                f'SELECT projection, seq, event_id, reason, parked_at FROM "{schema}".parked_event '
+                "WHERE split_part(subject, '.', 2) = :t "
+                "AND (CAST(:s AS text) IS NULL OR split_part(subject, '.', 3) = :s) "
+                "ORDER BY seq DESC, projection LIMIT :n"
+            ),
+            {"t": trial_id, "s": site_id, "n": limit},
+        )
+        return [
+            {
+                "projection": r.projection,
+                "seq": int(r.seq),
+                "event_id": r.event_id,
+                "reason": r.reason,
+                "parked_at": r.parked_at.isoformat(),
+            }
+            for r in rows
+        ]
+
+
 async def create_app(
     settings: Settings,
     *,

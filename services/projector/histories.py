@@ -79,6 +79,8 @@ class PatientHistories:
         # so only an evicted patient needs reading back from the ledger.
         self.from_start = from_start
         self._seen: set[PatientKey] = set()
+        # seqs the projection parked: never part of a patient's history it derives from
+        self.parked: set[int] = set()
         self.pinned: set[PatientKey] = set()
         # set by the Applier when it runs one partition of the patients
         self.partition: Any = None
@@ -98,6 +100,8 @@ class PatientHistories:
         if upto_seq > 0 and self.js is not None and not known_empty:
             self.loads += 1
             async for msg in read_stream(self.js, patient_wildcard(*key), stop_seq=upto_seq):
+                if msg.seq in self.parked:
+                    continue
                 stored = msg.json()
                 if self.include is not None and not self.include(stored):
                     continue

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import memo
-from services.db import NOT_DIGESTED
+from services.db import NOT_DIGESTED, NOT_DIGESTED_COLUMNS
 from services.ledger_io import ledger_head, read_ordered
 from services.migrate import check_schema_name, migrate
 from services.projector.histories import PatientHistories
@@ -361,16 +361,35 @@ async def digests(
             ).scalar()
             if not exists:
                 continue
+            rows = await _digested_rows(conn, schema, table)
             row = (
                 await conn.execute(
                     text(
                         f"SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
-                        f'FROM (SELECT md5(t::text) AS h FROM "{schema}"."{table}" t) rows'
+                        f"FROM (SELECT md5(t::text) AS h FROM {rows} t) rows"
                     )
                 )
             ).one()
             result[table] = {"rows": int(row[0]), "digest": str(row[1])}
     return result
+
+
+async def _digested_rows(conn: Any, schema: str, table: str) -> str:
+    """The table as digests see it (a FROM item): without its wall-clock columns."""
+    volatile = NOT_DIGESTED_COLUMNS.get(table)
+    if not volatile:
+        return f'"{schema}"."{table}"'
+    names = (
+        await conn.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = :s AND table_name = :t ORDER BY ordinal_position"
+            ),
+            {"s": schema, "t": table},
+        )
+    ).scalars()
+    columns = ", ".join(f'"{name}"' for name in names if name not in volatile)
+    return f'(SELECT {columns} FROM "{schema}"."{table}")'
 
 
 async def compare(
@@ -385,10 +404,14 @@ async def compare(
         for table in tables:
             rows: list[dict[str, Any]] = []
             for only, a, b in (("only_in_" + left, left, right), ("only_in_" + right, right, left)):
+                mine, theirs = (
+                    await _digested_rows(conn, a, table),
+                    await _digested_rows(conn, b, table),
+                )
                 found = await conn.execute(
                     text(
-                        f'SELECT row_to_json(t)::text FROM (SELECT * FROM "{a}"."{table}" '
-                        f'EXCEPT ALL SELECT * FROM "{b}"."{table}") t LIMIT {int(limit)}'
+                        f"SELECT row_to_json(t)::text FROM (SELECT * FROM {mine} x "
+                        f"EXCEPT ALL SELECT * FROM {theirs} y) t LIMIT {int(limit)}"
                     )
                 )
                 rows.extend({"side": only, "row": value} for (value,) in found)

@@ -2,8 +2,9 @@
 
 Rows and checkpoint commit in one transaction; the ack follows the commit; a seq at or
 below the checkpoint is skipped. A transient failure (PostgreSQL restarting, a lost
-connection) is retried, never dropped; an event that fails on its own every time is parked
-and reported, so one bad event cannot stall the trial.
+connection) is retried with bounded back-off, never dropped; an event that fails
+deterministically (`services.projector.failures`) is found by halving the batch, parked with
+its reason and reported, and the events after it go on: one bad event cannot stall the trial.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from asyncpg import exceptions as asyncpg_exc
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,23 +29,10 @@ from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
 from services.db import parked_events
 from services.projector.core import SEARCH_SCHEMA
+from services.projector.failures import GaveUp, is_transient, reason, retrying
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 
 log = structlog.get_logger("projector")
-
-# Errors that a given event causes every time (as opposed to the database being away).
-POISON_SUSPECTS = (
-    sa_exc.IntegrityError,
-    sa_exc.DataError,
-    sa_exc.ProgrammingError,
-    asyncpg_exc.IntegrityConstraintViolationError,
-    asyncpg_exc.DataError,
-    TypeError,
-    ValueError,
-    KeyError,
-    AttributeError,
-    AssertionError,
-)
 
 
 class Projection(Protocol):
@@ -142,6 +128,7 @@ class Applier:
         )
         histories.partition = partition
         histories.position = self.position
+        self._parked_known = False
 
     async def _begin(self, conn: AsyncConnection) -> int:
         await conn.execute(text(f'SET LOCAL search_path TO "{self.schema}"'))
@@ -178,6 +165,7 @@ class Applier:
         try:
             async with self.engine.begin() as conn:
                 checkpoint = await self._begin(conn)
+                await self._know_parked(conn)
                 # a fetch can mix redeliveries with new messages: order, de-duplicate, and
                 # (for a live consumer) apply only the unbroken run after the checkpoint
                 fresh = sorted(
@@ -217,12 +205,7 @@ class Applier:
                 if parked:
                     await conn.execute(insert(parked_events), parked)
                     for row in parked:
-                        log.error(
-                            "event_parked",
-                            projection=self.projection.name,
-                            seq=row["seq"],
-                            error=row["error"][:300],
-                        )
+                        self._alert(row)
                 await conn.execute(
                     text(
                         "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
@@ -233,6 +216,33 @@ class Applier:
         except BaseException:
             self.histories.forget(touched)
             raise
+
+    async def _know_parked(self, conn: AsyncConnection) -> None:
+        """The seqs this projection has parked stay out of the patients' histories: a later
+        event re-derives its patient without them (once per process; `park` adds the new)."""
+        if self._parked_known:
+            return
+        rows = await conn.execute(
+            text("SELECT seq FROM parked_event WHERE projection = :p"),
+            {"p": self.projection.name},
+        )
+        self.histories.parked.update(int(seq) for (seq,) in rows)
+        self._parked_known = True
+
+    def _alert(self, row: dict[str, Any]) -> None:
+        """The operator's alert: one error-level line per parked event (its error, never the
+        event's content); `/api/trials/{trial}/projections` counts them."""
+        self.histories.parked.add(row["seq"])
+        parts = row["subject"].split(".")
+        log.error(
+            "event_parked",
+            projection=self.projection.name,
+            seq=row["seq"],
+            event_id=row["event_id"],
+            trial_id=parts[1] if len(parts) == 5 else None,
+            patient_id=parts[3] if len(parts) == 5 else None,
+            reason=row["reason"][:300],
+        )
 
     def _decode(self, fresh: Sequence[Message]) -> tuple[list[Decoded], list[dict[str, Any]]]:
         decoded: list[Decoded] = []
@@ -256,63 +266,69 @@ class Applier:
             "seq": message.seq,
             "subject": message.subject,
             "event_id": event_id if isinstance(event_id, str) else None,
-            "error": error,
+            "reason": error,
         }
 
-    async def park(self, message: Message, error: str) -> None:
-        """Set one event aside for good: recorded, reported, and the checkpoint moves past it."""
+    async def park(self, message: Message, error: str) -> int:
+        """Set one event aside for good: recorded with its reason, reported, and the checkpoint
+        moves past it. Returns the checkpoint."""
+        row = self._parked_row(message, error)
         async with self.engine.begin() as conn:
             checkpoint = await self._begin(conn)
             if message.seq <= checkpoint:
-                return
+                return checkpoint
             if self.partition is None or self.partition.owns_subject(message.subject):
-                await conn.execute(insert(parked_events), [self._parked_row(message, error)])
+                await conn.execute(insert(parked_events), [row])
             await conn.execute(
                 text("UPDATE projection_checkpoint SET last_seq = :s WHERE projection = :p"),
                 {"s": message.seq, "p": self.position},
             )
-        log.error(
-            "event_parked", projection=self.projection.name, seq=message.seq, error=error[:300]
-        )
+        self._alert(row)
+        return message.seq
 
     async def apply_resilient(
         self, messages: Sequence[Message], stop: asyncio.Event | None = None
     ) -> int:
-        """Apply, retrying transient failures forever (with back-off) and isolating poison."""
-        delay = 0.2
-        suspect_failures = 0
-        while True:
-            try:
-                return await self.apply(messages)
-            except Gap:
-                raise
-            except POISON_SUSPECTS as exc:
-                suspect_failures += 1
-                log.warning(
-                    "projection_batch_failed", projection=self.projection.name, error=str(exc)[:300]
-                )
-                if suspect_failures >= 3:
-                    return await self._isolate(messages)
-            except Exception as exc:  # the database is away: wait for it, lose nothing
-                log.warning(
-                    "projection_retry", projection=self.projection.name, error=str(exc)[:300]
-                )
-            if stop is not None and stop.is_set():
-                raise asyncio.CancelledError
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        """Apply; transient failures are retried with bounded back-off (then `GaveUp`, for
+        the caller to report: nothing is parked for them); a deterministic failure is traced
+        to its event by halving the batch, and that event is parked."""
+        try:
+            return await self._apply_retrying(messages, stop)
+        except (Gap, GaveUp):
+            raise
+        except Exception as exc:
+            log.warning(
+                "projection_batch_failed", projection=self.projection.name, error=reason(exc)
+            )
+            ordered = sorted({m.seq: m for m in messages}.values(), key=lambda m: m.seq)
+            return await self._isolate(ordered, stop, exc)
 
-    async def _isolate(self, messages: Sequence[Message]) -> int:
+    async def _apply_retrying(self, messages: Sequence[Message], stop: asyncio.Event | None) -> int:
+        return await retrying(
+            lambda: self.apply(messages), transient=self._transient, stop=stop, label=self.position
+        )
+
+    async def _transient(self, exc: BaseException) -> bool:
+        return not isinstance(exc, Gap) and await is_transient(exc, self.engine)
+
+    async def _isolate(
+        self, messages: Sequence[Message], stop: asyncio.Event | None, failure: BaseException
+    ) -> int:
+        """Apply `messages` (in seq order) around the ones that fail on their own: halves,
+        first then second (a live consumer's checkpoint stays contiguous), down to the one
+        event at fault, which is parked. A few bad events among thousands cost a few dozen
+        transactions, not one per event."""
+        if len(messages) == 1:
+            return await self.park(messages[0], reason(failure))
+        middle = len(messages) // 2
         checkpoint = 0
-        for message in messages:
-            for attempt in range(3):
-                try:
-                    checkpoint = await self.apply([message])
-                    break
-                except POISON_SUSPECTS as exc:
-                    if attempt == 2:
-                        await self.park(message, f"{type(exc).__name__}: {exc}")
-                        checkpoint = message.seq
+        for half in (messages[:middle], messages[middle:]):
+            try:
+                checkpoint = await self._apply_retrying(half, stop)
+            except (Gap, GaveUp):
+                raise
+            except Exception as exc:
+                checkpoint = await self._isolate(half, stop, exc)
         return checkpoint
 
 
@@ -438,7 +454,21 @@ class LiveProjector:
                 sub = await self._subscribe_retrying(stop, reset=True)
                 continue
             if failures:
-                raise failures[0]
+                # the database or NATS outlasted the bounded retries: say so loudly, then
+                # start again from the checkpoint (nothing was acked past it)
+                log.error(
+                    "projection_stalled",
+                    projection=self._names,
+                    error=reason(failures[0]),
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                if stop.is_set():
+                    return
+                sub = await self._subscribe_retrying(stop, reset=True)
+                continue
             self.last_applied = min(int(outcome) for outcome in outcomes)
             # ack only what every committed checkpoint covers (one ack acknowledges everything
             # up to it); anything beyond was not applied everywhere, so the consumer is

@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, MetaDa
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 from events import Attribution
+from projections.calendar import as_utc
 from projections.clocks import SaeClock
 from projections.safety import (
     AeEpisode,
@@ -197,7 +198,8 @@ def clock_row(key: tuple[str, str, str], episode: AeEpisode, clock: SaeClock) ->
         "trigger_event_id": clock.trigger_event_id,
         "trigger_seq": clock.trigger_seq,
         "awareness_at": clock.awareness_at,
-        "site_aware_at": clock.site_aware_at,
+        # the same instant in UTC (as PostgreSQL keeps it), held at the calendar's ends
+        "site_aware_at": None if clock.site_aware_at is None else as_utc(clock.site_aware_at),
         "late_entry": clock.late_entry,
         "susar": clock.susar,
         "fatal_or_life_threatening": clock.fatal_or_life_threatening,

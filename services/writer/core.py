@@ -47,6 +47,7 @@ from projections.intake_rules import (
     error_path,
     extend_facts,
     patient_facts,
+    trial_date_errors,
 )
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
@@ -371,6 +372,8 @@ class Writer:
                 )
             )
         params = self.trials.get(event.trial_id)
+        if trial_level:
+            errors += trial_date_errors(event, (self.now() + EARLIEST_OFFSET).date())
         if isinstance(event, ProtocolParametersSet):
             current = params.data.version if params else 0
             if event.data.version <= current:

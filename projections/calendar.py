@@ -1,0 +1,34 @@
+"""Date arithmetic that holds at the ends of the calendar.
+
+The ledger may hold dates no intake would accept today (older writers, events published
+around the writer): year 1 or 9999, instants whose UTC offset pushes them past either end.
+A derivation must still give an answer for them, never raise OverflowError and stall a read
+model: a shift past an end of the calendar stops at that end, which keeps every comparison
+the rules make (before, after, within a window) as it would be with unbounded dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+UTC_MIN = dt.datetime.min.replace(tzinfo=dt.UTC)
+UTC_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def add_days(day: dt.date, days: int) -> dt.date:
+    """`day` moved by `days` (negative: earlier), held at 0001-01-01 and 9999-12-31."""
+    try:
+        return day + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.max if days > 0 else dt.date.min
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """The instant in UTC; a naive one is UTC already (the audit-trail rule, DOMAIN.md).
+    An instant beyond either end of the calendar in UTC is held at that end."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        return UTC_MAX if moment.year == dt.MAXYEAR else UTC_MIN
