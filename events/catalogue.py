@@ -22,7 +22,7 @@ from events.clinical import (
     TreatmentDiscontinued,
     Withdrawn,
 )
-from events.safety import AeReported, AeUpdated, SaeAcknowledged
+from events.safety import AeReported, AeUpdated, SaeAcknowledged, assessment_defaults_v1_to_v2
 from events.scans import ScanRead
 from events.trial import (
     EventCorrected,
@@ -77,11 +77,18 @@ EVENT_CLASSES: dict[str, type[Any]] = {
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
 
 # The newest schema version of each type this code understands.
-CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+CURRENT_VERSION: dict[str, int] = {
+    **dict.fromkeys(EVENT_TYPES, 1),
+    "ae_reported": 2,  # v2: absent causality / expectedness = not yet assessed
+    "ae_updated": 2,
+}
 
 # (type, from_version) -> pure function turning a raw v(n) dict into a raw v(n+1) dict.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("ae_reported", 1): assessment_defaults_v1_to_v2,
+    ("ae_updated", 1): assessment_defaults_v1_to_v2,
+}
 
 TRIAL_LEVEL_TYPES = frozenset({"protocol_parameters_set", "ledger_sealed"})
 WRITER_ONLY_TYPES = frozenset({"ledger_sealed"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -36,11 +36,16 @@ ActionTaken = Literal[
 
 
 class Attribution(Model):
-    """Causality per study agent (the HAIC procedure and its chemotherapy count as one)."""
+    """Causality per study agent (the HAIC procedure and its chemotherapy count as one).
 
-    haic: Causality = "unrelated"
-    pd1: Causality = "unrelated"
-    lenvatinib: Causality = "unrelated"
+    None = not yet assessed (schema v2; v1 filled in "unrelated"): until the investigator
+    assesses it, causality counts as suspected (DOMAIN.md "Serious AEs and clocks"). In an
+    `ae_updated`, an agent left None keeps its earlier assessment.
+    """
+
+    haic: Causality | None = None
+    pd1: Causality | None = None
+    lenvatinib: Causality | None = None
 
 
 class AeReportedData(Model):
@@ -53,7 +58,8 @@ class AeReportedData(Model):
     serious: bool = False
     seriousness: tuple[Seriousness, ...] = ()
     attribution: Attribution = Attribution()
-    expected: bool = True
+    # None = expectedness not yet assessed (v2; v1 filled in True): counts as unexpected.
+    expected: bool | None = None
     immune_related: bool = False
     action_taken: ActionTaken = "none"
     outcome: Outcome = "not_recovered"
@@ -86,12 +92,28 @@ class AeUpdatedData(Model):
 
 
 class SaeAcknowledgedData(Model):
-    """A safety officer's acknowledgement of an SAE alert (and, later, the expedited report)."""
+    """A safety officer's acknowledgement of an SAE alert (and, later, the expedited report).
 
-    alert_id: str = Field(pattern=r"^sae-[0-9a-fA-F-]{36}$")
+    `alert_id` names an initial alert (`sae-<event_id>`) or a follow-up alert raised by an
+    escalation (`sae-<ae_event_id>-fu-<ledger seq>`); the writer accepts it only if the
+    ledger called for that alert (`projections.sae_alerts`)."""
+
+    alert_id: str = Field(pattern=r"^sae-[0-9a-fA-F-]{36}(-fu-[0-9]{1,19})?$")
     ae_event_id: str = Field(min_length=1, max_length=64)
     expedited_report_submitted_on: dt.date | None = None
     note: Text | None = None
+
+
+def assessment_defaults_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Upcaster of `ae_reported` and `ae_updated` v1 → v2: an absent causality or
+    expectedness means "not yet assessed" from v2 on (v1 read it as unrelated / expected).
+
+    Values given stay as they are. Every v1 event the writer stored carries all three
+    causalities and the expectedness explicitly (it stored the full model), so no recorded
+    fact changes meaning; only a v1 submission that leaves them out is now read as not yet
+    assessed — the conservative reading the safety rules require.
+    """
+    return dict(raw)
 
 
 class AeReported(Envelope):

@@ -329,9 +329,9 @@ def adae_row(
         aescong=_flag("congenital_anomaly" in criteria),
         aesmie=_flag("important_medical_event" in criteria),
         trtemfl=_flag(treatment_emergent),
-        arel_haic=ae.attribution.haic.upper(),
-        arel_pd1=ae.attribution.pd1.upper(),
-        arel_lenv=ae.attribution.lenvatinib.upper(),
+        arel_haic=_relation(ae.attribution.haic),
+        arel_pd1=_relation(ae.attribution.pd1),
+        arel_lenv=_relation(ae.attribution.lenvatinib),
         aeirfl=_flag(ae.immune_related),
         aeacn=ae.action_taken.upper(),
         aeout=ae.outcome.upper(),
@@ -339,6 +339,14 @@ def adae_row(
         aendt=ae.resolved_on,
         srcseq=srcseqs,
     )
+
+
+NOT_YET_ASSESSED = "NOT YET ASSESSED"
+
+
+def _relation(causality: str | None) -> str:
+    # Shown, never guessed: the site is asked to complete it (DOMAIN.md "Serious AEs").
+    return causality.upper() if causality else NOT_YET_ASSESSED
 
 
 Row = TypeVar("Row", bound=AdamRow)

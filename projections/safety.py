@@ -78,7 +78,7 @@ class AeEpisode:
     fatal: bool
     attribution: Attribution
     related_agents: tuple[Agent, ...]
-    expected: bool
+    expected: bool | None
     immune_related: bool
     susar: bool
     action_taken: str
@@ -106,6 +106,11 @@ class AeEpisode:
     def fatal_or_life_threatening(self) -> bool:
         return self.fatal or "life_threatening" in self.seriousness
 
+    @property
+    def not_yet_assessed(self) -> tuple[str, ...]:
+        """ "causality" / "expectedness" when the site has still to assess them."""
+        return missing_assessments(self.attribution, self.expected)
+
 
 @dataclass(frozen=True, slots=True)
 class DeathRecord:
@@ -128,9 +133,29 @@ class PatientSafety:
         return self.dates.start_date is not None
 
 
-def is_related(causality: str) -> bool:
+def is_related(causality: str | None) -> bool:
     """Related = possible, probable or definite (DOMAIN.md "Serious AEs and clocks")."""
     return causality in RELATED
+
+
+def is_suspected(attribution: Attribution) -> bool:
+    """Suspected for the SUSAR rule: related to any agent, or any agent's causality not yet
+    assessed — until the investigator assesses it, it counts as suspected (DOMAIN.md,
+    conservative as safety databases are)."""
+    return any(
+        causality is None or is_related(causality)
+        for causality in (attribution.haic, attribution.pd1, attribution.lenvatinib)
+    )
+
+
+def missing_assessments(attribution: Attribution, expected: bool | None) -> tuple[str, ...]:
+    """What the site still has to assess: "causality" (any agent) and/or "expectedness"."""
+    missing = []
+    if None in (attribution.haic, attribution.pd1, attribution.lenvatinib):
+        missing.append("causality")
+    if expected is None:
+        missing.append("expectedness")
+    return tuple(missing)
 
 
 def treatment_dates(events: Iterable[Effective]) -> TreatmentDates:
@@ -181,6 +206,9 @@ def _apply_update(record: AeReportedData, update: AeUpdated) -> AeReportedData:
     }
     if given.get("serious") is False:
         given["seriousness"] = ()
+    if "attribution" in given:  # per agent: an agent the update leaves out keeps its value
+        assessed = given["attribution"].model_dump(exclude_none=True)
+        given["attribution"] = record.attribution.model_copy(update=assessed)
     return record.model_copy(update=given)
 
 
@@ -294,7 +322,7 @@ def _episode(
         related_agents=related,
         expected=record.expected,
         immune_related=record.immune_related,
-        susar=serious and not record.expected and bool(related),
+        susar=serious and record.expected is not True and is_suspected(record.attribution),
         action_taken=record.action_taken,
         outcome=record.outcome,
         resolved_on=record.resolved_on,
@@ -316,7 +344,8 @@ def ae_episodes(
     `occurred_on`, which the schema requires, so "missing onset" cannot occur. Serious = the
     site says so, or grade 4/5 (life-threatening / death), or a fatal outcome, or a death
     linked to the AE. SUSAR = serious + unexpected + possibly/probably/definitely related to
-    any agent (ICH E2A).
+    any agent (ICH E2A), where causality and expectedness not yet assessed count as suspected
+    and unexpected (DOMAIN.md).
     """
     ordered = tuple(sorted(events, key=_SEQ))
     if not any(type(entry.event) is AeReported for entry in ordered):

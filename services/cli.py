@@ -341,6 +341,73 @@ def alerts_follow(
     )
 
 
+@alerts_app.command("list")
+def alerts_list(
+    data_dir: DataDir = None,
+    trial: Annotated[
+        str | None, typer.Option("--trial", help="Trial id (default: every trial).")
+    ] = None,
+    only_open: Annotated[
+        bool, typer.Option("--open", help="Only alerts not acknowledged yet.")
+    ] = False,
+    only_overdue: Annotated[
+        bool, typer.Option("--overdue", help="Only alerts past a deadline.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the alerts as JSON.")] = False,
+) -> None:
+    """Every SAE alert (initial and follow-up) with its deadlines and status now."""
+    configure_logging("WARNING")
+    from services.alerter.officer import run_list
+
+    settings = Settings.from_env(_data_dir(data_dir))
+    sys.exit(
+        _run(
+            run_list(
+                settings,
+                trial=trial,
+                only_open=only_open,
+                only_overdue=only_overdue,
+                as_json=as_json,
+                console=console,
+            )
+        )
+    )
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="The alert to acknowledge (sae-...).")],
+    data_dir: DataDir = None,
+    note: Annotated[str | None, typer.Option("--note", help="A note with it.")] = None,
+    reported_on: Annotated[
+        str | None,
+        typer.Option("--reported-on", help="Date (YYYY-MM-DD) the expedited report was submitted."),
+    ] = None,
+    officer: Annotated[
+        str, typer.Option("--officer", help="Your user id (recorded_by of the acknowledgement).")
+    ] = "safety.officer",
+) -> None:
+    """Acknowledge one alert; with --reported-on, record its expedited report's submission."""
+    import datetime as dt
+
+    configure_logging("WARNING")
+    from services.alerter.officer import run_ack
+
+    try:
+        day = dt.date.fromisoformat(reported_on) if reported_on else None
+    except ValueError:
+        console.print(f"[red]--reported-on {reported_on!r} is not a date (YYYY-MM-DD)[/red]")
+        sys.exit(2)
+    settings = Settings.from_env(_data_dir(data_dir))
+    sys.exit(
+        _run(
+            run_ack(
+                settings, alert_id, officer=officer, note=note, reported_on=day, console=console
+            )
+        )
+    )
+
+
 @app.command()
 def verify(
     data_dir: DataDir = None,

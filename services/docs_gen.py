@@ -34,16 +34,21 @@ ASYNCAPI_DESCRIPTION = (
     "acknowledge SAEs on `intake.<trial>._safety`. The writer replies with each event's verdict "
     "(`accepted` with its ledger `seq`, `duplicate`, or `rejected` with field errors) and appends "
     f"accepted events to the JetStream stream {LEDGER_STREAM}. The alerter publishes one message "
-    f"per serious AE to the stream {ALERTS_STREAM} (Nats-Msg-Id = alert_id)."
+    f"per serious AE, and one per escalation of it, to the stream {ALERTS_STREAM} "
+    "(Nats-Msg-Id = alert_id)."
 )
 
 
 class SaeAlertMessage(BaseModel):
-    """The JSON body of an ALERTS message (`services.alerter.core.Alert.message`)."""
+    """The JSON body of an ALERTS message (`projections.sae_alerts.SaeAlert.message`): an
+    initial alert or a follow-up raised by an escalation of the case."""
 
     model_config = ConfigDict(extra="forbid", title="SaeAlertMessage")
 
     alert_id: str
+    kind: Literal["initial", "follow_up"]
+    follows: str | None
+    reasons: list[str]
     trial_id: str
     site_id: str
     patient_id: str
@@ -55,9 +60,12 @@ class SaeAlertMessage(BaseModel):
     susar: bool
     expedited_days: Literal[7, 15] | None
     report_due: str | None
-    acknowledgement_due: str
-    awareness_at: str
+    acknowledgement_due: str | None
+    awareness_at: str | None
     late_entry: bool | None
+    clock_unknown: bool
+    data_quality: list[str]
+    not_yet_assessed: list[str]
     trigger: str
     trigger_seq: int
     raised_at: str

@@ -1,4 +1,5 @@
-"""Composition root of the safety alerter: LEDGER in, one ALERTS message per SAE out.
+"""Composition root of the safety alerter: LEDGER in, one ALERTS message per SAE (and one per
+escalation of it) out.
 
 A durable JetStream consumer reads the AE-relevant ledger entries in seq order. For each one
 the patient's history as of that entry decides which alerts must exist
@@ -34,6 +35,7 @@ from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, alert
 from services.alerter.core import (
     AE_HEADER,
     ALERT_FILTER_SUBJECTS,
+    KIND_HEADER,
     PARAMETERS_TYPE,
     Alert,
     KnownAlerts,
@@ -116,7 +118,9 @@ class AlerterApp:
             self.js, ALERTS_SUBJECTS, stream=ALERTS_STREAM, headers_only=True
         ):
             headers = msg.headers or {}
-            self.known.add(headers.get("Nats-Msg-Id"), headers.get(AE_HEADER))
+            self.known.add(
+                headers.get("Nats-Msg-Id"), headers.get(AE_HEADER), headers.get(KIND_HEADER)
+            )
 
     async def _load_parameters(self) -> None:
         async for msg in read_stream(self.js, f"ledger.*.*.*.{PARAMETERS_TYPE}"):
@@ -223,7 +227,7 @@ class AlerterApp:
         try:
             due = alerts_due(
                 self._histories.get(decoded.key),
-                self.parameters.at(trial_id, seq),
+                lambda at_seq: self.parameters.at(trial_id, at_seq),
                 touched_aes(decoded.recorded.event),
             )
         except Exception as exc:
@@ -252,9 +256,13 @@ class AlerterApp:
             body,
             stream=ALERTS_STREAM,
             timeout=10,
-            headers={"Nats-Msg-Id": alert.alert_id, AE_HEADER: alert.ae_event_id},
+            headers={
+                "Nats-Msg-Id": alert.alert_id,
+                AE_HEADER: alert.ae_event_id,
+                KIND_HEADER: alert.kind,
+            },
         )
-        self.known.add(alert.alert_id, alert.ae_event_id)
+        self.known.add(alert.alert_id, alert.ae_event_id, alert.kind)
         if ack.duplicate:
             log.info("sae_alert_already_sent", alert_id=alert.alert_id, alerts_seq=ack.seq)
             return
@@ -262,6 +270,9 @@ class AlerterApp:
         log.info(
             "sae_alert_raised",
             alert_id=alert.alert_id,
+            kind=alert.kind,
+            follows=alert.clock.follows,
+            data_quality=list(alert.clock.data_quality),
             trial_id=alert.trial_id,
             site_id=alert.site_id,
             patient_id=alert.patient_id,

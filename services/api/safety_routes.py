@@ -19,9 +19,11 @@ from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import ProtocolParameters
+from events import Attribution
 from events.envelope import TOKEN_RE
 from projections.clocks import SaeClock
 from projections.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
+from projections.safety import missing_assessments
 from services.api.app import jsonable, reading
 from services.api.auth import CurrentPrincipal, Principal
 from services.db import checkpoints
@@ -36,6 +38,18 @@ from services.projector.safety_tables import (
 )
 
 router = APIRouter(prefix="/api/trials/{trial}", tags=["safety"])
+HISTORY_FIELDS = (
+    "alert_id",
+    "kind",
+    "follows",
+    "reasons",
+    "trigger_seq",
+    "awareness_at",
+    "expedited_days",
+    "report_due",
+    "status",
+    "data_quality",
+)
 AlertStatus = Literal["open", "acknowledged", "overdue"]
 
 
@@ -88,9 +102,7 @@ def incidence_json(tables: IncidenceTables) -> dict[str, Any]:
 def alert_status(clock: SaeClock, at: dt.datetime) -> AlertStatus:
     """Overdue: no acknowledgement by the day after awareness, or a SUSAR's expedited report
     not submitted by its due date (DOMAIN.md); else acknowledged or open."""
-    if clock.overdue(at):
-        return "overdue"
-    return "acknowledged" if clock.acknowledged else "open"
+    return clock.status(at)
 
 
 def alert_json(row: Any, at: dt.datetime) -> dict[str, Any]:
@@ -101,6 +113,7 @@ def alert_json(row: Any, at: dt.datetime) -> dict[str, Any]:
         "acknowledged": clock.acknowledged,
         "acknowledgement_overdue": clock.acknowledgement_overdue(at),
         "report_overdue": clock.report_overdue(at),
+        "clock_unknown": clock.clock_unknown,
     }
 
 
@@ -197,7 +210,36 @@ async def adverse_events(
         query = query.where(ae_episode.c.treatment_emergent == teae)
     async with reading(request) as conn:
         rows = (await conn.execute(query.order_by(ae_episode.c.seq))).all()
-    return [jsonable(row) for row in rows]
+        history = await _alert_history(conn, trial, [row.ae_event_id for row in rows])
+    return [
+        {
+            **jsonable(row),
+            "not_yet_assessed": list(
+                missing_assessments(Attribution.model_validate(row.attribution), row.expected)
+            ),
+            "alert_history": history.get(row.ae_event_id, []),
+        }
+        for row in rows
+    ]
+
+
+async def _alert_history(
+    conn: AsyncConnection, trial: str, ae_event_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each case's alerts in the order raised: the initial report, then each follow-up."""
+    if not ae_event_ids:
+        return {}
+    rows = await conn.execute(
+        select(sae_clock)
+        .where(sae_clock.c.trial_id == trial, sae_clock.c.ae_event_id.in_(ae_event_ids))
+        .order_by(sae_clock.c.trigger_seq)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    now = dt.datetime.now(dt.UTC)
+    for row in rows:
+        alert = alert_json(row, now)
+        found.setdefault(row.ae_event_id, []).append({key: alert[key] for key in HISTORY_FIELDS})
+    return found
 
 
 @router.get("/safety/alerts")

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from events import Attribution
 from projections.calendar import as_utc
 from projections.clocks import SaeClock
+from projections.sae_alerts import SaeAlert
 from projections.safety import (
     AeEpisode,
     DeathRecord,
@@ -74,7 +75,7 @@ ae_episode = Table(
     Column("fatal", Boolean, nullable=False),
     Column("attribution", JSONB, nullable=False),
     Column("related_agents", JSONB, nullable=False),
-    Column("expected", Boolean, nullable=False),
+    Column("expected", Boolean),  # None: not yet assessed
     Column("immune_related", Boolean, nullable=False),
     Column("susar", Boolean, nullable=False),
     Column("action_taken", Text, nullable=False),
@@ -104,17 +105,22 @@ sae_clock = Table(
     Column("trigger", Text, nullable=False),
     Column("trigger_event_id", Text, nullable=False),
     Column("trigger_seq", BigInteger, nullable=False),
-    Column("awareness_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("awareness_at", TIMESTAMP(timezone=True)),
     Column("site_aware_at", TIMESTAMP(timezone=True)),
     Column("late_entry", Boolean),
     Column("susar", Boolean, nullable=False),
     Column("fatal_or_life_threatening", Boolean, nullable=False),
     Column("expedited_days", Integer),
-    Column("acknowledgement_due", Date, nullable=False),
+    Column("acknowledgement_due", Date),
     Column("report_due", Date),
     Column("acknowledged_at", TIMESTAMP(timezone=True)),
     Column("acknowledgement_seqs", JSONB, nullable=False),
     Column("report_submitted_on", Date),
+    Column("kind", Text, nullable=False, server_default="initial"),
+    Column("follows", Text),
+    Column("reasons", JSONB, nullable=False, server_default="[]"),
+    Column("data_quality", JSONB, nullable=False, server_default="[]"),
+    Column("not_yet_assessed", JSONB, nullable=False, server_default="[]"),
     Index("ix_sae_clock_patient", "trial_id", "site_id", "patient_id"),
 )
 
@@ -183,7 +189,9 @@ def episode_row(
     }
 
 
-def clock_row(key: tuple[str, str, str], episode: AeEpisode, clock: SaeClock) -> dict[str, Any]:
+def clock_row(key: tuple[str, str, str], alert: SaeAlert, clock: SaeClock) -> dict[str, Any]:
+    """One alert of the case's history (initial or follow-up) as it said when raised, with
+    the acknowledgements recorded for it since."""
     return {
         "alert_id": clock.alert_id,
         "trial_id": key[0],
@@ -191,9 +199,9 @@ def clock_row(key: tuple[str, str, str], episode: AeEpisode, clock: SaeClock) ->
         "patient_id": key[2],
         "ae_event_id": clock.ae_event_id,
         "ae_seq": clock.ae_seq,
-        "term": episode.term,
-        "grade": episode.worst_grade,
-        "seriousness": list(episode.seriousness),
+        "term": alert.term,
+        "grade": alert.grade,
+        "seriousness": list(alert.seriousness),
         "trigger": clock.trigger,
         "trigger_event_id": clock.trigger_event_id,
         "trigger_seq": clock.trigger_seq,
@@ -209,6 +217,11 @@ def clock_row(key: tuple[str, str, str], episode: AeEpisode, clock: SaeClock) ->
         "acknowledged_at": clock.acknowledged_at,
         "acknowledgement_seqs": list(clock.acknowledgement_seqs),
         "report_submitted_on": clock.report_submitted_on,
+        "kind": clock.kind,
+        "follows": clock.follows,
+        "reasons": list(clock.reasons),
+        "data_quality": list(clock.data_quality),
+        "not_yet_assessed": list(clock.not_yet_assessed),
     }
 
 
@@ -282,4 +295,9 @@ def clock_from_row(row: Any) -> SaeClock:
         acknowledgement_seqs=tuple(row.acknowledgement_seqs),
         acknowledged_at=row.acknowledged_at,
         report_submitted_on=row.report_submitted_on,
+        kind=row.kind,
+        follows=row.follows,
+        reasons=tuple(row.reasons),
+        data_quality=tuple(row.data_quality),
+        not_yet_assessed=tuple(row.not_yet_assessed),
     )

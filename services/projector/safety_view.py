@@ -1,8 +1,9 @@
 """The safety projection: AE episodes, SAE clocks and each patient's treatment dates.
 
 Each touched patient is re-derived from its whole effective history with
-`projections.safety.patient_safety` and `projections.clocks.sae_clocks` (corrections reach
-back in time). The protocol parameters used are the trial's version in force at the
+`projections.safety.patient_safety`, and its SAE alert history (initial alerts and
+follow-ups, as the alerter raised them) with `projections.sae_alerts.alert_log`
+(corrections reach back in time). The protocol parameters used are the trial's version in force at the
 patient's last ledger entry, so the rows depend on the ledger alone, never on how the
 entries were batched: live and replayed builds agree byte for byte.
 """
@@ -18,8 +19,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import SPONSOR_SITE, ProtocolParameters, ProtocolParametersSet
-from projections.clocks import sae_clocks
+from projections.clocks import acknowledgements, with_acknowledgements
 from projections.history import effective_history
+from projections.sae_alerts import alert_log
 from projections.safety import patient_safety
 from services.projector.core import copy_rows, delete_patients
 from services.projector.histories import Decoded, PatientHistories, PatientKey
@@ -118,12 +120,13 @@ class SafetyProjection:
         last_seq = max(entry.seq for entry in recorded)
         version, parameters = parameters_at(versions, last_seq)
         safety = patient_safety(events, parameters)
-        by_id = {episode.ae_event_id: episode for episode in safety.episodes}
+        acknowledged = acknowledgements(events)
+        raised = alert_log(recorded, lambda seq: parameters_at(versions, seq)[1])
         return (
             patient_row(safety, last_seq, version),
             [episode_row(key, episode, version) for episode in safety.episodes],
             [
-                clock_row(key, by_id[clock.ae_event_id], clock)
-                for clock in sae_clocks(safety.episodes, events, parameters)
+                clock_row(key, alert, with_acknowledgements(alert.clock, acknowledged))
+                for alert in raised
             ],
         )

@@ -31,6 +31,7 @@ from events import (
     NewerSchemaVersion,
     ProtocolParameters,
     ProtocolParametersSet,
+    SaeAcknowledged,
     UnknownEventType,
     decode,
     seal_stored,
@@ -49,6 +50,7 @@ from projections.intake_rules import (
     patient_facts,
     trial_date_errors,
 )
+from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
 
@@ -426,6 +428,8 @@ class Writer:
                     errors = check_event(
                         facts, event, self.parameters(event.trial_id), today, self.check_ae
                     )
+                    if isinstance(event, SaeAcknowledged):  # only an alert ever raised
+                        errors += acknowledgement_errors(patient.recorded, event, today)
                     if errors:
                         return rejected(event_id, errors)
                     warnings = baseline_warnings(facts, event, self.parameters(event.trial_id))

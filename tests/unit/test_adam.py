@@ -256,7 +256,7 @@ def test_adae_row_carries_seriousness_criteria_and_relation_per_agent() -> None:
         "N",
     )
     assert (cells["AREL_HAIC"], cells["AREL_PD1"], cells["AREL_LENV"]) == (
-        "UNRELATED",
+        "NOT YET ASSESSED",  # never guessed as unrelated: the site is asked to complete it
         "UNLIKELY",
         "PROBABLE",
     )

@@ -38,6 +38,9 @@ pytestmark = pytest.mark.unit
 N = 10
 
 
+UNRELATED = {"haic": "unrelated", "pd1": "unrelated", "lenvatinib": "unrelated"}
+
+
 def p(number: int) -> tuple[str, str, str]:
     return ("HAIC-PD1-LEN", "site01", f"P{number:02d}")
 
@@ -113,7 +116,14 @@ def trial_patients() -> list[PatientSafety]:
             ),
             treated(
                 6,
-                reported(61, "2025-02-03", "Hepatic failure", 3, patient="P06"),
+                reported(
+                    61,
+                    "2025-02-03",
+                    "Hepatic failure",
+                    3,
+                    patient="P06",
+                    attribution=UNRELATED,
+                ),
                 updated(62, "2025-02-05", ae=61, grade=5, outcome="fatal", patient="P06"),
                 death(63, "2025-02-05", ae=61, patient="P06"),
             ),

@@ -186,10 +186,61 @@ def test_day_0_is_the_utc_date_the_sponsor_knew() -> None:
     assert clock.report_due == D("2025-02-17")
 
 
-def test_unstored_trigger_has_no_clock_yet() -> None:
-    [episode] = ae_episodes(history(reported(1, "2025-02-01", **HOSPITALISED)), PARAMETERS, ON_PD1)
-    with pytest.raises(ValueError, match="not stored yet"):
-        sae_clock(episode, (), PARAMETERS)
+def test_an_sae_whose_clock_cannot_be_computed_still_has_its_alert_with_the_clock_unknown() -> None:
+    [episode] = ae_episodes(
+        history(reported(1, "2025-02-01", **HOSPITALISED, **SUSPECTED_UNEXPECTED)),
+        PARAMETERS,
+        ON_PD1,
+    )
+    clock = sae_clock(episode, (), PARAMETERS)  # not stored: no recorded_at, no day 0
+    assert clock is not None and clock.alert_id == f"sae-{event_id(1)}"
+    assert clock.clock_unknown and clock.data_quality == ("awareness_unknown",)
+    assert (clock.expedited_days, clock.report_due, clock.acknowledgement_due) == (15, None, None)
+    assert clock.status(T("2030-01-01T00:00:00+00:00")) == "open"  # unknown is never on time
+
+
+@pytest.mark.parametrize(
+    "site_aware_at", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"]
+)
+def test_an_awareness_instant_without_a_utc_form_is_flagged_and_the_sae_still_alerted(
+    site_aware_at: str,
+) -> None:
+    clock = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            site_aware_at=site_aware_at,
+            recorded_at="2025-02-02T10:00:00+00:00",
+            **HOSPITALISED,
+            **SUSPECTED_UNEXPECTED,
+        )
+    )
+    assert clock.data_quality == ("site_aware_at_unusable",)
+    assert (clock.late_entry, clock.site_aware_at) == (None, None)
+    assert clock.report_due == D("2025-02-17")  # day 0 is the sponsor's, still known
+
+
+def test_a_site_awareness_after_the_entry_or_before_the_onset_is_flagged() -> None:
+    later = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            site_aware_at="2025-02-05T00:00:00Z",
+            recorded_at="2025-02-02T10:00:00+00:00",
+            **HOSPITALISED,
+        )
+    )
+    earlier = only_clock(
+        reported(
+            1,
+            "2025-02-01",
+            site_aware_at="0001-01-01T00:00:00Z",
+            recorded_at="2025-02-02T10:00:00+00:00",
+            **HOSPITALISED,
+        )
+    )
+    assert later.data_quality == ("site_aware_at_after_entry",)
+    assert earlier.data_quality == ("site_aware_at_before_onset",)
 
 
 # Late entry: site → sponsor within 24 hours of the site's awareness

@@ -306,7 +306,7 @@ def test_susar_needs_serious_unexpected_and_suspected(
             serious=serious,
             seriousness=seriousness,
             expected=expected,
-            attribution={"pd1": causality},
+            attribution={"haic": "unrelated", "pd1": causality, "lenvatinib": "unrelated"},
         )
     )
     assert episode.susar is susar

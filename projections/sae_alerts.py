@@ -1,0 +1,308 @@
+"""Which SAE alerts a patient's ledger calls for, in the order they are raised
+(DOMAIN.md "Serious AEs and clocks"; 21 CFR 312.32(c), (d)).
+
+One definition shared by the alerter (what to publish), the writer (whether an
+acknowledged alert was ever raised) and the safety view (each case's alert history):
+walk the patient's AE-relevant entries in ledger order and, after each one, compare every
+touched AE with what its alerts have said so far.
+- The entry that first makes an AE serious raises the initial alert `sae-<that event_id>`,
+  with the clock as the case stood then.
+- Every later escalation — the case becomes life-threatening or fatal, becomes a SUSAR, or
+  its expedited clock shortens from 15 to 7 days — raises one follow-up alert
+  `sae-<ae_event_id>-fu-<seq of the escalating entry>`, day 0 = that entry's `recorded_at`
+  (when the sponsor learnt of the escalation), to be acknowledged on its own.
+- Escalation is measured against the most severe state already alerted (a high-water mark),
+  so a case that wavers raises nothing twice.
+Alert ids and escalations do not depend on protocol parameters (only the late-entry flag
+does), so the writer may derive them with any parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from events import (
+    AeReported,
+    AeUpdated,
+    Death,
+    EventCorrected,
+    EventRetracted,
+    LedgerEvent,
+    ProtocolParameters,
+    SaeAcknowledged,
+)
+from projections.clocks import SaeClock, alert_clock, expedited_days, sae_clock
+from projections.history import Effective, Recorded, effective_history
+from projections.intake_rules import FieldError
+from projections.safety import AeEpisode, TreatmentDates, ae_episodes
+
+BECAME_LIFE_THREATENING = "became_life_threatening"
+BECAME_FATAL = "became_fatal"
+BECAME_SUSAR = "became_susar"
+CLOCK_SHORTENED = "clock_shortened_to_7_days"
+ESCALATION = "escalation"
+_NO_DATES = TreatmentDates(None, None)  # alerts do not depend on the treatment window
+
+ParametersAt = Callable[[int], ProtocolParameters]
+
+
+def ae_of(event: LedgerEvent) -> str | None:
+    """The AE an entry belongs to (its own id for a report), lower-cased; None if none."""
+    match event:
+        case AeReported(event_id=event_id):
+            return str(event_id).lower()
+        case AeUpdated(data=data) | Death(data=data) if data.ae_event_id:
+            return data.ae_event_id.lower()
+        case _:
+            return None
+
+
+def touched_aes(event: LedgerEvent) -> frozenset[str] | None:
+    """The AEs an entry can make serious or escalate; None when that takes the history to
+    tell (a correction or retraction may reach any AE of the patient)."""
+    match event:
+        case EventCorrected() | EventRetracted():
+            return None
+        case _:
+            ae_event_id = ae_of(event)
+            return frozenset({ae_event_id} if ae_event_id else ())
+
+
+def follow_up_id(ae_event_id: str, seq: int) -> str:
+    """A follow-up alert's id, also its Nats-Msg-Id: one per (case, escalating entry)."""
+    return f"sae-{ae_event_id.lower()}-fu-{seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class SaeAlert:
+    """One SAE alert as published to ALERTS (DESIGN.md "ALERTS messages"), as it said when
+    raised: term, grade and seriousness of the case then, and its clock."""
+
+    trial_id: str
+    site_id: str
+    patient_id: str
+    term: str
+    grade: int
+    seriousness: tuple[str, ...]
+    clock: SaeClock
+
+    @property
+    def alert_id(self) -> str:
+        return self.clock.alert_id
+
+    @property
+    def ae_event_id(self) -> str:
+        return self.clock.ae_event_id
+
+    @property
+    def kind(self) -> str:
+        return self.clock.kind
+
+    def message(self, raised_at: dt.datetime) -> dict[str, Any]:
+        """The JSON body of the ALERTS message; `raised_at` is the alerter's own clock."""
+        clock = self.clock
+        return {
+            "alert_id": clock.alert_id,
+            "kind": clock.kind,
+            "follows": clock.follows,
+            "reasons": list(clock.reasons),
+            "trial_id": self.trial_id,
+            "site_id": self.site_id,
+            "patient_id": self.patient_id,
+            "ae_event_id": clock.ae_event_id,
+            "seq": clock.ae_seq,
+            "term": self.term,
+            "grade": self.grade,
+            "seriousness": list(self.seriousness),
+            "susar": clock.susar,
+            "expedited_days": clock.expedited_days,
+            "report_due": _day(clock.report_due),
+            "acknowledgement_due": _day(clock.acknowledgement_due),
+            "awareness_at": _iso(clock.awareness_at),
+            "late_entry": clock.late_entry,
+            "clock_unknown": clock.clock_unknown,
+            "data_quality": list(clock.data_quality),
+            "not_yet_assessed": list(clock.not_yet_assessed),
+            "trigger": clock.trigger,
+            "trigger_seq": clock.trigger_seq,
+            "raised_at": _iso(raised_at),
+        }
+
+
+def _day(day: dt.date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    """What a case's alerts have said so far: the most severe state alerted."""
+
+    last_alert: str
+    susar: bool
+    severity: int  # 0 serious, 1 life-threatening, 2 fatal
+
+
+def _severity(episode: AeEpisode) -> int:
+    if episode.fatal:
+        return 2
+    return 1 if episode.fatal_or_life_threatening else 0
+
+
+def escalation_reasons(alerted: _Case, episode: AeEpisode) -> tuple[str, ...]:
+    """How the case now goes beyond everything its alerts said (DOMAIN.md: becomes
+    life-threatening or fatal, becomes a SUSAR, or its clock shortens from 15 to 7 days)."""
+    if not episode.serious:
+        return ()
+    reasons: list[str] = []
+    severity = _severity(episode)
+    if severity > alerted.severity:
+        reasons.append(BECAME_FATAL if severity == 2 else BECAME_LIFE_THREATENING)
+    if episode.susar and not alerted.susar:
+        reasons.append(BECAME_SUSAR)
+    before = expedited_days(alerted.susar, alerted.severity >= 1)
+    now = expedited_days(episode.susar, episode.fatal_or_life_threatening)
+    if before == 15 and now == 7:
+        reasons.append(CLOCK_SHORTENED)
+    return tuple(reasons)
+
+
+def _is_input(entry: Recorded) -> bool:
+    return isinstance(entry.event, AeReported | AeUpdated | Death | EventCorrected | EventRetracted)
+
+
+def alert_log(
+    recorded: Sequence[Recorded],
+    parameters_at: ParametersAt = lambda _seq: ProtocolParameters(),
+    only: frozenset[str] | None = None,
+) -> tuple[SaeAlert, ...]:
+    """Every alert one patient's ledger calls for, in the order the entries raise them.
+
+    `parameters_at(seq)`: the protocol parameters in force at a ledger seq (the late-entry
+    threshold). `only`: AE ids (lower-case) to decide; an AE's alerts depend on its own
+    entries and on corrections alone, so deciding one AE need not fold the others.
+    """
+    ordered = tuple(sorted((entry for entry in recorded if _is_input(entry)), key=_seq))
+    cases: dict[str, _Case] = {}
+    alerts: list[SaeAlert] = []
+    for position, entry in enumerate(ordered):
+        touched = touched_aes(entry.event)
+        if touched is not None and only is not None:
+            touched &= only
+        if touched is not None and not touched:
+            continue
+        wanted = touched if touched is not None else only
+        effective = effective_history(ordered[: position + 1]).events
+        parameters = parameters_at(entry.seq)
+        for ae, entries in _by_ae(effective, wanted).items():
+            episodes = ae_episodes(entries, parameters, _NO_DATES)
+            if not episodes or not episodes[0].serious:
+                continue  # not serious (yet), or its report retracted
+            alert = _next_alert(cases.get(ae), episodes[0], entry, parameters)
+            if alert is not None:
+                alerts.append(alert)
+                episode = episodes[0]
+                before = cases.get(ae)
+                cases[ae] = _Case(
+                    alert.alert_id,
+                    episode.susar or (before is not None and before.susar),
+                    max(_severity(episode), before.severity if before else 0),
+                )
+    return tuple(alerts)
+
+
+def _seq(entry: Recorded) -> int:
+    return entry.seq
+
+
+def _by_ae(
+    effective: tuple[Effective, ...], wanted: frozenset[str] | None
+) -> dict[str, list[Effective]]:
+    grouped: dict[str, list[Effective]] = {}
+    for item in effective:
+        ae = ae_of(item.event)
+        if ae is not None and (wanted is None or ae in wanted):
+            grouped.setdefault(ae, []).append(item)
+    return grouped
+
+
+def _next_alert(
+    alerted: _Case | None, episode: AeEpisode, entry: Recorded, parameters: ProtocolParameters
+) -> SaeAlert | None:
+    if alerted is None:
+        clock = sae_clock(episode, (), parameters)
+    else:
+        reasons = escalation_reasons(alerted, episode)
+        if not reasons:
+            return None
+        event = entry.event
+        site_aware_at = event.data.site_aware_at if isinstance(event, AeUpdated) else None
+        clock = replace(
+            alert_clock(
+                episode,
+                alert=follow_up_id(episode.ae_event_id, entry.seq),
+                trigger_event_id=str(event.event_id),
+                trigger_seq=entry.seq,
+                trigger=ESCALATION,
+                recorded_at=event.recorded_at,
+                site_aware_at=site_aware_at,
+                parameters=parameters,
+            ),
+            kind="follow_up",
+            follows=alerted.last_alert,
+            reasons=reasons,
+        )
+    if clock is None:
+        return None
+    trial_id, site_id, patient_id = entry.event.patient_key
+    return SaeAlert(
+        trial_id,
+        site_id,
+        patient_id,
+        episode.term,
+        episode.worst_grade,
+        tuple(episode.seriousness),
+        clock,
+    )
+
+
+def acknowledgement_errors(
+    recorded: Sequence[Recorded], acknowledgement: SaeAcknowledged, today: dt.date
+) -> list[FieldError]:
+    """The writer's rule for `sae_acknowledged`: only an alert the patient's ledger called
+    for (`alert_log`) can be acknowledged, under its own AE; an expedited report cannot be
+    submitted in the future nor before the sponsor knew of the case."""
+    data = acknowledgement.data
+    wanted = data.alert_id.lower()
+    raised = [alert for alert in alert_log(recorded) if alert.alert_id.lower() == wanted]
+    if not raised:
+        return [FieldError("data.alert_id", "no such alert was raised for this patient")]
+    clock = raised[0].clock
+    errors: list[FieldError] = []
+    if clock.ae_event_id.lower() != data.ae_event_id.lower():
+        errors.append(
+            FieldError("data.ae_event_id", f"alert {data.alert_id} is about another adverse event")
+        )
+    submitted = data.expedited_report_submitted_on
+    if submitted is not None and submitted > today:
+        errors.append(
+            FieldError("data.expedited_report_submitted_on", f"{submitted} is in the future")
+        )
+    elif submitted is not None and clock.awareness_on and submitted < clock.awareness_on:
+        errors.append(
+            FieldError(
+                "data.expedited_report_submitted_on",
+                f"{submitted} is before the sponsor knew of the case ({clock.awareness_on})",
+            )
+        )
+    return errors
