@@ -37,6 +37,7 @@ class TrialChains:
     heads: dict[str, str] = field(default_factory=dict)
     event_count: int = 0
     last_seal_hash: str | None = None
+    last_event_seq: int = 0
     unsealed: bool = False
 
 
@@ -75,6 +76,9 @@ class Sealer:
             self._wake.set()
 
     async def start(self) -> None:
+        # A writer that stopped uncleanly may have left events without a seal: the first
+        # round reads the ledger and seals whatever no seal covers yet.
+        self.pending = max(self.pending, 1)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -131,7 +135,12 @@ class Sealer:
         chains.event_count += 1
         if event_type == SEAL_TYPE:
             chains.last_seal_hash = str(stored.get("hash"))
+            data = stored.get("data")
+            upto = data.get("upto_seq") if isinstance(data, dict) else None
+            if isinstance(upto, int) and upto >= chains.last_event_seq:
+                chains.unsealed = False
         else:
+            chains.last_event_seq = msg.seq
             chains.unsealed = True
 
     def _seal_event(self, trial_id: str) -> Any:

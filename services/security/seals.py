@@ -26,6 +26,8 @@ from events import canonical_json
 
 SIGNATURE_HEADER = "Ledger-Signature"
 KEY_FILE = "writer_ed25519"
+# Where auditors find the public key to pin (`verify --public-key`): beside runtime.json.
+PUBLIC_PEM_FILE = "seal-public-key.pem"
 
 
 def key_path(data_dir: Path) -> Path:
@@ -36,12 +38,17 @@ def public_key_path(data_dir: Path) -> Path:
     return data_dir / "keys" / f"{KEY_FILE}.pub"
 
 
+def public_pem_path(data_dir: Path) -> Path:
+    return data_dir / PUBLIC_PEM_FILE
+
+
 def ensure_writer_key(data_dir: Path) -> Path:
-    """Create the writer's key once (PEM, 0600) and its public key beside it; keep both."""
+    """Create the writer's key once (PEM, 0600, in a 0700 directory) and keep it; write its
+    public key beside it (base64) and as <data dir>/seal-public-key.pem for auditors to pin."""
     path = key_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -50,8 +57,43 @@ def ensure_writer_key(data_dir: Path) -> Path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-    public_key_path(data_dir).write_text(public_key_b64(load_private_key(str(path))) + "\n")
+    path.chmod(0o600)
+    private = load_private_key(str(path))
+    public_key_path(data_dir).write_text(public_key_b64(private) + "\n")
+    write_public_pem(data_dir, private)
     return path
+
+
+def write_public_pem(data_dir: Path, key: Ed25519PrivateKey) -> Path:
+    """<data dir>/seal-public-key.pem: the key auditors pin (`verify --public-key`)."""
+    path = public_pem_path(data_dir)
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
+def fingerprint(public_key: str) -> str:
+    """`SHA256:<hex>` of the raw 32-byte public key: short enough to read out and compare."""
+    return "SHA256:" + hashlib.sha256(base64.b64decode(public_key)).hexdigest()
+
+
+def read_public_key_file(path: Path) -> str:
+    """An auditor's pinned key → base64 of the raw key. The file holds a PEM public key
+    (seal-public-key.pem) or the base64 line of keys/writer_ed25519.pub."""
+    raw = path.read_bytes()
+    if b"-----BEGIN" in raw:
+        key = serialization.load_pem_public_key(raw)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"{path} does not hold an Ed25519 public key")
+        public = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(public).decode()
+    text = raw.decode().strip()
+    if _public(text) is None:
+        raise ValueError(f"{path} holds neither a PEM nor a base64 Ed25519 public key")
+    return text
 
 
 def load_private_key(value: str) -> Ed25519PrivateKey:
