@@ -39,6 +39,8 @@ class TrialChains:
     last_seal_hash: str | None = None
     last_event_seq: int = 0
     unsealed: bool = False
+    # (seq, hash) of the trial's entries after its latest seal's upto_seq: the next seal's order
+    since_seal: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Sealer:
@@ -133,12 +135,15 @@ class Sealer:
         chains = self.trials.setdefault(trial_id, TrialChains())
         chains.heads[f"{trial_id}.{site_id}.{patient_id}"] = str(stored.get("hash"))
         chains.event_count += 1
+        chains.since_seal.append((msg.seq, str(stored.get("hash"))))
         if event_type == SEAL_TYPE:
             chains.last_seal_hash = str(stored.get("hash"))
             data = stored.get("data")
             upto = data.get("upto_seq") if isinstance(data, dict) else None
-            if isinstance(upto, int) and upto >= chains.last_event_seq:
-                chains.unsealed = False
+            if isinstance(upto, int):
+                chains.since_seal = [entry for entry in chains.since_seal if entry[0] > upto]
+                if upto >= chains.last_event_seq:
+                    chains.unsealed = False
         else:
             chains.last_event_seq = msg.seq
             chains.unsealed = True
@@ -151,6 +156,7 @@ class Sealer:
             event_count=chains.event_count,
             heads=chains.heads,
             previous_seal_hash=chains.last_seal_hash,
+            order=[entry for entry in chains.since_seal if entry[0] <= self.upto],
         )
         return decode(
             {

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,13 @@ def heads_digest(heads: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical_json(dict(heads))).hexdigest()
 
 
+def order_digest(entries: Iterable[tuple[int, str]]) -> str:
+    """SHA-256 of the canonical JSON of [[seq, hash], ...]: the order of a trial's events
+    between two seals. A chain orders one patient's events; only this orders the patients'
+    events among each other, so two of them swapped in the stream show at the next seal."""
+    return hashlib.sha256(canonical_json([[seq, h] for seq, h in entries])).hexdigest()
+
+
 def signed_part(data: Mapping[str, Any]) -> bytes:
     return canonical_json({name: value for name, value in data.items() if name != "signature"})
 
@@ -158,8 +165,10 @@ def seal_data(
     event_count: int,
     heads: Mapping[str, str],
     previous_seal_hash: str | None,
+    order: Iterable[tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
-    """The `data` of a `ledger_sealed` event, signed."""
+    """The `data` of a `ledger_sealed` event, signed. `order`: (seq, hash) of the trial's
+    events after the previous seal's upto_seq, up to this one's."""
     data: dict[str, Any] = {
         "upto_seq": upto_seq,
         "event_count": event_count,
@@ -168,6 +177,8 @@ def seal_data(
         "previous_seal_hash": previous_seal_hash,
         "public_key": public_key_b64(key),
     }
+    if order is not None:
+        data["order_digest"] = order_digest(order)
     data["signature"] = base64.b64encode(key.sign(signed_part(data))).decode()
     return data
 

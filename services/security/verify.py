@@ -44,6 +44,7 @@ from services.security.seals import (
     event_signed_by,
     fingerprint,
     heads_digest,
+    order_digest,
     read_public_key_file,
     seal_signature_valid,
     trusted_keys,
@@ -135,6 +136,8 @@ class LedgerCheck:
         self.changes: list[tuple[int, str, str, str | None]] = []
         self.seal_hashes: dict[str, list[tuple[int, str]]] = {}
         self.event_ids: dict[str, int] = {}
+        # per trial: (seq, hash) since its latest seal's upto_seq (seals.order_digest)
+        self.order: dict[str, list[tuple[int, str]]] = {}
 
     def problem(self, seq: int, kind: str, detail: str, patient: str | None = None) -> None:
         self.report.problems.append(Problem(seq, kind, detail, patient))
@@ -177,6 +180,7 @@ class LedgerCheck:
             self.seal_hashes.setdefault(trial, []).append((seq, stated))
         else:
             self.unsealed.setdefault(trial, []).append((seq, str(stored.get("recorded_at"))))
+        self.order.setdefault(trial, []).append((seq, stated))
 
     def _check_identity(
         self, seq: int, stored: dict[str, Any], headers: dict[str, str], key: str
@@ -262,11 +266,29 @@ class LedgerCheck:
                 f"{count} events at seq {upto}, seal says {data.get('event_count')}",
                 key,
             )
+        self._check_order(seq, trial, data, upto, key)
         earlier = [h for s, h in self.seal_hashes.get(trial, []) if s <= upto]
         if data.get("previous_seal_hash") != (earlier[-1] if earlier else None):
             self.problem(
                 seq, "seal_chain_broken", "previous_seal_hash is not the previous seal", key
             )
+
+    def _check_order(self, seq: int, trial: str, data: dict[str, Any], upto: int, key: str) -> None:
+        """The trial's events since the previous seal stand in the order this seal signed."""
+        pending = self.order.get(trial, [])
+        covered = [entry for entry in pending if entry[0] <= upto]
+        self.order[trial] = [entry for entry in pending if entry[0] > upto]
+        signed = data.get("order_digest")
+        if signed is None or signed == order_digest(covered):
+            return  # seals from before order digests commit to heads and counts only
+        first = covered[0][0] if covered else upto
+        self.problem(
+            seq,
+            "seal_order_mismatch",
+            f"the trial's events in seqs {first}..{upto} are not in the order the seal signed "
+            "(events moved or swapped between patients)",
+            key,
+        )
 
     def finish(self, head_seq: int) -> Report:
         if self.expected <= head_seq:

@@ -29,6 +29,7 @@ class Builder:
     def __init__(self) -> None:
         self.messages: list[StoredMessage] = []
         self.heads: dict[str, str] = {}
+        self.sealed = 0  # the latest seal's upto_seq
 
     def append(
         self,
@@ -64,9 +65,16 @@ class Builder:
     def seal(
         self, upto: int, heads: dict[str, str], count: int, previous: str | None
     ) -> dict[str, Any]:
+        covered = [(m.seq, m.json()["hash"]) for m in self.messages if self.sealed < m.seq <= upto]
         data = seal_data(
-            KEY, upto_seq=upto, event_count=count, heads=heads, previous_seal_hash=previous
+            KEY,
+            upto_seq=upto,
+            event_count=count,
+            heads=heads,
+            previous_seal_hash=previous,
+            order=covered,
         )
+        self.sealed = upto
         return self.append("_sponsor", "_trial", "ledger_sealed", data)
 
     def check(

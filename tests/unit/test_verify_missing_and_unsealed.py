@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.ledger_io import StoredMessage
 from services.security.evidence import Mark, writer_marks
 from services.security.ledger_backwards import LedgerWentBackwards, refuse_if_behind
 from services.security.seals import (
@@ -128,3 +129,18 @@ def test_the_signing_key_is_private_and_its_public_key_is_written_for_auditors_t
     assert pinned == (tmp_path / "keys" / "writer_ed25519.pub").read_text().strip()
     assert fingerprint(pinned).startswith("SHA256:") and len(fingerprint(pinned)) == 71
     assert ensure_writer_key(tmp_path).read_bytes() == key_file.read_bytes()  # kept
+
+
+def test_two_patients_events_swapped_in_the_stream_are_reported_at_the_seal_over_them() -> None:
+    ledger = Builder()
+    ledger.append("site01", "P0001", "enrolled")
+    ledger.append("site02", "P0002", "enrolled")  # seq 2
+    ledger.append("site01", "P0001")  # seq 3
+    ledger.seal(3, dict(ledger.heads), 3, None)
+    two, three = ledger.messages[1], ledger.messages[2]
+    # each patient's chain still links: only the order between the patients changed
+    ledger.messages[1] = StoredMessage(2, three.subject, three.body, three.headers)
+    ledger.messages[2] = StoredMessage(3, two.subject, two.body, two.headers)
+    report = ledger.check()
+    assert [(p.seq, p.kind) for p in report.problems] == [(4, "seal_order_mismatch")]
+    assert "seqs 1..3" in report.problems[0].detail
