@@ -369,7 +369,7 @@ async def read_ledger(
         while True:
             try:
                 msgs = await fetch_available(sub, batch, timeout=idle)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):  # nats-py raises either on an idle fetch
                 return
             for msg in msgs:
                 seq = int(msg.metadata.sequence.stream)
@@ -402,15 +402,13 @@ async def verify_ledger(
     return check.finish(head_seq)
 
 
-async def run_verify(
+async def verify_system(
     settings: Settings,
     *,
-    as_json: bool,
-    console: Console,
     public_key: Path | None = None,
     unsealed_grace: float = UNSEALED_GRACE_SECONDS,
-) -> int:
-    """Exit code 0 when the ledger verifies clean, 1 when anything is wrong.
+) -> Report:
+    """The ledger checked against the trusted key(s) and every outside mark found.
 
     `public_key`: the auditor's pinned writer key (PEM or base64 file); then no key named by
     the ledger, the environment or the data dir is trusted, only this one."""
@@ -431,6 +429,19 @@ async def run_verify(
         await nc.close()
     report.pinned = public_key is not None
     report.notes = [*notes, *checkpoint_notes]
+    return report
+
+
+async def run_verify(
+    settings: Settings,
+    *,
+    as_json: bool,
+    console: Console,
+    public_key: Path | None = None,
+    unsealed_grace: float = UNSEALED_GRACE_SECONDS,
+) -> int:
+    """Exit code 0 when the ledger verifies clean, 1 when anything is wrong."""
+    report = await verify_system(settings, public_key=public_key, unsealed_grace=unsealed_grace)
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:
