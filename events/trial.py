@@ -73,6 +73,9 @@ class LedgerSealedData(Model):
     heads_digest: str = Field(pattern=r"^[0-9a-f]{64}$")
     heads: dict[str, str]
     previous_seal_hash: str | None = None
+    # SHA-256 of the [[seq, hash], ...] of the trial's events since the previous seal's
+    # upto_seq: commits to their order across patients, which no chain covers
+    order_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     public_key: str
     signature: str
 

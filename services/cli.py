@@ -80,6 +80,10 @@ def up(
             f"[green]trial-ledger is up[/green]; runtime: {system.data_dir / 'runtime.json'}"
         )
         console.print_json(json.dumps(system.runtime))
+        console.print(
+            f"ledger seals signed by {system.runtime['seal_public_key_fingerprint']}; "
+            f"auditors pin {system.runtime['seal_public_key']} (verify --public-key)"
+        )
         try:
             await _wait_for_stop()
         finally:
@@ -412,13 +416,39 @@ def alerts_ack(
 def verify(
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The writer's public key you pinned (seal-public-key.pem): trust only it.",
+        ),
+    ] = None,
+    unsealed_grace: Annotated[
+        float,
+        typer.Option(
+            "--unsealed-grace",
+            min=0,
+            help="Seconds an event may stay without a seal (0: the whole ledger must be sealed).",
+        ),
+    ] = 60.0,
 ) -> None:
-    """Replay the ledger and check every hash, chain link, seal signature, seq and event_id."""
+    """Replay the ledger and check every hash, chain link, seal signature, seq and event_id,
+    and that nothing is missing from its end (writer's high-water mark, seals, checkpoints)."""
     configure_logging("WARNING")
     from services.security.verify import run_verify
 
     settings = Settings.from_env(_data_dir(data_dir))
-    sys.exit(_run(run_verify(settings, as_json=as_json, console=console)))
+    sys.exit(
+        _run(
+            run_verify(
+                settings,
+                as_json=as_json,
+                console=console,
+                public_key=public_key,
+                unsealed_grace=unsealed_grace,
+            )
+        )
+    )
 
 
 @serve_app.command("alerter")

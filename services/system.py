@@ -19,7 +19,13 @@ import structlog
 from services.cluster import EmbeddedCluster, stream_replicas
 from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from services.security.nats_auth import all_roles, embedded_authorization, ensure_identities
-from services.security.seals import ensure_writer_key, load_private_key, public_key_b64
+from services.security.seals import (
+    ensure_writer_key,
+    fingerprint,
+    load_private_key,
+    public_key_b64,
+    write_public_pem,
+)
 from services.settings import Settings, write_runtime
 
 log = structlog.get_logger("system")
@@ -111,6 +117,7 @@ class System:
             credentials = external_credentials(self.sites)
         writer_key = os.environ.get("LEDGER_WRITER_KEY") or str(ensure_writer_key(self.data_dir))
         public_key = public_key_b64(load_private_key(writer_key))
+        seal_pem = write_public_pem(self.data_dir, load_private_key(writer_key))
         if not database_url:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -125,6 +132,9 @@ class System:
             # A key given by LEDGER_WRITER_KEY stays in the environment, never in a file.
             "writer_key": None if os.environ.get("LEDGER_WRITER_KEY") else writer_key,
             "writer_public_key": public_key,
+            # for auditors to pin: `trial-ledger verify --public-key <seal_public_key>`
+            "seal_public_key": str(seal_pem),
+            "seal_public_key_fingerprint": fingerprint(public_key),
         }
         self.settings = Settings(
             nats_url=nats_url,

@@ -12,6 +12,15 @@ import pytest
 from services.runtime import EmbeddedNats, EmbeddedPostgres
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's default data dir (signing key, the writer's high-water mark) is its own,
+    never ./.ledger: a mark left by one test's server would make the next writer refuse."""
+    data_dir = tmp_path / "ledger-data"
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(data_dir))
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One nats-server for the session; tests isolate themselves by trial id."""

@@ -48,6 +48,7 @@ from services.alerter.core import (
 from services.ledger_io import ensure_streams, read_stream
 from services.nats_conn import connect
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.security.ledger_backwards import refuse_alerts_ahead
 from services.settings import Settings
 
 log = structlog.get_logger("alerter")
@@ -95,6 +96,7 @@ class AlerterApp:
     async def start(self) -> None:
         js = self.js
         await ensure_streams(js)
+        await refuse_alerts_ahead(js)
         self._histories = PatientHistories(js, capacity=5000, include=is_alert_input)
         await self._index_alerts()
         await self._load_parameters()

@@ -19,6 +19,7 @@ from services.nats_conn import connect
 from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
 from services.projector.partitions import PartitionSupervisor
 from services.projector.runner import Applier, LiveProjector, Projection
+from services.security.ledger_backwards import refuse_checkpoints_ahead
 from services.settings import Settings
 
 log = structlog.get_logger("projector")
@@ -57,6 +58,7 @@ class ProjectorApp:
         return self.supervisor.runners if self.supervisor is not None else self.runners
 
     async def start(self) -> None:
+        await refuse_checkpoints_ahead(self.nc.jetstream(), self.engine, self.schema)
         self.stop_event = asyncio.Event()
         if self.supervisor is not None:
             self.tasks = [asyncio.create_task(self.supervisor.run(self.stop_event))]

@@ -37,7 +37,10 @@ class TrialChains:
     heads: dict[str, str] = field(default_factory=dict)
     event_count: int = 0
     last_seal_hash: str | None = None
+    last_event_seq: int = 0
     unsealed: bool = False
+    # (seq, hash) of the trial's entries after its latest seal's upto_seq: the next seal's order
+    since_seal: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Sealer:
@@ -75,6 +78,9 @@ class Sealer:
             self._wake.set()
 
     async def start(self) -> None:
+        # A writer that stopped uncleanly may have left events without a seal: the first
+        # round reads the ledger and seals whatever no seal covers yet.
+        self.pending = max(self.pending, 1)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -129,9 +135,17 @@ class Sealer:
         chains = self.trials.setdefault(trial_id, TrialChains())
         chains.heads[f"{trial_id}.{site_id}.{patient_id}"] = str(stored.get("hash"))
         chains.event_count += 1
+        chains.since_seal.append((msg.seq, str(stored.get("hash"))))
         if event_type == SEAL_TYPE:
             chains.last_seal_hash = str(stored.get("hash"))
+            data = stored.get("data")
+            upto = data.get("upto_seq") if isinstance(data, dict) else None
+            if isinstance(upto, int):
+                chains.since_seal = [entry for entry in chains.since_seal if entry[0] > upto]
+                if upto >= chains.last_event_seq:
+                    chains.unsealed = False
         else:
+            chains.last_event_seq = msg.seq
             chains.unsealed = True
 
     def _seal_event(self, trial_id: str) -> Any:
@@ -142,6 +156,7 @@ class Sealer:
             event_count=chains.event_count,
             heads=chains.heads,
             previous_seal_hash=chains.last_seal_hash,
+            order=[entry for entry in chains.since_seal if entry[0] <= self.upto],
         )
         return decode(
             {

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from events import canonical_json
 
 SIGNATURE_HEADER = "Ledger-Signature"
 KEY_FILE = "writer_ed25519"
+# Where auditors find the public key to pin (`verify --public-key`): beside runtime.json.
+PUBLIC_PEM_FILE = "seal-public-key.pem"
 
 
 def key_path(data_dir: Path) -> Path:
@@ -36,12 +38,17 @@ def public_key_path(data_dir: Path) -> Path:
     return data_dir / "keys" / f"{KEY_FILE}.pub"
 
 
+def public_pem_path(data_dir: Path) -> Path:
+    return data_dir / PUBLIC_PEM_FILE
+
+
 def ensure_writer_key(data_dir: Path) -> Path:
-    """Create the writer's key once (PEM, 0600) and its public key beside it; keep both."""
+    """Create the writer's key once (PEM, 0600, in a 0700 directory) and keep it; write its
+    public key beside it (base64) and as <data dir>/seal-public-key.pem for auditors to pin."""
     path = key_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -50,8 +57,43 @@ def ensure_writer_key(data_dir: Path) -> Path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-    public_key_path(data_dir).write_text(public_key_b64(load_private_key(str(path))) + "\n")
+    path.chmod(0o600)
+    private = load_private_key(str(path))
+    public_key_path(data_dir).write_text(public_key_b64(private) + "\n")
+    write_public_pem(data_dir, private)
     return path
+
+
+def write_public_pem(data_dir: Path, key: Ed25519PrivateKey) -> Path:
+    """<data dir>/seal-public-key.pem: the key auditors pin (`verify --public-key`)."""
+    path = public_pem_path(data_dir)
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
+def fingerprint(public_key: str) -> str:
+    """`SHA256:<hex>` of the raw 32-byte public key: short enough to read out and compare."""
+    return "SHA256:" + hashlib.sha256(base64.b64decode(public_key)).hexdigest()
+
+
+def read_public_key_file(path: Path) -> str:
+    """An auditor's pinned key → base64 of the raw key. The file holds a PEM public key
+    (seal-public-key.pem) or the base64 line of keys/writer_ed25519.pub."""
+    raw = path.read_bytes()
+    if b"-----BEGIN" in raw:
+        key = serialization.load_pem_public_key(raw)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"{path} does not hold an Ed25519 public key")
+        public = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(public).decode()
+    text = raw.decode().strip()
+    if _public(text) is None:
+        raise ValueError(f"{path} holds neither a PEM nor a base64 Ed25519 public key")
+    return text
 
 
 def load_private_key(value: str) -> Ed25519PrivateKey:
@@ -105,6 +147,13 @@ def heads_digest(heads: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical_json(dict(heads))).hexdigest()
 
 
+def order_digest(entries: Iterable[tuple[int, str]]) -> str:
+    """SHA-256 of the canonical JSON of [[seq, hash], ...]: the order of a trial's events
+    between two seals. A chain orders one patient's events; only this orders the patients'
+    events among each other, so two of them swapped in the stream show at the next seal."""
+    return hashlib.sha256(canonical_json([[seq, h] for seq, h in entries])).hexdigest()
+
+
 def signed_part(data: Mapping[str, Any]) -> bytes:
     return canonical_json({name: value for name, value in data.items() if name != "signature"})
 
@@ -116,8 +165,10 @@ def seal_data(
     event_count: int,
     heads: Mapping[str, str],
     previous_seal_hash: str | None,
+    order: Iterable[tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
-    """The `data` of a `ledger_sealed` event, signed."""
+    """The `data` of a `ledger_sealed` event, signed. `order`: (seq, hash) of the trial's
+    events after the previous seal's upto_seq, up to this one's."""
     data: dict[str, Any] = {
         "upto_seq": upto_seq,
         "event_count": event_count,
@@ -126,6 +177,8 @@ def seal_data(
         "previous_seal_hash": previous_seal_hash,
         "public_key": public_key_b64(key),
     }
+    if order is not None:
+        data["order_digest"] = order_digest(order)
     data["signature"] = base64.b64encode(key.sign(signed_part(data))).decode()
     return data
 

@@ -6,19 +6,30 @@ body (events.event_hash); `prev_hash` links to the patient's previous event; `ev
 unique and equals the Nats-Msg-Id header; the writer's signature header verifies against a
 trusted key. Every `ledger_sealed` event: signed by a trusted key, its `heads` (and digest),
 `event_count` and `previous_seal_hash` equal what the replay computes at its `upto_seq`.
+
+And what a replay alone cannot see (issue 14, items 15-16):
+- truncation: the ledger must reach every outside mark (services.security.evidence) — the
+  writer's high-water mark, its latest signed seal, each read-model checkpoint — and hold the
+  event each names; the missing seq range is reported;
+- removed seals: with a trusted key, every trial's events must be covered by a seal of that
+  key, except a tail younger than the seal interval allows (`unsealed_grace` seconds and
+  fewer than MAX_UNSEALED_EVENTS). A rewrite by someone without the key cannot seal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 from rich.console import Console
 from rich.table import Table
 
@@ -26,16 +37,25 @@ from events import ZERO_HASH, event_hash
 from events.subjects import LEDGER_STREAM
 from services.ledger_io import StoredMessage, fetch_available
 from services.nats_conn import connect
+from services.security.evidence import Mark, checkpoint_marks, writer_marks
+from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS
 from services.security.seals import (
     SIGNATURE_HEADER,
     event_signed_by,
+    fingerprint,
     heads_digest,
+    order_digest,
+    read_public_key_file,
     seal_signature_valid,
     trusted_keys,
 )
 from services.settings import Settings
 
 SEAL_TYPE = "ledger_sealed"
+# A running writer seals every SEAL_EVERY_EVENTS events or SEAL_EVERY_SECONDS: a longer
+# unsealed tail means seals were removed (or the writer is down and has not caught up).
+MAX_UNSEALED_EVENTS = 2 * SEAL_EVERY_EVENTS
+UNSEALED_GRACE_SECONDS = 6 * SEAL_EVERY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,11 @@ class Report:
     signed_events: int = 0
     trusted_keys: tuple[str, ...] = ()
     problems: list[Problem] = field(default_factory=list)
+    # [first, last, source]: seqs an outside mark says the ledger must hold but does not
+    missing: list[tuple[int, int, str]] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)  # the outside marks compared
+    notes: list[str] = field(default_factory=list)  # evidence that could not be used
+    pinned: bool = False
 
     @property
     def ok(self) -> bool:
@@ -74,6 +99,11 @@ class Report:
             "seals": self.seals,
             "signed_events": self.signed_events,
             "trusted_keys": list(self.trusted_keys),
+            "trusted_key_fingerprints": [fingerprint(k) for k in self.trusted_keys],
+            "pinned_key": self.pinned,
+            "missing": [{"from": a, "to": b, "source": src} for a, b, src in self.missing],
+            "evidence": list(self.evidence),
+            "notes": list(self.notes),
             "first_bad_seq": first.seq if first else None,
             "first_bad_patient": first.patient if first else None,
             "problems": [asdict(p) for p in sorted(self.problems, key=lambda p: p.seq)],
@@ -83,8 +113,22 @@ class Report:
 class LedgerCheck:
     """Feed every stored message in seq order, then `finish(head_seq)`."""
 
-    def __init__(self, trusted: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        trusted: tuple[str, ...],
+        marks: Iterable[Mark] = (),
+        *,
+        now: dt.datetime | None = None,
+        unsealed_grace: float = UNSEALED_GRACE_SECONDS,
+    ) -> None:
         self.report = Report(trusted_keys=trusted)
+        self.marks = tuple(marks)
+        self.report.evidence = [f"{m.source}: seq {m.seq}" for m in self.marks]
+        self.marked_hashes: dict[int, str | None] = {m.seq: None for m in self.marks if m.hash}
+        self.now = now or dt.datetime.now(dt.UTC)
+        self.unsealed_grace = unsealed_grace
+        # per trial: (seq, recorded_at) of its events after its last trusted seal's upto_seq
+        self.unsealed: dict[str, list[tuple[int, str]]] = {}
         self.expected = 1
         self.heads: dict[str, dict[str, str]] = {}  # trial → {patient key: head hash}
         self.counts: dict[str, int] = {}
@@ -92,6 +136,8 @@ class LedgerCheck:
         self.changes: list[tuple[int, str, str, str | None]] = []
         self.seal_hashes: dict[str, list[tuple[int, str]]] = {}
         self.event_ids: dict[str, int] = {}
+        # per trial: (seq, hash) since its latest seal's upto_seq (seals.order_digest)
+        self.order: dict[str, list[tuple[int, str]]] = {}
 
     def problem(self, seq: int, kind: str, detail: str, patient: str | None = None) -> None:
         self.report.problems.append(Problem(seq, kind, detail, patient))
@@ -117,6 +163,8 @@ class LedgerCheck:
         if named != (trial, site, patient, event_type):
             self.problem(seq, "subject_mismatch", f"body names {named}, subject {msg.subject}", key)
         stated = str(stored.get("hash"))
+        if seq in self.marked_hashes:
+            self.marked_hashes[seq] = stated
         if event_hash(stored) != stated:
             self.problem(seq, "bad_hash", "the hash does not match the body", key)
         trial_heads = self.heads.setdefault(trial, {})
@@ -130,6 +178,9 @@ class LedgerCheck:
         if event_type == SEAL_TYPE:
             self._check_seal(seq, trial, stored, key)
             self.seal_hashes.setdefault(trial, []).append((seq, stated))
+        else:
+            self.unsealed.setdefault(trial, []).append((seq, str(stored.get("recorded_at"))))
+        self.order.setdefault(trial, []).append((seq, stated))
 
     def _check_identity(
         self, seq: int, stored: dict[str, Any], headers: dict[str, str], key: str
@@ -182,12 +233,18 @@ class LedgerCheck:
             self.problem(
                 seq, "untrusted_seal_key", "the seal's key is not a trusted writer key", key
             )
-        if not seal_signature_valid(data):
+        signed = seal_signature_valid(data)
+        if not signed:
             self.problem(seq, "bad_seal_signature", "the seal's signature does not verify", key)
         upto = int(data["upto_seq"])
         if upto >= seq:
             self.problem(seq, "bad_seal", f"upto_seq {upto} is not before the seal", key)
             return
+        if signed and trusted and data.get("public_key") in trusted:
+            # a seal that turns out wrong below is reported there; it still proves the key
+            # sealed this far, so only what comes after it counts as unsealed
+            pending = self.unsealed.get(trial, [])
+            self.unsealed[trial] = [entry for entry in pending if entry[0] > upto]
         raw_heads = data.get("heads")
         claimed: dict[str, Any] = raw_heads if isinstance(raw_heads, dict) else {}
         if data.get("heads_digest") != heads_digest(claimed):
@@ -209,18 +266,86 @@ class LedgerCheck:
                 f"{count} events at seq {upto}, seal says {data.get('event_count')}",
                 key,
             )
+        self._check_order(seq, trial, data, upto, key)
         earlier = [h for s, h in self.seal_hashes.get(trial, []) if s <= upto]
         if data.get("previous_seal_hash") != (earlier[-1] if earlier else None):
             self.problem(
                 seq, "seal_chain_broken", "previous_seal_hash is not the previous seal", key
             )
 
+    def _check_order(self, seq: int, trial: str, data: dict[str, Any], upto: int, key: str) -> None:
+        """The trial's events since the previous seal stand in the order this seal signed."""
+        pending = self.order.get(trial, [])
+        covered = [entry for entry in pending if entry[0] <= upto]
+        self.order[trial] = [entry for entry in pending if entry[0] > upto]
+        signed = data.get("order_digest")
+        if signed is None or signed == order_digest(covered):
+            return  # seals from before order digests commit to heads and counts only
+        first = covered[0][0] if covered else upto
+        self.problem(
+            seq,
+            "seal_order_mismatch",
+            f"the trial's events in seqs {first}..{upto} are not in the order the seal signed "
+            "(events moved or swapped between patients)",
+            key,
+        )
+
     def finish(self, head_seq: int) -> Report:
         if self.expected <= head_seq:
             self.problem(self.expected, "missing", f"seqs {self.expected}..{head_seq} are missing")
+        self._check_marks(head_seq)
+        if self.report.trusted_keys:
+            self._check_sealed()
         self.report.head_seq = head_seq
         self.report.patients = sum(len(heads) for heads in self.heads.values())
         return self.report
+
+    def _check_marks(self, head_seq: int) -> None:
+        """The ledger reaches every outside mark and holds the event each one names."""
+        for mark in sorted(self.marks, key=lambda m: m.seq):
+            if mark.seq > head_seq:
+                self.report.missing.append((head_seq + 1, mark.seq, mark.source))
+                self.problem(
+                    head_seq + 1,
+                    "truncated",
+                    f"seqs {head_seq + 1}..{mark.seq} are missing: the ledger ends at seq "
+                    f"{head_seq} but {mark.source} reached seq {mark.seq}",
+                )
+            elif mark.hash and self.marked_hashes.get(mark.seq) not in (None, mark.hash):
+                self.problem(
+                    mark.seq, "rewritten", f"{mark.source} names another event at this seq"
+                )
+
+    def _check_sealed(self) -> None:
+        """Every trial's events are covered by a trusted seal, but for a young, short tail."""
+        for trial, pending in sorted(self.unsealed.items()):
+            if not pending:
+                continue
+            (first, oldest), (last, _) = pending[0], pending[-1]
+            age = self._age_seconds(oldest)
+            if (
+                len(pending) < MAX_UNSEALED_EVENTS
+                and age is not None
+                and age <= self.unsealed_grace
+            ):
+                continue
+            self.problem(
+                first,
+                "unsealed",
+                f"seqs {first}..{last} of trial {trial} ({len(pending)} events, the first "
+                f"recorded {age if age is None else round(age)} s ago) are covered by no seal of "
+                f"the trusted key; the writer seals every {SEAL_EVERY_EVENTS} events or "
+                f"{SEAL_EVERY_SECONDS:g} s",
+            )
+
+    def _age_seconds(self, recorded_at: str) -> float | None:
+        try:
+            moment = dt.datetime.fromisoformat(recorded_at)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return (self.now - moment).total_seconds()
 
 
 async def read_ledger(
@@ -244,7 +369,7 @@ async def read_ledger(
         while True:
             try:
                 msgs = await fetch_available(sub, batch, timeout=idle)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):  # nats-py raises either on an idle fetch
                 return
             for msg in msgs:
                 seq = int(msg.metadata.sequence.stream)
@@ -260,24 +385,63 @@ async def read_ledger(
             await js.delete_consumer(LEDGER_STREAM, info.name)
 
 
-async def verify_ledger(js: JetStreamContext, trusted: Iterable[str] = ()) -> Report:
-    head_seq = int((await js.stream_info(LEDGER_STREAM)).state.last_seq)
-    check = LedgerCheck(tuple(trusted))
+async def verify_ledger(
+    js: JetStreamContext,
+    trusted: Iterable[str] = (),
+    marks: Iterable[Mark] = (),
+    *,
+    unsealed_grace: float = UNSEALED_GRACE_SECONDS,
+) -> Report:
+    try:
+        head_seq = int((await js.stream_info(LEDGER_STREAM)).state.last_seq)
+    except NotFoundError:
+        head_seq = 0  # a deleted stream is the shortest ledger of all
+    check = LedgerCheck(tuple(trusted), marks, unsealed_grace=unsealed_grace)
     async for msg in read_ledger(js, head_seq):
         check.feed(msg)
     return check.finish(head_seq)
 
 
-async def run_verify(settings: Settings, *, as_json: bool, console: Console) -> int:
-    """Exit code 0 when the ledger verifies clean, 1 when anything is wrong."""
+async def verify_system(
+    settings: Settings,
+    *,
+    public_key: Path | None = None,
+    unsealed_grace: float = UNSEALED_GRACE_SECONDS,
+) -> Report:
+    """The ledger checked against the trusted key(s) and every outside mark found.
+
+    `public_key`: the auditor's pinned writer key (PEM or base64 file); then no key named by
+    the ledger, the environment or the data dir is trusted, only this one."""
     assert settings.nats_url, "no running system found (runtime.json) and LEDGER_NATS_URL unset"
+    if public_key is not None:
+        trusted: tuple[str, ...] = (read_public_key_file(public_key),)
+    else:
+        trusted = trusted_keys(settings.writer_public_key, settings.data_dir)
+    marks, notes = writer_marks(settings.data_dir, trusted)
+    checkpoints, checkpoint_notes = await checkpoint_marks(settings.database_url)
     creds = settings.creds_for("auditor") or settings.creds_for("admin")
     nc = await connect(settings.nats_url, creds, name="verify")
     try:
-        trusted = trusted_keys(settings.writer_public_key, settings.data_dir)
-        report = await verify_ledger(nc.jetstream(), trusted)
+        report = await verify_ledger(
+            nc.jetstream(), trusted, [*marks, *checkpoints], unsealed_grace=unsealed_grace
+        )
     finally:
         await nc.close()
+    report.pinned = public_key is not None
+    report.notes = [*notes, *checkpoint_notes]
+    return report
+
+
+async def run_verify(
+    settings: Settings,
+    *,
+    as_json: bool,
+    console: Console,
+    public_key: Path | None = None,
+    unsealed_grace: float = UNSEALED_GRACE_SECONDS,
+) -> int:
+    """Exit code 0 when the ledger verifies clean, 1 when anything is wrong."""
+    report = await verify_system(settings, public_key=public_key, unsealed_grace=unsealed_grace)
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:
@@ -302,6 +466,15 @@ def _print(report: Report, console: Console) -> None:
         console.print(
             "[yellow]no trusted writer key: event and seal keys were not checked[/yellow]"
         )
+    for key in report.trusted_keys:
+        how = "pinned by the auditor" if report.pinned else "from the system's own files"
+        console.print(f"trusted writer key {fingerprint(key)} ({how})")
+    for line in report.evidence:
+        console.print(f"compared with {line}")
+    for note in report.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    for first_missing, last_missing, source in report.missing:
+        console.print(f"[red]missing seqs {first_missing}..{last_missing}[/red] (per {source})")
     first = report.first
     if first is None:
         console.print("[green]the ledger verifies clean[/green]")

@@ -15,9 +15,10 @@ from projections.ctcae import check_ae
 from services.ledger_io import ensure_streams, ledger_head
 from services.nats_conn import broker_options, connect, server_urls
 from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS, Sealer
-from services.security.seals import load_private_key
+from services.security.seals import ensure_writer_key, fingerprint, load_private_key, public_key_b64
 from services.settings import Settings
 from services.writer.core import Writer
+from services.writer.high_water import HighWaterRecorder
 
 log = structlog.get_logger("writer")
 
@@ -32,8 +33,16 @@ class WriterApp:
     nc: Client
     tail: Any = None
     sealer: Sealer | None = None
+    high_water: HighWaterRecorder | None = None
 
     async def start(self) -> None:
+        if self.high_water is not None:  # refuses a ledger shorter than what was acknowledged
+            try:
+                await self.high_water.start(self.nc.jetstream())
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
+                raise
         await self.writer.load()
         await self._follow_other_writers()
         await self.broker.start()
@@ -64,6 +73,8 @@ class WriterApp:
         await self.broker.stop()
         if self.sealer is not None:
             await self.sealer.stop()
+        if self.high_water is not None:
+            await self.high_water.stop()
         if self.tail is not None:
             with contextlib.suppress(Exception):
                 await self.tail.unsubscribe()
@@ -81,7 +92,9 @@ async def create_app(
 ) -> WriterApp:
     """Nothing connects at import time; everything is built here from `settings`.
 
-    With a writer key in `settings`, every event is signed and seals are appended.
+    Every event is signed and seals are appended: with the key `settings` names, else with
+    the data dir's key (made at first start; issue 14, item 16). The highest acknowledged seq
+    is recorded in the data dir (services.writer.high_water).
     """
     assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
     creds = settings.creds_for("writer")
@@ -104,14 +117,9 @@ async def create_app(
     async def intake(msg: NatsMessage) -> dict[str, Any]:
         return await writer.handle(msg.raw_message.subject, msg.body)
 
-    sealer = None
-    if settings.writer_key:
-        sealer = Sealer(
-            writer,
-            load_private_key(settings.writer_key),
-            every_events=seal_every_events,
-            every_seconds=seal_every_seconds,
-        )
-    else:
-        log.warning("writer_unsigned", reason="no writer key configured: no signatures, no seals")
-    return WriterApp(broker, writer, nc, sealer=sealer)
+    key = load_private_key(settings.writer_key or str(ensure_writer_key(settings.data_dir)))
+    log.info("writer_seal_key", fingerprint=fingerprint(public_key_b64(key)))
+    sealer = Sealer(writer, key, every_events=seal_every_events, every_seconds=seal_every_seconds)
+    high_water = HighWaterRecorder(settings.data_dir)
+    writer.on_append.append(high_water.appended)
+    return WriterApp(broker, writer, nc, sealer=sealer, high_water=high_water)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from nats.js import api as js_api
@@ -212,7 +214,8 @@ async def bench_alert_latency(
     `in_process=False`: the caller runs the writer and the alerter (`trial-ledger serve`) as
     their own processes; this function only submits, and listens as the officer would.
     """
-    settings = Settings(nats_url=nats_url)
+    # its own data dir: the writer's key and high-water mark belong to this throwaway ledger
+    settings = Settings(nats_url=nats_url, data_dir=Path(tempfile.mkdtemp(prefix="bench-alerts-")))
     nc = await connect(nats_url, name="bench-alerts")
     js = nc.jetstream()
     await ensure_streams(js)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events import seal_stored
 from services.ledger_io import StoredMessage
+from services.security.evidence import Mark
 from services.security.seals import SIGNATURE_HEADER, public_key_b64, seal_data, sign_event_hash
 from services.security.verify import LedgerCheck, Report
 
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.unit
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 TRIAL = "T1"
+RECORDED_AT = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 class Builder:
@@ -26,6 +29,7 @@ class Builder:
     def __init__(self) -> None:
         self.messages: list[StoredMessage] = []
         self.heads: dict[str, str] = {}
+        self.sealed = 0  # the latest seal's upto_seq
 
     def append(
         self,
@@ -45,7 +49,7 @@ class Builder:
             "data": data or {},
         }
         stored = seal_stored(
-            body, recorded_at="2025-01-01T00:00:00Z", prev_hash=self.heads.get(key)
+            body, recorded_at=RECORDED_AT.isoformat(), prev_hash=self.heads.get(key)
         )
         self.heads[key] = stored["hash"]
         seq = len(self.messages) + 1
@@ -61,17 +65,32 @@ class Builder:
     def seal(
         self, upto: int, heads: dict[str, str], count: int, previous: str | None
     ) -> dict[str, Any]:
+        covered = [(m.seq, m.json()["hash"]) for m in self.messages if self.sealed < m.seq <= upto]
         data = seal_data(
-            KEY, upto_seq=upto, event_count=count, heads=heads, previous_seal_hash=previous
+            KEY,
+            upto_seq=upto,
+            event_count=count,
+            heads=heads,
+            previous_seal_hash=previous,
+            order=covered,
         )
+        self.sealed = upto
         return self.append("_sponsor", "_trial", "ledger_sealed", data)
 
-    def check(self, skip: tuple[int, ...] = ()) -> Report:
-        check = LedgerCheck((public_key_b64(KEY),))
+    def check(
+        self,
+        skip: tuple[int, ...] = (),
+        *,
+        marks: tuple[Mark, ...] = (),
+        now: dt.datetime = RECORDED_AT + dt.timedelta(seconds=10),
+        head: int | None = None,
+    ) -> Report:
+        """Verify as of `now` (by default just after the events were recorded)."""
+        check = LedgerCheck((public_key_b64(KEY),), marks, now=now)
         for msg in self.messages:
-            if msg.seq not in skip:
+            if msg.seq not in skip and (head is None or msg.seq <= head):
                 check.feed(msg)
-        return check.finish(len(self.messages))
+        return check.finish(len(self.messages) if head is None else head)
 
 
 def test_a_sealed_ledger_written_by_the_writer_verifies_clean() -> None:
