@@ -72,14 +72,15 @@ def up(
 ) -> None:
     """Start everything: embedded NATS + PostgreSQL (unless URLs are set) and every service."""
     configure_logging()
-    from services.system import System
+    from services.system import System, public_runtime
 
     async def main() -> None:
         system = await System(_data_dir(data_dir), cluster=cluster).start(api_port=api_port or None)
         console.print(
             f"[green]trial-ledger is up[/green]; runtime: {system.data_dir / 'runtime.json'}"
         )
-        console.print_json(json.dumps(system.runtime))
+        # Only addresses: tokens, credentials and passwords stay in runtime.json (0600).
+        console.print_json(json.dumps(public_runtime(system.runtime)))
         console.print(
             f"ledger seals signed by {system.runtime['seal_public_key_fingerprint']}; "
             f"auditors pin {system.runtime['seal_public_key']} (verify --public-key)"

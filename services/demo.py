@@ -16,7 +16,7 @@ from rich.table import Table
 
 from services.client import SiteClient
 from services.nats_conn import connect
-from services.settings import Settings
+from services.settings import Settings, redacted_url
 from services.simulator import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
 
 Section = Callable[[httpx.AsyncClient, str, Console], Awaitable[None]]
@@ -104,7 +104,7 @@ async def run_demo(
     try:
         console.print(
             f"[bold]trial-ledger[/bold] up: NATS {system.runtime['nats_url']}, "
-            f"PostgreSQL {system.runtime['database_url']}, API {system.runtime['api_url']}"
+            f"PostgreSQL {redacted_url(system.runtime['database_url'])}, API {system.runtime['api_url']}"
         )
         report = await simulate_into(
             system.settings, sites=sites, patients=patients, seed=seed, console=console

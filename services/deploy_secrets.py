@@ -1,12 +1,13 @@
 """`python -m services.deploy_secrets [DIR] [--sites a,b]`: the secrets compose.yaml mounts.
 
 Writes into DIR (default deploy/secrets, mode 0700), keeping whatever is already there:
-- `ledger.env`: `<USER>_PASSWORD` for every NATS user of deploy/nats/authorization.conf
-  (nats_auth.env_password) and POSTGRES_PASSWORD; compose reads it with `--env-file`;
-- `<user>.creds`: `user:password` per role, the format services/nats_conn.py reads;
+- `ledger.env`: `<USER>_NKEY`, the public nkey of every NATS user of
+  deploy/nats/authorization.conf (nats_auth.env_nkey), and POSTGRES_PASSWORD; compose reads
+  it with `--env-file`;
+- `<user>.nk`: each role's nkey seed, the standard file `nats --nkey` and nats-py read;
 - `writer_ed25519` (+ `.pub`): the writer's signing key, and `runtime.json` holding only the
   API's bearer tokens (the API reads them from its data dir's runtime.json).
-The same passwords in both places is what makes a NATS user and its credential file agree.
+A seed's public key in ledger.env is what makes a NATS user and its seed file agree.
 
 The directory is 0700; the files a container reads are 0644 because compose bind-mounts them
 with the host's owner, and the services run as their own unprivileged user.
@@ -21,7 +22,14 @@ import secrets
 import shutil
 from pathlib import Path
 
-from services.security.nats_auth import all_roles, env_password, user_name
+from services.security.nats_auth import (
+    all_roles,
+    ensure_seed,
+    env_nkey,
+    public_key,
+    seed_file_name,
+    user_name,
+)
 from services.security.seals import ensure_writer_key, key_path, public_key_path
 from services.system import api_tokens
 
@@ -47,12 +55,14 @@ def write_secrets(directory: Path, sites: tuple[str, ...] = DEFAULT_SITES) -> di
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     env_path = directory / "ledger.env"
-    env = _read_env(env_path)
+    # Only what is still used: the old `<USER>_PASSWORD` variables are dropped.
+    env = {k: v for k, v in _read_env(env_path).items() if k == "POSTGRES_PASSWORD"}
     env.setdefault("POSTGRES_PASSWORD", secrets.token_urlsafe(24))
     for role in all_roles(sites):
-        variable = env_password(role).lstrip("$")
-        env.setdefault(variable, secrets.token_urlsafe(24))
-        _write(directory / f"{user_name(role)}.creds", f"{user_name(role)}:{env[variable]}\n")
+        seed = ensure_seed(directory / seed_file_name(role))
+        seed.chmod(0o644)
+        env[env_nkey(role).lstrip("$")] = public_key(seed)
+        (directory / f"{user_name(role)}.creds").unlink(missing_ok=True)  # the old format
     _write(env_path, "".join(f"{name}={value}\n" for name, value in sorted(env.items())), 0o600)
     # The key helpers keep their <dir>/keys/ layout; compose mounts the files directly.
     ensure_writer_key(directory)

@@ -14,33 +14,31 @@ JWT_CREDS_MARKER = "BEGIN NATS USER JWT"
 
 
 def connect_options(creds: str | None) -> dict[str, Any]:
-    """A role's credential is a file: `user:password` (embedded runtime) or a NATS .creds file.
+    """A role's credential is a standard NATS file: an nkey seed (`<user>.nk`, what the
+    embedded runtime and deploy_secrets issue) or a decentralised-auth `.creds` file.
 
-    A `user:password` identity also names its inbox prefix (`_INBOX_<user>`): the server
-    lets each user subscribe only to its own prefix, so nobody else reads its replies.
+    A seed file is named after its NATS user, which also names the user's inbox prefix
+    (`_INBOX_<user>`): the server lets each user subscribe only to its own prefix, so nobody
+    else reads its replies (runtime.json lists the prefixes for other clients).
     """
     if not creds:
         return {}
     path = Path(creds)
-    text = path.read_text().strip()
-    if JWT_CREDS_MARKER in text:
+    if JWT_CREDS_MARKER in path.read_text():
         return {"user_credentials": str(path)}
-    user, _, password = text.partition(":")
-    return {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
+    return {"nkeys_seed": str(path), "inbox_prefix": inbox_prefix(path.stem)}
 
 
 def broker_options(creds: str | None) -> dict[str, Any]:
     """The same identity, spelt for a FastStream NatsBroker (`security=` + inbox prefix)."""
-    from faststream.nats import NatsCredentials, NatsUserPassword
+    from faststream.nats import NatsCredentials
 
     options = connect_options(creds)
     if "user_credentials" in options:
         return {"security": NatsCredentials(credentials=options["user_credentials"])}
-    if "user" in options:
-        return {
-            "security": NatsUserPassword(username=options["user"], password=options["password"]),
-            "inbox_prefix": options["inbox_prefix"],
-        }
+    if "nkeys_seed" in options:
+        # FastStream passes connection keywords through to nats-py's connect.
+        return {"nkeys_seed": options["nkeys_seed"], "inbox_prefix": options["inbox_prefix"]}
     return {}
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +22,13 @@ from pathlib import Path
 
 PG_SYSTEM_USER = "embedded_postgres"
 PG_DATABASE = "ledger"
+PG_PASSWORD_FILE = "password"
+# Every connection must prove the password, over TCP and over the Unix socket alike.
+PG_HBA = """# trial-ledger: every connection authenticates with SCRAM-SHA-256 (services/runtime.py)
+local   all   all                   scram-sha-256
+host    all   all   127.0.0.1/32    scram-sha-256
+host    all   all   ::1/128         scram-sha-256
+"""
 
 
 def free_port() -> int:
@@ -84,6 +93,7 @@ class EmbeddedNats:
 
     def write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # the config names every identity's public key
         store = self.data_dir / "jetstream"
         self.config_path.write_text(
             f"""server_name: {self.server_name}
@@ -124,6 +134,14 @@ jetstream {{
         self.stop(signal.SIGKILL)
 
 
+def private_dir(path: Path) -> None:
+    """A directory holding secrets: 0700. Run as root, the embedded PostgreSQL runs as its own
+    system user, which must traverse the data dir to its pgdata: then others may traverse
+    (0711) but never list it or read what is in it (every secret file is 0600)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o711 if os.geteuid() == 0 else 0o700)
+
+
 def _prepare_pg_user(path: Path) -> str | None:
     """PostgreSQL refuses to run as root: run it as an unprivileged system user then."""
     if os.geteuid() != 0:
@@ -158,8 +176,32 @@ class EmbeddedPostgres:
         return self.data_dir / "pgdata"
 
     @property
+    def password_path(self) -> Path:
+        return self.data_dir / PG_PASSWORD_FILE
+
+    @property
+    def password(self) -> str:
+        return self.password_path.read_text().strip()
+
+    @property
     def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{PG_DATABASE}"
+        return f"postgresql+asyncpg://postgres:{self.password}@127.0.0.1:{self.port}/{PG_DATABASE}"
+
+    def _ensure_password(self) -> bool:
+        """The superuser's password, generated at first start (0600); True when new."""
+        if self.password_path.exists():
+            return False
+        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        return True
+
+    def _require_password(self) -> None:
+        """pg_hba.conf: SCRAM for every connection (also rewrites a trust config of earlier
+        versions, whose superuser got its password set while trust still held)."""
+        hba = self.pgdata / "pg_hba.conf"
+        if hba.read_text() != PG_HBA:
+            hba.write_text(PG_HBA)
 
     def _bin(self, name: str) -> str:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -172,13 +214,39 @@ class EmbeddedPostgres:
         if fresh:
             self.pgdata.mkdir(exist_ok=True)
         self._user = _prepare_pg_user(self.pgdata)
+        private_dir(self.data_dir)  # after the wheel's helper opened every prefix to others
+        new_password = self._ensure_password()
         if fresh:
+            self._initdb()
+        elif new_password:
+            # A data dir from before passwords: set one while its trust config still holds.
+            self._launch()
+            self._psql(f"ALTER USER postgres PASSWORD '{self.password}'")
+            self.stop()
+        self._require_password()
+        self._launch()
+        if fresh:
+            self._psql(f"CREATE DATABASE {PG_DATABASE}")
+        return self
+
+    def _initdb(self) -> None:
+        # initdb reads the password from a file the server's user can read; it is removed
+        # at once (the data dir keeps only the 0600 copy in `password_path`).
+        pwfile = self.pgdata.parent / ".initdb-password"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.password + "\n")
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        try:
             subprocess.run(
                 [
                     self._bin("initdb"),
                     "-D",
                     str(self.pgdata),
-                    "--auth=trust",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
                     "-U",
                     "postgres",
                     "-E",
@@ -189,6 +257,12 @@ class EmbeddedPostgres:
                 capture_output=True,
                 user=self._user,
             )
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _launch(self) -> None:
         if not self.port:
             self.port = free_port()
         stale = self.pgdata / "postmaster.pid"
@@ -222,9 +296,6 @@ class EmbeddedPostgres:
         )
         wait_for_port(self.port, proc=self.proc)
         self._wait_ready()
-        if fresh:
-            self._psql(f"CREATE DATABASE {PG_DATABASE}")
-        return self
 
     def _psql(self, sql: str) -> None:
         subprocess.run(
@@ -246,6 +317,7 @@ class EmbeddedPostgres:
             ],
             check=True,
             capture_output=True,
+            env={**os.environ, "PGPASSWORD": self.password},
         )
 
     def _wait_ready(self, timeout: float = 30.0) -> None:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 def default_data_dir() -> Path:
@@ -76,9 +77,25 @@ def read_runtime(data_dir: Path) -> dict[str, Any]:
 
 
 def write_runtime(data_dir: Path, runtime: dict[str, Any]) -> Path:
+    """runtime.json holds every role's API token and the database password: 0600 from its
+    first byte (written aside, then renamed over the old one)."""
     path = runtime_path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(runtime, indent=2, sort_keys=True) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(runtime, indent=2, sort_keys=True) + "\n")
+    tmp.chmod(0o600)
     tmp.replace(path)
     return path
+
+
+def redacted_url(url: str | None) -> str | None:
+    """A server URL fit for a log or a console: any password in it replaced by `***`."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -17,8 +17,15 @@ from typing import Any
 import structlog
 
 from services.cluster import EmbeddedCluster, stream_replicas
-from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
-from services.security.nats_auth import all_roles, embedded_authorization, ensure_identities
+from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port, private_dir
+from services.security.nats_auth import (
+    all_roles,
+    embedded_authorization,
+    ensure_identities,
+    inbox_prefix,
+    user_name,
+    write_private,
+)
 from services.security.seals import (
     ensure_writer_key,
     fingerprint,
@@ -26,7 +33,7 @@ from services.security.seals import (
     public_key_b64,
     write_public_pem,
 )
-from services.settings import Settings, write_runtime
+from services.settings import Settings, redacted_url, write_runtime
 
 log = structlog.get_logger("system")
 
@@ -51,9 +58,21 @@ def api_tokens(data_dir: Path, sites: tuple[str, ...]) -> dict[str, str]:
     tokens: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     for role in (*API_ROLES, *(f"site:{site}" for site in sites)):
         tokens.setdefault(role, new_token())
-    path.write_text(json.dumps(tokens, indent=2, sort_keys=True))
-    path.chmod(0o600)
+    write_private(path, json.dumps(tokens, indent=2, sort_keys=True).encode())
     return tokens
+
+
+def public_runtime(runtime: dict[str, Any]) -> dict[str, Any]:
+    """What `up` may print: the servers' addresses, never a token, password or key."""
+    return {
+        "nats_url": runtime.get("nats_url"),
+        "database_url": redacted_url(runtime.get("database_url")),
+        "api_url": runtime.get("api_url"),
+        "writer_public_key": runtime.get("writer_public_key"),
+        "seal_public_key": runtime.get("seal_public_key"),
+        "seal_public_key_fingerprint": runtime.get("seal_public_key_fingerprint"),
+        "roles": sorted(runtime.get("credentials") or {}),
+    }
 
 
 def external_credentials(sites: tuple[str, ...]) -> dict[str, str | None]:
@@ -95,7 +114,7 @@ class System:
     nats_cluster: EmbeddedCluster | None = None
 
     async def start(self, *, with_services: bool = True, api_port: int | None = None) -> System:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)  # runtime.json, API tokens, credentials, keys
         nats_url = os.environ.get("LEDGER_NATS_URL")
         database_url = os.environ.get("LEDGER_DATABASE_URL")
         credentials: dict[str, str | None] = {}
@@ -123,11 +142,17 @@ class System:
                 warnings.simplefilter("ignore")
                 self.postgres = EmbeddedPostgres(self.data_dir / "postgres").start()
             database_url = self.postgres.url
+            private_dir(self.data_dir)  # the wheel opened it to reach pgdata as its own user
         self.runtime = {
             "nats_url": nats_url,
             "database_url": database_url,
             "api_url": None,
             "credentials": credentials,
+            # A client other than ours passes this with the seed (`nats --inbox-prefix`):
+            # each identity may hear replies only under its own prefix.
+            "inbox_prefixes": {
+                role: inbox_prefix(user_name(role)) for role, path in credentials.items() if path
+            },
             "api_tokens": api_tokens(self.data_dir, self.sites),
             # A key given by LEDGER_WRITER_KEY stays in the environment, never in a file.
             "writer_key": None if os.environ.get("LEDGER_WRITER_KEY") else writer_key,
@@ -151,7 +176,7 @@ class System:
         if with_services:
             await self._start_services(api_port)
         write_runtime(self.data_dir, self.runtime)
-        log.info("system_up", nats_url=nats_url, database_url=database_url)
+        log.info("system_up", nats_url=nats_url, database_url=redacted_url(database_url))
         return self
 
     async def _start_services(self, api_port: int | None) -> None:

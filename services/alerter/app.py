@@ -49,11 +49,15 @@ from services.ledger_io import ensure_streams, read_stream
 from services.nats_conn import connect
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 from services.security.ledger_backwards import refuse_alerts_ahead
+from services.security.nats_auth import ALERTER_DURABLE
 from services.settings import Settings
 
 log = structlog.get_logger("alerter")
 
-DURABLE = "safety_alerter"
+DURABLE = ALERTER_DURABLE
+# How often the alerter makes sure its consumer is still there and still its own (issue 14,
+# item 13): another credential may have deleted or rewritten it.
+CONSUMER_CHECK_SECONDS = 1.0
 Clock = Callable[[], dt.datetime]
 
 
@@ -74,6 +78,16 @@ def consumer_config(durable: str, start: int) -> js_api.ConsumerConfig:
     )
 
 
+def consumer_drift(config: js_api.ConsumerConfig, durable: str) -> str | None:
+    """How a consumer differs from the one the alerter makes (None: it is ours, intact)."""
+    expected = consumer_config(durable, 1)
+    if sorted(config.filter_subjects or ()) != sorted(expected.filter_subjects or ()):
+        return f"filter changed to {config.filter_subjects or config.filter_subject!r}"
+    if config.ack_policy != expected.ack_policy:
+        return f"ack policy changed to {config.ack_policy}"
+    return None
+
+
 @dataclass
 class AlerterApp:
     nc: Client
@@ -84,6 +98,10 @@ class AlerterApp:
     parameters: TrialParameters = field(default_factory=TrialParameters)
     raised: int = 0
     last_seq: int = 0
+    # Times the consumer was found missing or rewritten and made again (an operator's figure).
+    consumer_recreations: int = 0
+    _settled_seq: int = 0  # the last entry acked after its alerts were PubAcked
+    _verified_seq: int = 0  # _settled_seq when the consumer was last seen intact
     _task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _histories: PatientHistories | None = None
@@ -155,23 +173,68 @@ class AlerterApp:
         except NotFoundError:
             pass  # first start: from the ledger's first entry, so no SAE predates the alerter
         await js.add_consumer(LEDGER_STREAM, consumer_config(self.durable, start))
+        self._settled_seq = self._verified_seq = start - 1
         return await js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
     async def _run(self, sub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        checked_at = loop.time()
         while not self._stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=0.5)
             except TimeoutError:  # nats-py raises its own subclass or asyncio's
-                continue
-            except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place
+                msgs = []
+            except Exception as exc:  # NATS reconnecting, or our consumer is gone
                 log.warning("alerter_fetch_failed", error=str(exc)[:200])
+                sub = await self._ensure_consumer(sub)
                 await asyncio.sleep(0.25)
                 continue
             for msg in msgs:
                 if not await self._settle(msg):
                     return
+            if loop.time() - checked_at >= CONSUMER_CHECK_SECONDS:
+                checked_at = loop.time()
+                sub = await self._ensure_consumer(sub)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+    async def _ensure_consumer(self, sub: Any) -> Any:
+        """Our consumer, as we made it; made again if it vanished or was rewritten.
+
+        What was settled while the consumer might already have been altered is read again:
+        from the last entry settled while it was last seen intact. Alerts already published
+        are known (KnownAlerts), so re-reading never alerts twice; an SAE a rewritten filter
+        held back is alerted now.
+        """
+        try:
+            info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
+            problem = consumer_drift(info.config, self.durable)
+        except NotFoundError:
+            problem = "missing"
+        except Exception:  # NATS away: the next check will tell
+            return sub
+        if problem is None:
+            self._verified_seq = self._settled_seq
+            return sub
+        start = self._verified_seq + 1
+        self.consumer_recreations += 1
+        log.error(
+            "sae_alert_consumer_recreated",
+            durable=self.durable,
+            reason=problem,
+            from_seq=start,
+            recreations=self.consumer_recreations,
+        )
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(LEDGER_STREAM, self.durable)
+        # Decide again from `start`: the histories reload from the ledger as they are needed.
+        self.last_seq, self._decided = start - 1, (0, ())
+        self._histories = PatientHistories(self.js, capacity=5000, include=is_alert_input)
+        await self.js.add_consumer(LEDGER_STREAM, consumer_config(self.durable, start))
+        self._settled_seq = self._verified_seq = start - 1
+        return await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
 
     async def _settle(self, msg: Msg) -> bool:
         """Publish what the entry calls for, then ack it; False when stopping mid-way."""
@@ -190,6 +253,7 @@ class AlerterApp:
                 delay = min(delay * 2, 5.0)
         with contextlib.suppress(Exception):
             await msg.ack()
+        self._settled_seq = max(self._settled_seq, int(msg.metadata.sequence.stream))
         return True
 
     async def handle(self, seq: int, subject: str, body: bytes) -> list[Alert]:

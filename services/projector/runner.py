@@ -33,6 +33,8 @@ from services.projector.failures import GaveUp, is_transient, reason, retrying
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 
 log = structlog.get_logger("projector")
+# How often an idle projection makes sure its durable is still there and still its own.
+CONSUMER_CHECK_SECONDS = 1.0
 
 
 class Projection(Protocol):
@@ -365,6 +367,7 @@ class LiveProjector:
         names = "_".join(a.projection.name for a in self.appliers)
         self.durable = f"proj_{first.schema}_{names}{suffix}"
         self.last_applied = 0
+        self.consumer_recreations = 0  # found missing or rewritten, and made again
 
     @property
     def applier(self) -> Applier:
@@ -381,8 +384,9 @@ class LiveProjector:
                 await self.js.delete_consumer(LEDGER_STREAM, self.durable)
         try:
             info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
-            if info.config.ack_policy != js_api.AckPolicy.ALL:
-                # made by an earlier version (explicit acks): re-made at the checkpoint
+            if self._drift(info.config) is not None:
+                # made by an earlier version (explicit acks), or rewritten by someone else:
+                # re-made at the checkpoint
                 await self.js.delete_consumer(LEDGER_STREAM, self.durable)
                 raise NotFoundError
         except NotFoundError:
@@ -421,16 +425,58 @@ class LiveProjector:
     def _names(self) -> str:
         return ",".join(a.projection.name for a in self.appliers)
 
+    def _drift(self, config: js_api.ConsumerConfig) -> str | None:
+        """How our durable differs from what we make (None: intact)."""
+        if config.ack_policy != js_api.AckPolicy.ALL:
+            return f"ack policy {config.ack_policy}"
+        if config.filter_subject != self.filter_subject or config.filter_subjects:
+            return f"filter {config.filter_subjects or config.filter_subject!r}"
+        return None
+
+    async def _consumer_problem(self) -> str | None:
+        """'missing', a drift, or None (intact, or NATS cannot say right now)."""
+        try:
+            info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
+        except NotFoundError:
+            return "missing"
+        except Exception:
+            return None
+        return self._drift(info.config)
+
+    async def _recreate_if_lost(self, sub: Any, stop: asyncio.Event) -> Any:
+        """Issue 14 item 13: a durable that another credential deleted or rewrote is made
+        again at the checkpoint (nothing is lost: the position is in PostgreSQL), loudly."""
+        problem = await self._consumer_problem()
+        if problem is None:
+            return sub
+        self.consumer_recreations += 1
+        log.error(
+            "projection_consumer_recreated",
+            projection=self._names,
+            durable=self.durable,
+            reason=problem,
+            recreations=self.consumer_recreations,
+        )
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        return await self._subscribe_retrying(stop, reset=True)
+
     async def run(self, stop: asyncio.Event) -> None:
         sub = await self._subscribe_retrying(stop)
         log.info("projection_started", projection=self._names, schema=self.applier.schema)
+        loop = asyncio.get_running_loop()
+        checked_at = loop.time()
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=self.wait)
             except TimeoutError:  # nats-py's own subclass or asyncio's, whichever gave up
+                if loop.time() - checked_at >= CONSUMER_CHECK_SECONDS:  # idle: still ours?
+                    checked_at = loop.time()
+                    sub = await self._recreate_if_lost(sub, stop)
                 continue
-            except Exception as exc:  # NATS reconnecting: the durable consumer keeps our place
+            except Exception as exc:  # NATS reconnecting, or our consumer is gone
                 log.warning("projection_fetch_failed", error=str(exc)[:200])
+                sub = await self._recreate_if_lost(sub, stop)
                 await asyncio.sleep(0.5)
                 continue
             messages = [Message(stream_seq(m), m.subject, m.data) for m in msgs]

@@ -5,6 +5,8 @@ The roles are DESIGN.md's: `admin`, `writer`, `projector`, `alerter`, `api`, `au
 denied. Only `admin` may create, update, delete or purge a stream; the LEDGER's own
 `deny_delete`/`deny_purge` hold even for admin (the server refuses to lift them).
 
+Every identity is an nkey user: its credential is a standard seed file `<user>.nk` (what
+`nats --nkey FILE` and nats-py's `nkeys_seed=` read); the server knows only the public key.
 Every identity has its own inbox prefix `_INBOX_<user>`: replies to a site's requests land on
 a prefix only that site may subscribe to, so no other site (or service) can read them.
 """
@@ -12,14 +14,16 @@ a prefix only that site may subscribe to, so no other site (or service) can read
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import nkeys
+
 from events import SPONSOR_SITE
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
 
+SEED_SUFFIX = ".nk"
 SERVICE_ROLES = ("admin", "writer", "projector", "alerter", "api", "auditor", "safety")
 JS_API = "$JS.API"
 # Stream management: allowed to admin only, and denied explicitly to everybody else so that a
@@ -54,25 +58,66 @@ class Permissions:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     allow_responses: bool = False
+    deny: tuple[str, ...] = ()
+
+
+# The alerter's durable consumer on LEDGER. Its position (ack floor) is what guarantees that
+# no SAE goes unalerted, so no other role may name it in any consumer request.
+ALERTER_DURABLE = "safety_alerter"
 
 
 def read_stream_subjects(stream: str) -> tuple[str, ...]:
-    """Reading a stream through consumers (ephemeral or durable), direct gets and acks."""
+    """Reading a stream through ephemeral, unacknowledged consumers, and direct gets.
+
+    `CONSUMER.CREATE.<stream>` is the ephemeral form (no name in the subject) that nats-py's
+    ephemeral and ordered consumers use; the server refuses a durable name there. Ephemeral
+    consumers get server-chosen names, so deleting and pulling from them needs a wildcard:
+    the durables other roles depend on are excluded by name (`protected_consumer`).
+    No `$JS.ACK`: a reader never acknowledges anything, so it cannot ack another's messages.
+    """
     return (
         f"{JS_API}.STREAM.INFO.{stream}",
         f"{JS_API}.STREAM.MSG.GET.{stream}",
         f"{JS_API}.DIRECT.GET.{stream}",
         f"{JS_API}.DIRECT.GET.{stream}.>",
         f"{JS_API}.CONSUMER.CREATE.{stream}",
-        f"{JS_API}.CONSUMER.CREATE.{stream}.>",
-        f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.*",
         f"{JS_API}.CONSUMER.INFO.{stream}.*",
-        # Consumer names cannot be matched by prefix; a reader may remove a consumer it can
-        # name. Losing a durable costs a re-read, never an event (the ledger is untouched).
         f"{JS_API}.CONSUMER.DELETE.{stream}.*",
         f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.*",
-        f"$JS.ACK.{stream}.>",
         f"$JS.FC.{stream}.>",
+    )
+
+
+def own_durable_subjects(stream: str, durable: str) -> tuple[str, ...]:
+    """Creating, updating and acknowledging one named durable consumer."""
+    return (
+        f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.>",
+        f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    )
+
+
+def any_durable_subjects(stream: str) -> tuple[str, ...]:
+    """Durables of any name on `stream`: for the role that owns every durable there but the
+    protected ones (the projector's are named per build and partition; officers name theirs)."""
+    return (
+        f"{JS_API}.CONSUMER.CREATE.{stream}.*",
+        f"{JS_API}.CONSUMER.CREATE.{stream}.*.>",
+        f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.*",
+        f"$JS.ACK.{stream}.>",
+    )
+
+
+def protected_consumer(stream: str, durable: str) -> tuple[str, ...]:
+    """Every request that names `durable`: denied to all roles but its owner (and admin)."""
+    return (
+        f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.>",
+        f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.DELETE.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
     )
 
 
@@ -81,10 +126,12 @@ def _info(*streams: str) -> tuple[str, ...]:
 
 
 def permissions_for(role: str) -> Permissions:
-    """What `role` may do on NATS (issue 6, "Security and tamper evidence")."""
+    """What `role` may do on NATS (issue 6, "Security and tamper evidence"; issue 14 item 13:
+    each role creates, updates and deletes only its own consumers)."""
     own_inbox = inbox_prefix(user_name(role)) + ".>"
     ledger = read_stream_subjects(LEDGER_STREAM)
     alerts = read_stream_subjects(ALERTS_STREAM)
+    not_alerters = protected_consumer(LEDGER_STREAM, ALERTER_DURABLE)
     if role.startswith("site:"):
         site = role.split(":", 1)[1]
         # No JetStream API at all: a site talks to the writer and hears only its own replies.
@@ -97,19 +144,44 @@ def permissions_for(role: str) -> Permissions:
                 publish=(LEDGER_SUBJECTS, *ledger, *_info(ALERTS_STREAM)),
                 subscribe=("intake.*.*", own_inbox),
                 allow_responses=True,  # the verdict goes to the submitting site's inbox
+                deny=not_alerters,
             )
         case "projector":
-            return Permissions(publish=(*ledger, *_info(ALERTS_STREAM)), subscribe=(own_inbox,))
+            return Permissions(
+                publish=(*ledger, *any_durable_subjects(LEDGER_STREAM), *_info(ALERTS_STREAM)),
+                subscribe=(own_inbox,),
+                deny=not_alerters,
+            )
         case "alerter":
-            return Permissions(publish=(ALERTS_SUBJECTS, *ledger, *alerts), subscribe=(own_inbox,))
+            return Permissions(
+                publish=(
+                    ALERTS_SUBJECTS,
+                    *ledger,
+                    *own_durable_subjects(LEDGER_STREAM, ALERTER_DURABLE),
+                    *alerts,
+                ),
+                subscribe=(own_inbox,),
+            )
         case "api":
             # Read-only across sites; the live alert feed is a plain subscription.
-            return Permissions(publish=(*ledger, *alerts), subscribe=(own_inbox, ALERTS_SUBJECTS))
-        case "auditor":
-            return Permissions(publish=(*ledger, *_info(ALERTS_STREAM)), subscribe=(own_inbox,))
-        case "safety":
             return Permissions(
-                publish=("intake.*._safety", *alerts, *_info(LEDGER_STREAM)),
+                publish=(*ledger, *alerts),
+                subscribe=(own_inbox, ALERTS_SUBJECTS),
+                deny=not_alerters,
+            )
+        case "auditor":
+            return Permissions(
+                publish=(*ledger, *_info(ALERTS_STREAM)), subscribe=(own_inbox,), deny=not_alerters
+            )
+        case "safety":
+            # Officers' durables on ALERTS (`alerts follow --durable NAME`) are this role's.
+            return Permissions(
+                publish=(
+                    "intake.*._safety",
+                    *alerts,
+                    *any_durable_subjects(ALERTS_STREAM),
+                    *_info(LEDGER_STREAM),
+                ),
                 subscribe=(own_inbox, ALERTS_SUBJECTS),
             )
     raise ValueError(f"unknown role {role!r}")
@@ -119,12 +191,13 @@ def _quoted(values: Iterable[str]) -> str:
     return "[" + ", ".join(f'"{value}"' for value in values) + "]"
 
 
-def render_user(role: str, password: str) -> str:
-    """One `users` entry; `password` is config text: a quoted literal or `$ENV_VAR`."""
+def render_user(role: str, nkey: str) -> str:
+    """One `users` entry; `nkey` is config text: a quoted public key or `$ENV_VAR`."""
     perms = permissions_for(role)
-    deny = "" if role == "admin" else f", deny: {_quoted(STREAM_ADMIN)}"
+    denied = () if role == "admin" else (*STREAM_ADMIN, *perms.deny)
+    deny = f", deny: {_quoted(denied)}" if denied else ""
     lines = [
-        f'    {{ user: "{user_name(role)}", password: {password}, permissions: {{',
+        f"    {{ nkey: {nkey}, permissions: {{  # {user_name(role)}",
         f"        publish: {{ allow: {_quoted(perms.publish)}{deny} }}",
         f"        subscribe: {{ allow: {_quoted(perms.subscribe)} }}",
     ]
@@ -134,43 +207,71 @@ def render_user(role: str, password: str) -> str:
     return "\n".join(lines)
 
 
-def render_authorization(roles: Iterable[str], password: Callable[[str], str]) -> str:
-    """The nats.conf `authorization` block for `roles`."""
-    users = "\n".join(render_user(role, password(role)) for role in roles)
+def render_authorization(roles: Iterable[str], nkey: Callable[[str], str]) -> str:
+    """The nats.conf `authorization` block for `roles`: one nkey user per role."""
+    users = "\n".join(render_user(role, nkey(role)) for role in roles)
     return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
 
 
-def env_password(role: str) -> str:
-    """Static deployments read passwords from the environment (`$SITE_SITE01_PASSWORD`)."""
-    return "$" + user_name(role).upper().replace("-", "_") + "_PASSWORD"
+def env_nkey(role: str) -> str:
+    """Static deployments read each user's public nkey from the environment
+    (`$SITE_SITE01_NKEY`): public keys are not secret, but they differ per deployment."""
+    return "$" + user_name(role).upper().replace("-", "_") + "_NKEY"
 
 
 def credentials_dir(data_dir: Path) -> Path:
     return data_dir / "credentials"
 
 
+def seed_file_name(role: str) -> str:
+    """A role's seed file is named after its NATS user: the clients take their inbox prefix
+    from it (services/nats_conn.py)."""
+    return f"{user_name(role)}{SEED_SUFFIX}"
+
+
+def new_user_seed() -> bytes:
+    """A fresh nkey user seed (`SU...`), the standard file content for `nats --nkey`."""
+    return bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+
+
+def public_key(seed_path: Path) -> str:
+    """The user's public nkey (`U...`) from its seed file."""
+    pair = nkeys.from_seed(bytearray(seed_path.read_bytes().strip()))
+    try:
+        return bytes(pair.public_key).decode()
+    finally:
+        pair.wipe()
+
+
+def write_private(path: Path, content: bytes) -> None:
+    """Create `path` with mode 0600 from the first byte on (never readable by others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+    path.chmod(0o600)
+
+
+def ensure_seed(path: Path) -> Path:
+    """A seed file at `path`, made once and kept across restarts."""
+    if not path.exists():
+        write_private(path, new_user_seed() + b"\n")
+    return path
+
+
 def ensure_identities(data_dir: Path, sites: Iterable[str]) -> dict[str, Path]:
-    """One `user:password` file (0600) per role under <data dir>/credentials, kept across restarts."""
+    """One nkey seed file (0600) per role under <data dir>/credentials (0700), kept across
+    restarts. The `user:password` files of earlier versions are removed: no client can use
+    them and they still open the old embedded config's users."""
     directory = credentials_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     paths: dict[str, Path] = {}
     for role in all_roles(sites):
-        path = directory / f"{user_name(role)}.creds"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"{user_name(role)}:{secrets.token_urlsafe(24)}\n")
-        paths[role] = path
+        paths[role] = ensure_seed(directory / seed_file_name(role))
+        (directory / f"{user_name(role)}.creds").unlink(missing_ok=True)
     return paths
 
 
-def read_password(path: Path) -> str:
-    return path.read_text().strip().partition(":")[2]
-
-
 def embedded_authorization(credentials: Mapping[str, Path]) -> str:
-    """The block for the embedded server. Its passwords are plain text: the config lives
-    under the data dir (0600) beside the credential files themselves, so hashing them would
-    protect nothing that the files do not already expose. Static deployments use env vars."""
-    return render_authorization(credentials, lambda role: f'"{read_password(credentials[role])}"')
+    """The block for the embedded server: the public keys of the seed files beside it."""
+    return render_authorization(credentials, lambda role: f'"{public_key(credentials[role])}"')

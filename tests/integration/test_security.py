@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import nats
+import nkeys
 import pytest
 from nats.aio.client import Client
 from nats.js import api as js_api
@@ -24,7 +25,7 @@ from services.nats_conn import connect
 from services.runtime import nats_server_binary
 from services.security.nats_auth import (
     all_roles,
-    env_password,
+    env_nkey,
     inbox_prefix,
     render_authorization,
     user_name,
@@ -365,7 +366,8 @@ def test_the_http_api_has_no_route_that_writes(system: System) -> None:
 def deploy_env() -> dict[str, str]:
     env = dict(os.environ)
     for role in all_roles(SITES):
-        env[env_password(role).lstrip("$")] = "example-password"
+        seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+        env[env_nkey(role).lstrip("$")] = nkeys.from_seed(seed).public_key.decode()
     return env
 
 
@@ -387,5 +389,5 @@ def test_deploy_configs_parse_and_carry_the_same_permissions(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     lines = (DEPLOY / "authorization.conf").read_text().splitlines(keepends=True)
     authorization = "".join(line for line in lines if not line.startswith("#"))
-    assert authorization == render_authorization(all_roles(SITES), env_password)
+    assert authorization == render_authorization(all_roles(SITES), env_nkey)
     assert "include" in path.read_text()

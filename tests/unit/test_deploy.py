@@ -16,7 +16,13 @@ import pytest
 import yaml
 
 from services.deploy_secrets import write_secrets
-from services.security.nats_auth import SERVICE_ROLES, all_roles, env_password, user_name
+from services.security.nats_auth import (
+    SERVICE_ROLES,
+    all_roles,
+    env_nkey,
+    public_key,
+    seed_file_name,
+)
 from services.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -55,13 +61,13 @@ def example_secret(name: str) -> dict[str, str]:
 
 
 def password_variables() -> set[str]:
-    """The `$VAR` passwords deploy/nats/authorization.conf reads, one per NATS user."""
+    """The `$VAR` public nkeys deploy/nats/authorization.conf reads, one per NATS user."""
     text = (NATS / "authorization.conf").read_text()
-    return set(re.findall(r'user: "[^"]+", password: \$(\w+)', text))
+    return set(re.findall(r"\{ nkey: \$(\w+), permissions", text))
 
 
 def expected_password_variables() -> set[str]:
-    return {env_password(role).lstrip("$") for role in all_roles(DEPLOYED_SITES)}
+    return {env_nkey(role).lstrip("$") for role in all_roles(DEPLOYED_SITES)}
 
 
 def node_config(number: int) -> str:
@@ -146,7 +152,7 @@ def test_compose_runs_every_role_as_trial_ledger_serve_with_settings_it_reads(
     creds = env[f"LEDGER_CREDS_{role.upper()}"]
     secret = creds.removeprefix("/run/secrets/")
     assert secret in service["secrets"]
-    assert compose()["secrets"][secret]["file"] == f"./deploy/secrets/{user_name(role)}.creds"
+    assert compose()["secrets"][secret]["file"] == f"./deploy/secrets/{seed_file_name(role)}"
     assert service["depends_on"]["provision"]["condition"] == "service_completed_successfully"
     for name in list(env):
         monkeypatch.delenv(name, raising=False)
@@ -170,7 +176,7 @@ def test_compose_creates_the_streams_as_admin_before_any_service() -> None:
     provision = compose()["services"]["provision"]
     assert provision["entrypoint"] == ["python", "-m", "services.provision"]
     assert (ROOT / "services" / "provision.py").exists()
-    assert environment(provision)["LEDGER_CREDS_ADMIN"] == "/run/secrets/admin.creds"
+    assert environment(provision)["LEDGER_CREDS_ADMIN"] == "/run/secrets/admin.nk"
     assert {f"nats-{n}" for n in (1, 2, 3)} <= set(provision["depends_on"])
 
 
@@ -180,7 +186,7 @@ def test_compose_postgresql_keeps_fsync_on() -> None:
     assert "fsync=on" in postgres["command"] and "fsync=off" not in postgres["command"]
 
 
-def test_the_secrets_generator_writes_every_file_compose_mounts_with_matching_passwords(
+def test_the_secrets_generator_writes_every_file_compose_mounts_with_matching_public_keys(
     tmp_path: Path,
 ) -> None:
     env = write_secrets(tmp_path / "secrets", DEPLOYED_SITES)
@@ -188,9 +194,13 @@ def test_the_secrets_generator_writes_every_file_compose_mounts_with_matching_pa
     for definition in compose()["secrets"].values():
         assert (tmp_path / "secrets" / Path(definition["file"]).name).exists(), definition
     for role in all_roles(DEPLOYED_SITES):
-        creds = (tmp_path / "secrets" / f"{user_name(role)}.creds").read_text().strip()
-        assert creds == f"{user_name(role)}:{env[env_password(role).lstrip('$')]}"
+        seed = tmp_path / "secrets" / seed_file_name(role)
+        assert seed.read_text().startswith("SU")  # a standard nkey user seed
+        assert env[env_nkey(role).lstrip("$")] == public_key(seed)
     assert '"api_tokens"' in (tmp_path / "secrets" / "runtime.json").read_text()
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    again = write_secrets(tmp_path / "secrets", DEPLOYED_SITES)
+    assert again == env  # kept: running it twice never changes a deployed identity
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------
@@ -224,13 +234,12 @@ def test_the_helm_values_load_the_deploy_authorization_with_its_passwords() -> N
         assert name in passwords
 
 
-def test_the_example_credentials_match_the_example_passwords() -> None:
-    passwords = example_secret("ledger-nats-passwords")
+def test_the_example_secrets_name_a_seed_and_a_public_key_for_every_service_role() -> None:
+    public_keys = example_secret("ledger-nats-passwords")
     credentials = example_secret("ledger-credentials")
     for role in ("admin", *ROLES):
-        user, _, password = credentials[f"{user_name(role)}.creds"].partition(":")
-        assert user == user_name(role)
-        assert password == passwords[env_password(role).lstrip("$")]
+        assert seed_file_name(role) in credentials
+        assert env_nkey(role).lstrip("$") in public_keys
 
 
 def test_kubernetes_lists_every_nats_pod_for_the_services() -> None:
@@ -273,7 +282,7 @@ def test_kubernetes_runs_every_role_as_trial_ledger_serve_with_its_credentials(r
 def test_kubernetes_creates_the_streams_as_admin_and_keeps_postgresql_fsync_on() -> None:
     _, provision = _container("Job", "ledger-provision")
     assert provision["command"] == ["python", "-m", "services.provision"]
-    assert {"name": "LEDGER_CREDS_ADMIN", "value": "/etc/ledger/admin.creds"} in provision["env"]
+    assert {"name": "LEDGER_CREDS_ADMIN", "value": "/etc/ledger/admin.nk"} in provision["env"]
     _, postgres = _container("StatefulSet", "ledger-postgres")
     assert "fsync=on" in postgres["args"]
     assert k8s_object("Service", "ledger-api")["spec"]["ports"][0]["targetPort"] == "http"
