@@ -44,7 +44,7 @@ async def patient_site(
         query = query.where(patient_state.c.site_id == (principal.site_id or ""))
     if site is not None:
         query = query.where(patient_state.c.site_id == site)
-    sites = sorted((await conn.execute(query)).scalars())
+    sites: list[str] = sorted((await conn.execute(query)).scalars())
     if not sites:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     if len(sites) > 1:
