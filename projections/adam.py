@@ -8,15 +8,14 @@ original event's seq first, then its corrections).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, TypeVar
 
 from events import AeReportedData, EnrolledData
+from projections.csv_cells import csv_text
 from projections.tte import PatientCourse, TteRecord
 
 Flag = Literal["Y", "N"]
@@ -378,7 +377,7 @@ def to_csv_rows(row_type: type[Row], rows: Iterable[Row]) -> list[list[str]]:
 
 
 def render_csv(row_type: type[Row], rows: Iterable[Row]) -> str:
-    """The dataset as CSV text (RFC 4180: CRLF line ends, quoting only where needed)."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(to_csv_rows(row_type, rows))
-    return buffer.getvalue()
+    """The dataset as CSV text (RFC 4180: CRLF line ends, quoting only where needed), safe to
+    open in a spreadsheet (`projections.csv_cells`)."""
+    header, *cells = to_csv_rows(row_type, rows)
+    return csv_text(header, cells)

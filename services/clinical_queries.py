@@ -7,9 +7,7 @@ The statistics themselves are pure (`projections.endpoints_summary`).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import ProtocolParameters
 from projections.adam import AdaeRow, AdamRow, AdrsRow, AdslRow, AdtteRow
+from projections.csv_cells import csv_text
 from projections.endpoints import PARAMCDS
 from projections.endpoints_summary import (
     RateSummary,
@@ -263,7 +262,8 @@ async def patient_endpoints(
 async def export_csv(
     conn: AsyncConnection, trial: str, dataset: str, *, site: str | None = None
 ) -> str:
-    """An ADaM dataset as CSV (`projections.adam` columns and cell rendering; RFC 4180)."""
+    """An ADaM dataset as CSV (`projections.adam` columns and cell rendering; RFC 4180),
+    safe to open in a spreadsheet (`projections.csv_cells`)."""
     row_type = DATASETS.get(dataset)
     if row_type is None:
         raise NotFound(f"no dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -272,8 +272,4 @@ async def export_csv(
         .where(*_where(adam_record, trial, site), adam_record.c.dataset == dataset)
         .order_by(adam_record.c.site_id, adam_record.c.patient_id, adam_record.c.line)
     )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(row_type.columns())
-    writer.writerows(cells for (cells,) in rows)
-    return buffer.getvalue()
+    return csv_text(row_type.columns(), (cells for (cells,) in rows))

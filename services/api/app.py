@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import and_, func, select, true
+from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api.asof import AsOfBuilds, parse_as_of
-from services.api.auth import CurrentPrincipal, require_site_access
+from services.api.auth import CurrentPrincipal
+from services.api.patient_site import NOT_FOUND, patient_key, patient_site
+from services.api.patient_site import install as install_patient_site
 from services.db import audit_trail, event_index, patient_state
 from services.ledger_io import ledger_head
 from services.migrate import active_build, make_engine, migrate
@@ -138,35 +140,46 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
 
     @app.get("/api/trials/{trial}/patients/{patient}")
     async def patient(
-        trial: str, patient: str, request: Request, principal: CurrentPrincipal
+        trial: str,
+        patient: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        site: str | None = None,
     ) -> dict[str, Any]:
-        """One patient's state (responses and endpoints are added by their projections)."""
+        """One patient's state (responses and endpoints are added by their projections).
+        `site` names the patient's site when several sites use the same patient id."""
         async with reading(request) as conn:
+            site_id = await patient_site(conn, principal, trial, patient, site)
             row = (
                 await conn.execute(
                     select(patient_state).where(
-                        patient_state.c.trial_id == trial, patient_state.c.patient_id == patient
+                        *patient_key(patient_state, trial, site_id, patient)
                     )
                 )
             ).first()
-        if row is None:
-            raise HTTPException(404, "no such patient")
-        require_site_access(principal, row.site_id)
+        if row is None:  # gone between the two reads (a rebuild switched builds)
+            raise HTTPException(404, NOT_FOUND)
         body: dict[str, Any] = {"state": jsonable(row)}
         for extra in request.app.state.patient_extras:
-            body.update(await extra(request, trial, row.site_id, patient))
+            body.update(await extra(request, trial, site_id, patient))
         return body
 
     @app.get("/api/trials/{trial}/patients/{patient}/events")
     async def patient_events(
-        trial: str, patient: str, request: Request, principal: CurrentPrincipal
+        trial: str,
+        patient: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        site: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The audit trail: every ledger entry of the patient, corrections as old → new."""
+        """The audit trail: every ledger entry of the patient, corrections as old → new.
+        `site` names the patient's site when several sites use the same patient id."""
         async with reading(request) as conn:
+            site_id = await patient_site(conn, principal, trial, patient, site)
             rows = (
                 await conn.execute(
                     select(audit_trail)
-                    .where(audit_trail.c.trial_id == trial, audit_trail.c.patient_id == patient)
+                    .where(*patient_key(audit_trail, trial, site_id, patient))
                     .order_by(audit_trail.c.seq)
                 )
             ).all()
@@ -174,16 +187,11 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
                 (
                     await conn.execute(
                         select(event_index.c.seq, event_index.c.body).where(
-                            and_(
-                                event_index.c.trial_id == trial, event_index.c.patient_id == patient
-                            )
+                            *patient_key(event_index, trial, site_id, patient)
                         )
                     )
                 ).all()
             )
-        if not rows:
-            raise HTTPException(404, "no such patient")
-        require_site_access(principal, rows[0].site_id)
         return [{**jsonable(r), "event": bodies.get(r.seq)} for r in rows]
 
     @app.get("/api/trials/{trial}/projections")
@@ -213,6 +221,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    install_patient_site(app)
     app.state.patient_extras = []
     for module in EXTENSIONS:
         with contextlib.suppress(ImportError):

@@ -40,6 +40,22 @@ class Unauthorized(PermissionError):
     """The API refused the caller's token (HTTP 401)."""
 
 
+class SiteNeeded(LookupError):
+    """The patient id exists at several sites the caller may read (HTTP 409): choose one."""
+
+    def __init__(self, message: str, sites: list[str]) -> None:
+        super().__init__(message)
+        self.sites = sites
+
+
+class Refused(ValueError):
+    """The API refused the request as asked (another 4xx, e.g. a malformed parameter)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 @dataclass(frozen=True)
 class Api:
     """The JSON API seen from inside: every GET carries the caller's token and `as_of`."""
@@ -56,6 +72,11 @@ class Api:
             raise Unauthorized(response.json().get("detail", "unauthorized"))
         if response.status_code == 404:
             raise PageNotFound(response.json().get("detail", "not found"))
+        if response.status_code == 409:
+            body = response.json()
+            raise SiteNeeded(str(body.get("detail", "")), list(body.get("sites", [])))
+        if 400 <= response.status_code < 500:
+            raise Refused(response.status_code, str(response.json().get("detail", "refused")))
         response.raise_for_status()
         return response.json()
 
@@ -221,10 +242,12 @@ async def patient_list(api: Api, trial: str) -> dict[str, Any]:
     return {"patients": await api.get(f"/api/trials/{trial}/patients")}
 
 
-async def patient(api: Api, trial: str, patient_id: str) -> dict[str, Any]:
-    """State, responses per scan (computed sums), endpoints, AEs, and the audit trail."""
-    detail = await api.get(f"/api/trials/{trial}/patients/{patient_id}")
-    trail = await api.get(f"/api/trials/{trial}/patients/{patient_id}/events")
+async def patient(api: Api, trial: str, patient_id: str, site: str | None) -> dict[str, Any]:
+    """State, responses per scan (computed sums), endpoints, AEs, and the audit trail of the
+    patient `patient_id` of `site` (which may be left out while only one site uses the id)."""
+    detail = await api.get(f"/api/trials/{trial}/patients/{patient_id}", site=site)
+    site = detail["state"]["site_id"]
+    trail = await api.get(f"/api/trials/{trial}/patients/{patient_id}/events", site=site)
     moments = [
         Moment(dt.date.fromisoformat(row["occurred_on"]), row["seq"], row["type"], row["status"])
         for row in trail

@@ -116,7 +116,10 @@ async def _page(
         )
         response.set_cookie(COOKIE, token or "", httponly=True, samesite="strict")
         return response
-    as_of = _as_of(request)
+    try:
+        as_of = _as_of(request)
+    except HTTPException as exc:
+        return error_page(request, trial, None, str(exc.detail), exc.status_code)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     transport = httpx.ASGITransport(app=request.app)
     async with httpx.AsyncClient(
@@ -127,16 +130,11 @@ async def _page(
             stamp = await page_data.stamp(api, trial) if trial else None
             body = await gather(api)
         except page_data.PageNotFound as exc:
-            return HTMLResponse(
-                render(
-                    "error.html",
-                    message=str(exc),
-                    trial=trial,
-                    as_of=as_of,
-                    href=_href(request, as_of),
-                ),
-                status_code=404,
-            )
+            return error_page(request, trial, as_of, str(exc), 404)
+        except page_data.SiteNeeded as exc:
+            return _choose_site(request, trial, as_of, exc)
+        except page_data.Refused as exc:
+            return error_page(request, trial, as_of, str(exc), exc.status_code)
         except page_data.Unauthorized as exc:
             return HTMLResponse(
                 render("login.html", reason=str(exc), path=request.url.path), status_code=401
@@ -153,6 +151,46 @@ async def _page(
     }
     context.update(body)
     return HTMLResponse(render(template, **context))
+
+
+ERROR_TITLES = {400: "Bad request", 404: "Not found", 405: "Not allowed", 409: "Ambiguous"}
+
+
+def error_page(
+    request: Request, trial: str | None, as_of: str | None, message: str, status_code: int
+) -> HTMLResponse:
+    """The pages' answer to a request they cannot serve: a page, never JSON or a traceback."""
+    return HTMLResponse(
+        render(
+            "error.html",
+            title=ERROR_TITLES.get(status_code, "Error" if status_code >= 500 else "Refused"),
+            message=message,
+            trial=trial,
+            as_of=as_of,
+            href=_href(request, as_of),
+            path=request.url.path,
+        ),
+        status_code=status_code,
+    )
+
+
+def _choose_site(
+    request: Request, trial: str | None, as_of: str | None, exc: page_data.SiteNeeded
+) -> HTMLResponse:
+    """Several sites use this patient id: a link to each site's patient (HTTP 409)."""
+    href = _href(request, as_of)
+    return HTMLResponse(
+        render(
+            "choose_site.html",
+            message=str(exc),
+            links=[(site, href(request.url.path, site=site)) for site in exc.sites],
+            trial=trial,
+            as_of=as_of,
+            href=href,
+            path=request.url.path,
+        ),
+        status_code=409,
+    )
 
 
 @pages.get("/", response_class=HTMLResponse)
@@ -217,14 +255,16 @@ async def patients(trial: str, request: Request) -> Response:
 
 
 @pages.get("/trials/{trial}/patients/{patient}", response_class=HTMLResponse)
-async def patient(trial: str, patient: str, request: Request) -> Response:
+async def patient(trial: str, patient: str, request: Request, site: str | None = None) -> Response:
+    """One patient; `site` names the patient's site when several sites use the id."""
     return await _page(
         request,
         "patient.html",
         trial,
-        lambda api: page_data.patient(api, trial, patient),
+        lambda api: page_data.patient(api, trial, patient, site),
         active="patients",
         patient_id=patient,
+        site_param=site,
     )
 
 

@@ -25,7 +25,8 @@
     row.appendChild(cell("open", "status"));
     const who = document.createElement("td");
     const link = document.createElement("a");
-    link.href = patientBase + encodeURIComponent(alert.patient_id);
+    link.href = patientBase + encodeURIComponent(alert.patient_id) +
+      "?site=" + encodeURIComponent(alert.site_id);
     link.className = "patient-link";
     link.textContent = alert.site_id + "/" + alert.patient_id;
     who.appendChild(link);
