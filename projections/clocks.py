@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from events import ProtocolParameters, SaeAcknowledged
+from projections.calendar import add_days
 from projections.history import Effective
 from projections.safety import AeEpisode
 
@@ -130,12 +131,7 @@ def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
 
 
 def _plus_days(day: dt.date | None, days: int) -> dt.date | None:
-    if day is None:
-        return None
-    try:
-        return day + dt.timedelta(days)
-    except OverflowError:
-        return None
+    return None if day is None else add_days(day, days)
 
 
 def alert_id(trigger_event_id: str) -> str:
@@ -205,7 +201,7 @@ def site_awareness_flags(
     flags = []
     if entered is not None and aware > entered:
         flags.append(SITE_AWARE_AFTER_ENTRY)
-    if aware.date() < onset - dt.timedelta(days=1):  # a day's slack for time zones
+    if aware.date() < add_days(onset, -1):  # a day's slack for time zones
         flags.append(SITE_AWARE_BEFORE_ONSET)
     return tuple(flags)
 

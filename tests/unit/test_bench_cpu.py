@@ -12,17 +12,49 @@ from tests.bench.cpu import CpuMeter, Span, _read, budget_us_per_event
 
 pytestmark = pytest.mark.unit
 
-# A "server" that forks a worker to do its work, as PostgreSQL does a backend per connection:
-# the worker burns CPU until told to stop, then exits and is reaped by the server.
-SERVER = """
+# A "server" that forks a worker to do its work, as PostgreSQL does a backend per connection.
+# The worker burns a fixed amount of CPU when told to (however slow the machine is) and says
+# so; the server then kills and reaps it when told to, and says so. The test waits on those
+# words, never on the clock, so a machine busy with other work changes nothing.
+WORKER = (
+    "import sys, time\n"
+    "sys.stdin.readline()\n"
+    "until = time.process_time() + 0.4\n"
+    "while time.process_time() < until: pass\n"
+    "print('burnt', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+SERVER = f"""
 import subprocess, sys
-worker = subprocess.Popen([sys.executable, "-c", "import sys\\nwhile not sys.stdin.readline(): pass\\nx = 0\\nwhile True: x += 1"], stdin=subprocess.PIPE)
+worker = subprocess.Popen([sys.executable, "-c", {WORKER!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+print("started", flush=True)
 sys.stdin.readline()
 worker.stdin.write(b"go\\n"); worker.stdin.flush()
+worker.stdout.readline()
+print("burnt", flush=True)
 sys.stdin.readline()
 worker.kill(); worker.wait()
+print("reaped", flush=True)
 sys.stdin.readline()
 """
+
+
+def _tell(server: subprocess.Popen[bytes], expect: str | None = None) -> None:
+    """Send the server its next line and, if given, wait for the word it answers with."""
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write(b"\n")
+    server.stdin.flush()
+    if expect is not None:
+        assert server.stdout.readline().decode().strip() == expect
+
+
+def _start(script: str, first_word: str) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert server.stdout is not None
+    assert server.stdout.readline().decode().strip() == first_word
+    return server
 
 
 HELPER = "import time\nuntil = time.process_time() + 0.4\nwhile time.process_time() < until: pass"
@@ -47,23 +79,17 @@ def test_a_span_reports_cpu_per_event_by_process_and_in_total() -> None:
 
 
 def test_the_meter_counts_the_client_and_a_server_with_its_reaped_worker() -> None:
-    server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE)
-    assert server.stdin is not None
+    server = _start(SERVER, "started")
     try:
-        time.sleep(0.5)  # the worker is started and idle
         meter = CpuMeter({"server": server.pid})
         with meter.span() as span:
             _burn(0.3)  # the client's own work
-            server.stdin.write(b"\n")  # the worker starts burning
-            server.stdin.flush()
-            time.sleep(0.6)
-            server.stdin.write(b"\n")  # the worker is killed and reaped
-            server.stdin.flush()
-            time.sleep(0.3)
+            _tell(server, "burnt")  # the worker burns its 0.4 s
+            _tell(server, "reaped")  # the worker is killed and reaped
         span.events = 1_000
         assert 0.25 <= span.cpu_seconds["client"] < 0.9
         # the reaped worker's CPU still counts, through its parent's children times
-        assert span.cpu_seconds["server"] >= 0.3
+        assert span.cpu_seconds["server"] >= 0.35
         assert span.per_event_us()["total"] == pytest.approx(
             1e6 * (span.cpu_seconds["client"] + span.cpu_seconds["server"]) / 1_000
         )
@@ -76,36 +102,34 @@ def test_the_meter_counts_the_client_and_a_server_with_its_reaped_worker() -> No
         assert helped.cpu_seconds["client"] >= 0.3
         assert helped.cpu_seconds["server"] < 0.05
     finally:
-        server.stdin.write(b"\n")
-        server.stdin.close()
+        _tell(server)
         server.wait(10)
 
 
 # A "server" whose worker has already worked when the span starts and ends inside it: the
 # parent gains the worker's whole lifetime on reaping it, and the span must not.
-BUSY_BEFORE = """
+BUSY_BEFORE = f"""
 import subprocess, sys
-worker = subprocess.Popen([sys.executable, "-c", "import time\\nuntil = time.process_time() + 0.5\\nwhile time.process_time() < until: pass\\nimport sys\\nsys.stdin.readline()"], stdin=subprocess.PIPE)
+worker = subprocess.Popen([sys.executable, "-c", {WORKER!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+worker.stdin.write(b"go\\n"); worker.stdin.flush()
+worker.stdout.readline()
+print("burnt", flush=True)
 sys.stdin.readline()
 worker.stdin.write(b"end\\n"); worker.stdin.flush(); worker.wait()
+print("reaped", flush=True)
 sys.stdin.readline()
 """
 
 
 def test_a_child_that_ends_in_the_span_counts_only_what_it_spent_in_it() -> None:
-    server = subprocess.Popen([sys.executable, "-c", BUSY_BEFORE], stdin=subprocess.PIPE)
-    assert server.stdin is not None
+    server = _start(BUSY_BEFORE, "burnt")  # the worker has burnt its 0.4 s and waits
     try:
-        time.sleep(1.5)  # the worker has burnt its 0.5 s and waits
         meter = CpuMeter({"server": server.pid})
         with meter.span() as span:
-            server.stdin.write(b"\n")  # the worker ends and is reaped
-            server.stdin.flush()
-            time.sleep(0.5)
+            _tell(server, "reaped")  # the worker ends and is reaped
         assert span.cpu_seconds["server"] < 0.2
     finally:
-        server.stdin.write(b"\n")
-        server.stdin.close()
+        _tell(server)
         server.wait(10)
 
 
