@@ -31,13 +31,13 @@ from events import (
     ScanRead,
     ScanReadData,
 )
+from events.trial import EARLIEST_FIRST_ENROLLMENT
 from projections.baseline import (
     NO_MEASURABLE_DISEASE,
     describe,
     screening_window_opens,
     unusable_baseline_flag,
 )
-from events.trial import EARLIEST_FIRST_ENROLLMENT
 from projections.history import Recorded, effective_history
 from projections.mrecist import MRecist
 from projections.recist import Recist, select_baseline

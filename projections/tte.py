@@ -31,7 +31,6 @@ from events import (
     Withdrawn,
 )
 from projections.baseline import usable_as_baseline
-from projections.calendar import add_days
 from projections.history import Effective
 from projections.memo import PrefixMemo
 from projections.tte_rules import (

@@ -18,8 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events import ProtocolParameters
-from events import Attribution
+from events import Attribution, ProtocolParameters
 from events.envelope import TOKEN_RE
 from projections.clocks import SaeClock
 from projections.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
