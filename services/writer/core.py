@@ -42,12 +42,12 @@ from projections.intake_rules import (
     AeCheck,
     FieldError,
     PatientFacts,
-    baseline_warnings,
     check_event,
     error_path,
     extend_facts,
     patient_facts,
 )
+from projections.intake_warnings import baseline_warnings
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
 

@@ -18,7 +18,8 @@ from projections.ctcae import check_ae
 from projections.endpoints import TrialParameters
 from projections.endpoints_summary import ResponseOutcome, response_rates
 from projections.incidence import incidence_tables
-from projections.intake_rules import baseline_warnings, check_event, patient_facts
+from projections.intake_rules import check_event, patient_facts
+from projections.intake_warnings import baseline_warnings
 from projections.recist import PD, PR, SD
 from projections.response import MRECIST, RECIST
 from tests.unit.test_endpoints import (
