@@ -35,9 +35,9 @@ def baseline_warnings(
     dose already recorded. A first dose dated before the recorded baseline scan: that scan
     can no longer serve as baseline.
     """
-    startdt = _first_dose_on(facts.events.values())
     match event:
         case ScanRead(data=data) if data.timepoint == "baseline":
+            startdt = _first_dose_on(facts.events.values())
             warnings = _selection_warnings(data)
             flag = unusable_baseline_flag(event.occurred_on, facts.enrolled_on, startdt, params)
             if flag is not None:
@@ -45,7 +45,12 @@ def baseline_warnings(
             return warnings
         case InfusionGiven() | DoseModified():
             dosed = _first_dose_on([event])
-            if dosed is None or (startdt is not None and startdt <= dosed):
+            latest = facts.latest_clinical_on
+            # Doses entered as they are given postdate every scan: nothing to look up then.
+            if dosed is None or latest is None or dosed >= latest:
+                return []
+            startdt = _first_dose_on(facts.events.values())
+            if startdt is not None and startdt <= dosed:
                 return []
             return [
                 FieldError("occurred_on", describe(flag))
