@@ -503,3 +503,11 @@ def test_ae_that_became_life_threatening_only_after_the_cutoff_is_not_serious_at
     assert incidence_tables([pneumonitis]).serious.patients == 1
     at_cutoff = incidence_tables([pneumonitis], ProtocolParameters(data_cutoff="2025-01-31"))
     assert (at_cutoff.serious.patients, at_cutoff.overall.grade(2).patients) == (0, 1)
+
+
+def test_ongoing_lenvatinib_of_a_patient_lost_to_follow_up_ends_at_the_last_contact() -> None:
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    contact(ledger, "2024-04-10")
+    ledger.add("withdrawn", "2024-06-30", {"kind": "lost_to_follow_up"})
+    assert trtedt(ledger) == "2024-04-10"
