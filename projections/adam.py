@@ -76,7 +76,8 @@ class AdslRow(AdamRow):
     (`projections.cutoff.last_exposure_on`): the last HAIC / PD-1 infusion; for lenvatinib
     (oral, daily) the discontinuation or interruption date — and while it is still being
     taken, the end of observed exposure: the earliest of the data cut-off, death,
-    discontinuation of all study treatment, withdrawal, and the last date known alive. Never
+    discontinuation of all study treatment, withdrawal of consent, and the last date known
+    alive (a declared loss to follow-up is not a contact). Never
     after the data cut-off; doses dated after it are not counted.
 
     BLFLGR / BLFLGM: the baseline's flags per RECIST 1.1 / mRECIST, joined by ";" (empty when

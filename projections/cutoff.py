@@ -41,7 +41,8 @@ def last_exposure_on(
       taken; while it is still being taken (its last dose change is a start, a reduction or a
       resumption), the patient takes it every day up to the end of observed exposure, which is
       the earliest of the data cut-off, the death, the discontinuation of all study treatment,
-      the withdrawal, and the last date the patient was known alive (a contact of any kind).
+      the withdrawal of consent, and the last date the patient was known alive (a contact of
+      any kind; a declared loss to follow-up is not one).
       The date of the last dose change is never the end of an ongoing treatment.
     TRTEDT is the latest of the agents' dates, never before STARTDT nor after the cut-off.
     """
@@ -50,10 +51,11 @@ def last_exposure_on(
         return None
     last = dosing.last_dose_on
     if dosing.lenvatinib_status == "ongoing":
-        stops = [course.death_on, course.discontinued_on, course.withdrawn_on]
-        stopped = min((on for on in stops if on is not None), default=None)
-        seen_until = stopped if stopped is not None else course.last_known_alive_on
-        ends = [on for on in (cutoff, seen_until) if on is not None]
+        withdrawal = course.withdrawal
+        consent = withdrawal.on if withdrawal and withdrawal.kind == "consent_withdrawn" else None
+        stops = (cutoff, course.death_on, course.discontinued_on, consent)
+        # a loss to follow-up is declared later: the last contact ends what was observed
+        ends = [on for on in (*stops, course.last_known_alive_on) if on is not None]
         if ends:
             last = min(ends) if last is None else max(last, min(ends))
     if last is None:

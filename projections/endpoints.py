@@ -39,6 +39,7 @@ from projections.adam import (
     adsl_row,
     adtte_row,
 )
+from projections.best_response import BestResponse, confirmed_responses
 from projections.cutoff import as_of_cutoff, last_exposure_on
 from projections.history import Effective, Recorded, effective_history
 from projections.recist import CR, NE, PD, PR
@@ -47,11 +48,9 @@ from projections.response import (
     MRECIST,
     PVTT,
     RECIST,
-    BestResponse,
     PatientResponses,
     TimepointResponse,
     assess_patient,
-    confirmed_responses,
 )
 from projections.safety import AeEpisode, patient_safety
 from projections.tte import (

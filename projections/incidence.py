@@ -15,6 +15,7 @@ from types import MappingProxyType
 from scipy.stats import binomtest
 
 from events import ProtocolParameters
+from projections.calendar import add_days
 from projections.safety import AGENTS, AeEpisode, PatientSafety, TreatmentDates
 
 PatientKey = tuple[str, str, str]
@@ -146,7 +147,8 @@ def as_of_cutoff(patient: PatientSafety, parameters: ProtocolParameters) -> Pati
     before the cut-off (its worst grade is the worst of those), and its treatment-emergent
     flag is the rule of `projections.safety.ae_episodes` over those grades: onset in the
     window from STARTDT to the last dose + `teae_window_days`, or a pre-existing AE whose
-    grade rose inside it.
+    grade rose inside it. An AE that became serious only after the cut-off (by a grade 4/5
+    recorded after it, or a death after it) is not serious (nor a SUSAR) at the cut-off.
     """
     cutoff = parameters.data_cutoff
     if cutoff is None:
@@ -161,24 +163,26 @@ def as_of_cutoff(patient: PatientSafety, parameters: ProtocolParameters) -> Pati
         if dates.start_date is None or day < dates.start_date:
             return False
         end = dates.last_dose_on
-        return end is None or day <= end + dt.timedelta(days=parameters.teae_window_days)
+        return end is None or day <= add_days(end, parameters.teae_window_days)
 
     episodes: list[AeEpisode] = []
     for episode in patient.episodes:
         if episode.onset > cutoff:
             continue
         grades = tuple(g for g in episode.grades if g.occurred_on <= cutoff) or episode.grades[:1]
+        later = {g.seq for g in episode.grades if g not in grades}
         worsened = episode.pre_existing and any(
             g.grade > grades[0].grade and in_window(g.occurred_on) for g in grades[1:]
         )
-        episodes.append(
-            replace(
-                episode,
-                grades=grades,
-                worst_grade=max(g.grade for g in grades),
-                treatment_emergent=in_window(episode.onset) or worsened,
-            )
+        episode = replace(
+            episode,
+            grades=grades,
+            worst_grade=max(g.grade for g in grades),
+            treatment_emergent=in_window(episode.onset) or worsened,
         )
+        if _serious_only_after(episode, later, patient, cutoff):
+            episode = replace(episode, serious=False, seriousness=(), susar=False)
+        episodes.append(episode)
     death = patient.death
     return replace(
         patient,
@@ -186,6 +190,20 @@ def as_of_cutoff(patient: PatientSafety, parameters: ProtocolParameters) -> Pati
         episodes=tuple(episodes),
         death=None if death is None or death.occurred_on > cutoff else death,
     )
+
+
+def _serious_only_after(
+    episode: AeEpisode, later_grades: set[int], patient: PatientSafety, cutoff: dt.date
+) -> bool:
+    # The entry that first made the AE serious, when its clinical date is known: a grade
+    # record (grade 4/5) after the cut-off, or a linked death after it. (Seriousness added by
+    # an update without a grade carries no date here and stands.)
+    onset = episode.serious_onset
+    if onset is None:
+        return False
+    if onset.trigger == "death":
+        return patient.death is not None and patient.death.occurred_on > cutoff
+    return onset.seq in later_grades
 
 
 def incidence_tables(

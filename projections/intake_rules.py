@@ -7,7 +7,7 @@ parameters and today's date go in; a list of field errors comes out (empty = acc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,18 +29,10 @@ from events import (
     ProtocolParametersSet,
     SaeAcknowledged,
     ScanRead,
-    ScanReadData,
 )
 from events.trial import EARLIEST_FIRST_ENROLLMENT
-from projections.baseline import (
-    NO_MEASURABLE_DISEASE,
-    describe,
-    screening_window_opens,
-    unusable_baseline_flag,
-)
+from projections.baseline import screening_window_opens
 from projections.history import Recorded, effective_history
-from projections.mrecist import MRecist
-from projections.recist import Recist, select_baseline
 
 ADMINISTRATIVE = (EventCorrected, EventRetracted, SaeAcknowledged)
 _TYPE_TAGS = frozenset(EVENT_CLASSES)
@@ -453,68 +445,3 @@ def error_path(loc: Sequence[int | str]) -> str:
 
 def _in_data(field_name: str) -> str:
     return field_name if field_name.startswith("data.") else f"data.{field_name}"
-
-
-def baseline_warnings(
-    facts: PatientFacts, event: LedgerEvent, params: ProtocolParameters
-) -> list[FieldError]:
-    """What an accepted event makes of the patient's baseline, for the site to see at once
-    (`projections.baseline`; the reply's `warnings`, never a reason to refuse).
-
-    A baseline scan: each RECIST 1.1 §3 selection breach (non-measurable target, > 5
-    targets, > 2 per organ, no measurable disease) per criterion, and a date after the first
-    dose already recorded. A first dose dated before the recorded baseline scan: that scan
-    can no longer serve as baseline.
-    """
-    startdt = _first_dose_on(facts.events.values())
-    match event:
-        case ScanRead(data=data) if data.timepoint == "baseline":
-            warnings = _selection_warnings(data)
-            flag = unusable_baseline_flag(event.occurred_on, facts.enrolled_on, startdt, params)
-            if flag is not None:
-                warnings.append(FieldError("occurred_on", describe(flag)))
-            return warnings
-        case InfusionGiven() | DoseModified():
-            dosed = _first_dose_on([event])
-            if dosed is None or (startdt is not None and startdt <= dosed):
-                return []
-            return [
-                FieldError("occurred_on", describe(flag))
-                for scan in facts.events.values()
-                if isinstance(scan, ScanRead) and scan.data.timepoint == "baseline"
-                if (
-                    flag := unusable_baseline_flag(
-                        scan.occurred_on, facts.enrolled_on, dosed, params
-                    )
-                )
-            ]
-        case _:
-            return []
-
-
-def _first_dose_on(events: Iterable[LedgerEvent]) -> dt.date | None:
-    # STARTDT as DOMAIN.md defines it: first HAIC / PD-1 infusion or lenvatinib start.
-    starts = [
-        e.occurred_on
-        for e in events
-        if isinstance(e, InfusionGiven)
-        or (
-            isinstance(e, DoseModified)
-            and e.data.agent == "lenvatinib"
-            and e.data.action == "start"
-        )
-    ]
-    return min(starts, default=None)
-
-
-def _selection_warnings(data: ScanReadData) -> list[FieldError]:
-    by_flag: dict[str, list[str]] = {}
-    for rules in (Recist(), MRecist()):
-        selected = select_baseline(rules, data)
-        flags = [*selected.flags, *(() if selected.measurable else (NO_MEASURABLE_DISEASE,))]
-        for flag in flags:
-            by_flag.setdefault(flag, []).append(rules.name)
-    return [
-        FieldError("data.lesions", f"{' and '.join(names)}: {describe(flag)}")
-        for flag, names in by_flag.items()
-    ]

@@ -43,13 +43,13 @@ from projections.intake_rules import (
     AeCheck,
     FieldError,
     PatientFacts,
-    baseline_warnings,
     check_event,
     error_path,
     extend_facts,
     patient_facts,
     trial_date_errors,
 )
+from projections.intake_warnings import baseline_warnings
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER

@@ -18,7 +18,8 @@ from projections.ctcae import check_ae
 from projections.endpoints import TrialParameters
 from projections.endpoints_summary import ResponseOutcome, response_rates
 from projections.incidence import incidence_tables
-from projections.intake_rules import baseline_warnings, check_event, patient_facts
+from projections.intake_rules import check_event, patient_facts
+from projections.intake_warnings import baseline_warnings
 from projections.recist import PD, PR, SD
 from projections.response import MRECIST, RECIST
 from tests.unit.test_endpoints import (
@@ -33,10 +34,12 @@ from tests.unit.test_endpoints import (
     scan_data,
 )
 from tests.unit.test_incidence import TABLES, p, trial_patients
+from tests.unit.test_incidence import treated as treated_patient
 from tests.unit.test_intake_rules import ENROLLED, TODAY, ev, history
 from tests.unit.test_intake_rules import errors as intake_errors
 from tests.unit.test_mrecist import responses
 from tests.unit.test_recist import WEEK_6, WEEK_12, baseline, scan, target
+from tests.unit.test_safety import reported, updated
 
 pytestmark = pytest.mark.unit
 
@@ -486,3 +489,25 @@ def test_first_dose_dated_before_the_recorded_baseline_scan_warns_that_it_is_los
     scan = baseline_read("2025-02-07", target_in("T1", 40))
     found = warnings_for(history(ENROLLED, scan), ev("infusion_given", occurred_on="2025-02-05"))
     assert found == [("occurred_on", describe("baseline_after_startdt:2025-02-07"))]
+
+
+def test_ae_that_became_life_threatening_only_after_the_cutoff_is_not_serious_at_the_cutoff() -> (
+    None
+):
+    # Pneumonitis grade 2 on 20 Jan 2025, grade 4 (life-threatening: serious) on 3 Feb.
+    pneumonitis = treated_patient(
+        1,
+        reported(11, "2025-01-20", "Pneumonitis", 2, patient="P01", expected=False),
+        updated(12, "2025-02-03", ae=11, grade=4, patient="P01"),
+    )
+    assert incidence_tables([pneumonitis]).serious.patients == 1
+    at_cutoff = incidence_tables([pneumonitis], ProtocolParameters(data_cutoff="2025-01-31"))
+    assert (at_cutoff.serious.patients, at_cutoff.overall.grade(2).patients) == (0, 1)
+
+
+def test_ongoing_lenvatinib_of_a_patient_lost_to_follow_up_ends_at_the_last_contact() -> None:
+    ledger = Ledger()
+    on_lenvatinib(ledger)
+    contact(ledger, "2024-04-10")
+    ledger.add("withdrawn", "2024-06-30", {"kind": "lost_to_follow_up"})
+    assert trtedt(ledger) == "2024-04-10"

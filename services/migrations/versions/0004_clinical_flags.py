@@ -5,7 +5,7 @@ response_timepoint.analysed / not_analysed_because: in the best-response window 
 best_response.baseline_flags / baseline_notes: the baseline's flags per criterion and their
 sentences (no usable baseline and why, non-measurable target, > 5 targets, > 2 per organ).
 
-Revision ID: 0004
+Revision ID: 0004_clinical_flags
 Revises: 0003
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0004"
-down_revision = "0003"
+revision = "0004_clinical_flags"
+down_revision = "0004_sae_follow_ups"
 branch_labels = None
 depends_on = None
 

@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0004_sae_follow_ups"
-down_revision = "0003"
+down_revision = "0004_parked_event"
 branch_labels = None
 depends_on = None
 
