@@ -29,6 +29,7 @@ from events import (
     AeUpdated,
     Death,
     EventCorrected,
+    EventCorrectedData,
     EventRetracted,
     LedgerEvent,
     ProtocolParameters,
@@ -244,12 +245,10 @@ def _correction_reach(ordered: tuple[Recorded, ...]) -> dict[int, frozenset[str]
     for entry in ordered:
         match entry.event:
             case EventCorrected(data=data) | EventRetracted(data=data):
-                named = (
-                    data.data.get("ae_event_id")
-                    if isinstance(entry.event, EventCorrected)
-                    else None
-                )
                 aes = {ae_by_id.get(data.target_event_id.lower())}
+                named = (
+                    data.data.get("ae_event_id") if isinstance(data, EventCorrectedData) else None
+                )
                 if isinstance(named, str):
                     aes.add(named.lower())
                 reach[entry.seq] = frozenset(ae for ae in aes if ae)
