@@ -223,7 +223,7 @@ def alert_clock(
     awareness_at = as_utc(recorded_at)
     awareness_on = None if awareness_at is None else awareness_at.date()
     days = expedited_days(episode.susar, episode.fatal_or_life_threatening)
-    quality = () if awareness_at is not None else (AWARENESS_UNKNOWN,)
+    quality: tuple[str, ...] = () if awareness_at is not None else (AWARENESS_UNKNOWN,)
     quality += site_awareness_flags(site_aware_at, awareness_at, episode.onset)
     usable_site_aware_at = None if SITE_AWARE_AT_UNUSABLE in quality else site_aware_at
     late = None

@@ -29,6 +29,7 @@ from events import (
     AeUpdated,
     Death,
     EventCorrected,
+    EventCorrectedData,
     EventRetracted,
     LedgerEvent,
     ProtocolParameters,
@@ -37,7 +38,7 @@ from events import (
 from projections.clocks import SaeClock, alert_clock, expedited_days, sae_clock
 from projections.history import Effective, Recorded, effective_history
 from projections.intake_rules import FieldError
-from projections.safety import AeEpisode, TreatmentDates, ae_episodes
+from projections.safety import AeEpisode, CaseFacts, CaseFold, TreatmentDates, ae_episodes
 
 BECAME_LIFE_THREATENING = "became_life_threatening"
 BECAME_FATAL = "became_fatal"
@@ -153,25 +154,32 @@ class _Case:
     severity: int  # 0 serious, 1 life-threatening, 2 fatal
 
 
-def _severity(episode: AeEpisode) -> int:
-    if episode.fatal:
+def _severity(facts: CaseFacts) -> int:
+    if facts.fatal:
         return 2
-    return 1 if episode.fatal_or_life_threatening else 0
+    return 1 if facts.life_threatening else 0
 
 
-def escalation_reasons(alerted: _Case, episode: AeEpisode) -> tuple[str, ...]:
+def facts_of(episode: AeEpisode) -> CaseFacts:
+    """The alert-relevant facts of a whole episode (as `CaseFold` yields them entry by entry)."""
+    return CaseFacts(
+        episode.serious, episode.susar, episode.fatal, "life_threatening" in episode.seriousness
+    )
+
+
+def escalation_reasons(alerted: _Case, facts: CaseFacts) -> tuple[str, ...]:
     """How the case now goes beyond everything its alerts said (DOMAIN.md: becomes
     life-threatening or fatal, becomes a SUSAR, or its clock shortens from 15 to 7 days)."""
-    if not episode.serious:
+    if not facts.serious:
         return ()
     reasons: list[str] = []
-    severity = _severity(episode)
+    severity = _severity(facts)
     if severity > alerted.severity:
         reasons.append(BECAME_FATAL if severity == 2 else BECAME_LIFE_THREATENING)
-    if episode.susar and not alerted.susar:
+    if facts.susar and not alerted.susar:
         reasons.append(BECAME_SUSAR)
     before = expedited_days(alerted.susar, alerted.severity >= 1)
-    now = expedited_days(episode.susar, episode.fatal_or_life_threatening)
+    now = expedited_days(facts.susar, facts.fatal or facts.life_threatening)
     if before == 15 and now == 7:
         reasons.append(CLOCK_SHORTENED)
     return tuple(reasons)
@@ -181,70 +189,112 @@ def _is_input(entry: Recorded) -> bool:
     return isinstance(entry.event, AeReported | AeUpdated | Death | EventCorrected | EventRetracted)
 
 
+_DEFAULT_PARAMETERS = ProtocolParameters()
+
+
 def alert_log(
     recorded: Sequence[Recorded],
-    parameters_at: ParametersAt = lambda _seq: ProtocolParameters(),
+    parameters_at: ParametersAt = lambda _seq: _DEFAULT_PARAMETERS,
     only: frozenset[str] | None = None,
 ) -> tuple[SaeAlert, ...]:
     """Every alert one patient's ledger calls for, in the order the entries raise them.
 
     `parameters_at(seq)`: the protocol parameters in force at a ledger seq (the late-entry
     threshold). `only`: AE ids (lower-case) to decide; an AE's alerts depend on its own
-    entries and on corrections alone, so deciding one AE need not fold the others.
+    entries and on corrections of them alone. An AE no correction reaches is folded once,
+    entry by entry (`CaseFold`); for one a correction reaches (it can reach back in time)
+    each of its steps re-reads the effective history as of that entry.
     """
     ordered = tuple(sorted((entry for entry in recorded if _is_input(entry)), key=_seq))
+    reach = _correction_reach(ordered)
+    corrected = frozenset().union(*reach.values())
+    grown: dict[str, list[Effective]] = {}
+    folds: dict[str, CaseFold] = {}
     cases: dict[str, _Case] = {}
     alerts: list[SaeAlert] = []
     for position, entry in enumerate(ordered):
-        touched = touched_aes(entry.event)
-        if touched is not None and only is not None:
+        touched = reach.get(entry.seq) or touched_aes(entry.event) or frozenset()
+        if only is not None:
             touched &= only
-        if touched is not None and not touched:
-            continue
-        wanted = touched if touched is not None else only
-        effective = effective_history(ordered[: position + 1]).events
-        parameters = parameters_at(entry.seq)
-        for ae, entries in _by_ae(effective, wanted).items():
-            episodes = ae_episodes(entries, parameters, _NO_DATES)
-            if not episodes or not episodes[0].serious:
-                continue  # not serious (yet), or its report retracted
-            alert = _next_alert(cases.get(ae), episodes[0], entry, parameters)
+        steps: list[tuple[str, CaseFacts, list[Effective]]] = []
+        for ae in sorted(touched - corrected):  # never corrected: folded once, entry by entry
+            effective_entry = Effective(entry.seq, entry.event)
+            grown.setdefault(ae, []).append(effective_entry)
+            steps.append((ae, folds.setdefault(ae, CaseFold()).add(effective_entry), grown[ae]))
+        if touched & corrected:  # a correction reaches back: the history as of this entry
+            effective = effective_history(ordered[: position + 1]).events
+            steps += _steps_from_history(effective, touched & corrected)
+        for ae, facts, entries in steps:
+            alert = _next_alert(cases.get(ae), facts, entries, entry, parameters_at(entry.seq))
             if alert is not None:
                 alerts.append(alert)
-                episode = episodes[0]
                 before = cases.get(ae)
                 cases[ae] = _Case(
                     alert.alert_id,
-                    episode.susar or (before is not None and before.susar),
-                    max(_severity(episode), before.severity if before else 0),
+                    facts.susar or (before is not None and before.susar),
+                    max(_severity(facts), before.severity if before else 0),
                 )
     return tuple(alerts)
+
+
+def _correction_reach(ordered: tuple[Recorded, ...]) -> dict[int, frozenset[str]]:
+    """The AEs each correction or retraction can change (by seq): the AE of its target, and
+    the AE a corrected link now names. Corrections of other events change no alert."""
+    ae_by_id: dict[str, str] = {}
+    reach: dict[int, frozenset[str]] = {}
+    for entry in ordered:
+        match entry.event:
+            case EventCorrected(data=data) | EventRetracted(data=data):
+                aes = {ae_by_id.get(data.target_event_id.lower())}
+                named = (
+                    data.data.get("ae_event_id") if isinstance(data, EventCorrectedData) else None
+                )
+                if isinstance(named, str):
+                    aes.add(named.lower())
+                reach[entry.seq] = frozenset(ae for ae in aes if ae)
+            case _:
+                ae = ae_of(entry.event)
+                if ae is not None:
+                    ae_by_id[str(entry.event.event_id).lower()] = ae
+    return reach
 
 
 def _seq(entry: Recorded) -> int:
     return entry.seq
 
 
-def _by_ae(
-    effective: tuple[Effective, ...], wanted: frozenset[str] | None
-) -> dict[str, list[Effective]]:
+def _steps_from_history(
+    effective: tuple[Effective, ...], wanted: frozenset[str]
+) -> list[tuple[str, CaseFacts, list[Effective]]]:
     grouped: dict[str, list[Effective]] = {}
     for item in effective:
         ae = ae_of(item.event)
-        if ae is not None and (wanted is None or ae in wanted):
+        if ae is not None and ae in wanted:
             grouped.setdefault(ae, []).append(item)
-    return grouped
+    steps = []
+    for ae, entries in grouped.items():
+        episodes = ae_episodes(entries, _DEFAULT_PARAMETERS, _NO_DATES)
+        if episodes:  # none when its report is retracted
+            steps.append((ae, facts_of(episodes[0]), entries))
+    return steps
 
 
 def _next_alert(
-    alerted: _Case | None, episode: AeEpisode, entry: Recorded, parameters: ProtocolParameters
+    alerted: _Case | None,
+    facts: CaseFacts,
+    entries: list[Effective],
+    entry: Recorded,
+    parameters: ProtocolParameters,
 ) -> SaeAlert | None:
+    if not facts.serious:
+        return None
+    reasons = () if alerted is None else escalation_reasons(alerted, facts)
+    if alerted is not None and not reasons:
+        return None
+    [episode] = ae_episodes(entries, parameters, _NO_DATES)  # only when an alert is raised
     if alerted is None:
         clock = sae_clock(episode, (), parameters)
     else:
-        reasons = escalation_reasons(alerted, episode)
-        if not reasons:
-            return None
         event = entry.event
         site_aware_at = event.data.site_aware_at if isinstance(event, AeUpdated) else None
         clock = replace(

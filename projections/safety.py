@@ -198,6 +198,51 @@ def _serious_now(fold: _Fold) -> bool:
     return fold.record.serious or worst >= 4 or fold.record.outcome == "fatal" or fold.died
 
 
+def _fatal(fold: _Fold, record: AeReportedData) -> bool:
+    worst = max(grade.grade for grade in fold.grades)
+    return worst == 5 or record.outcome == "fatal" or fold.died
+
+
+def _life_threatening(fold: _Fold, record: AeReportedData) -> bool:
+    # grade 4 once reached implies life-threatening (CTCAE v5.0 / ICH E2A)
+    return "life_threatening" in record.seriousness or any(g.grade == 4 for g in fold.grades)
+
+
+def _susar(record: AeReportedData, serious: bool) -> bool:
+    return serious and record.expected is not True and is_suspected(record.attribution)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    """What an AE's SAE alerts depend on, after some of its entries (DOMAIN.md)."""
+
+    serious: bool
+    susar: bool
+    fatal: bool
+    life_threatening: bool
+
+
+class CaseFold:
+    """An AE's facts entry by entry, folded once (`projections.sae_alerts` asks after each
+    entry whether the case escalated): the same fold and rules as `ae_episodes`."""
+
+    __slots__ = ("_fold",)
+
+    def __init__(self) -> None:
+        self._fold = _Fold()
+
+    def add(self, entry: Effective) -> CaseFacts:
+        """Apply one more of the AE's entries (ledger order); the case's facts after it."""
+        fold = self._fold = _evolve(self._fold, entry)
+        record = fold.record
+        if record is None:
+            return CaseFacts(False, False, False, False)
+        serious = _serious_now(fold)
+        return CaseFacts(
+            serious, _susar(record, serious), _fatal(fold, record), _life_threatening(fold, record)
+        )
+
+
 def _apply_update(record: AeReportedData, update: AeUpdated) -> AeReportedData:
     given = {
         name: getattr(update.data, name)
@@ -280,9 +325,9 @@ def _episode(
     if record is None or onset is None:  # unreachable: the report is among its own links
         raise ValueError(f"AE {report.event.event_id} has no report")
     worst = max(grade.grade for grade in fold.grades)
-    fatal = worst == 5 or record.outcome == "fatal" or fold.died
+    fatal = _fatal(fold, record)
     implied: list[Seriousness] = []
-    if any(grade.grade == 4 for grade in fold.grades):
+    if _life_threatening(fold, record):
         implied.append("life_threatening")
     if fatal:
         implied.append("death")
@@ -322,7 +367,7 @@ def _episode(
         related_agents=related,
         expected=record.expected,
         immune_related=record.immune_related,
-        susar=serious and record.expected is not True and is_suspected(record.attribution),
+        susar=_susar(record, serious),
         action_taken=record.action_taken,
         outcome=record.outcome,
         resolved_on=record.resolved_on,

@@ -71,12 +71,22 @@ def alerts_table(alerts: list[dict[str, Any]], in_stream: int | None) -> Table:
     table.add_row("raised (SAE clocks in the read model)", str(len(alerts)))
     if in_stream is not None:
         table.add_row("published to ALERTS", str(in_stream))
+    table.add_row(
+        "  follow-ups (escalations)", str(sum(a.get("kind") == "follow_up" for a in alerts))
+    )
     table.add_row("SUSARs (expedited report)", str(sum(a["susar"] for a in alerts)))
     table.add_row("  due in 7 days", str(sum(a["expedited_days"] == 7 for a in alerts)))
     table.add_row("  due in 15 days", str(sum(a["expedited_days"] == 15 for a in alerts)))
     table.add_row(
         "late entries (> 24 h after site awareness)",
         str(sum(bool(a["late_entry"]) for a in alerts)),
+    )
+    table.add_row(
+        "clock unknown (data quality)", str(sum(bool(a.get("clock_unknown")) for a in alerts))
+    )
+    table.add_row(
+        "causality / expectedness not yet assessed",
+        str(sum(bool(a.get("not_yet_assessed")) for a in alerts)),
     )
     for status in ("open", "acknowledged", "overdue"):
         table.add_row(status, str(sum(a["status"] == status for a in alerts)))

@@ -24,6 +24,7 @@ SCAN_INTERVAL_DAYS = 42
 TEAE_WINDOW_DAYS = 30
 LENVATINIB_STEPS = (12, 8, 4)
 
+ASSESSED_UNRELATED = {"haic": "unrelated", "pd1": "unrelated", "lenvatinib": "unrelated"}
 # CTCAE v5.0 term, highest non-fatal grade the table allows, usual attribution,
 # immune-related, relative frequency under this regimen.
 AE_TERMS: tuple[tuple[str, int, dict[str, str], bool, int], ...] = (
@@ -403,7 +404,8 @@ class Course:
             seriousness = ["life_threatening", "hospitalisation"]
         data: dict[str, Any] = {
             "term": ae.term, "grade": ae.grade, "serious": ae.serious,
-            "seriousness": seriousness, "attribution": dict(ae.attribution),
+            # the investigator assesses every agent (unnamed ones as unrelated): not left open
+            "seriousness": seriousness, "attribution": {**ASSESSED_UNRELATED, **ae.attribution},
             "expected": not (ae.serious and r.random() < 0.3), "immune_related": ae.immune,
             "action_taken": "none", "outcome": "not_recovered",
             "site_aware_at": f"{aware_on.isoformat()}T{'00:05' if aware_on == self.cutoff else clock}:00Z",

@@ -38,10 +38,27 @@ ACK_NAMESPACE = uuid.UUID("6f1c3c55-6b0e-4d55-9a57-2b8f5a7c1e01")
 Submit = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def acknowledgement(alert: dict[str, Any], officer: str, today: dt.date) -> dict[str, Any]:
-    """The `sae_acknowledged` event an officer submits for an alert (DESIGN.md, DOMAIN.md)."""
+def acknowledgement(
+    alert: dict[str, Any],
+    officer: str,
+    today: dt.date,
+    *,
+    note: str | None = None,
+    reported_on: dt.date | None = None,
+) -> dict[str, Any]:
+    """The `sae_acknowledged` event an officer submits for one alert (DESIGN.md, DOMAIN.md);
+    with `reported_on`, the date its expedited report was submitted. The event_id is derived
+    from (alert, officer[, report date]): a retry is answered "duplicate", and acknowledging
+    by `alerts follow --ack` or `alerts ack` is the same event."""
+    name = f"{alert['alert_id']}|{officer}"
+    data: dict[str, Any] = {"alert_id": alert["alert_id"], "ae_event_id": alert["ae_event_id"]}
+    if reported_on is not None:
+        name += f"|report|{reported_on.isoformat()}"
+        data["expedited_report_submitted_on"] = reported_on.isoformat()
+    if note:
+        data["note"] = note
     return {
-        "event_id": str(uuid.uuid5(ACK_NAMESPACE, f"{alert['alert_id']}|{officer}")),
+        "event_id": str(uuid.uuid5(ACK_NAMESPACE, name)),
         "type": "sae_acknowledged",
         "schema_version": 1,
         "trial_id": alert["trial_id"],
@@ -49,24 +66,30 @@ def acknowledgement(alert: dict[str, Any], officer: str, today: dt.date) -> dict
         "patient_id": alert["patient_id"],
         "occurred_on": today.isoformat(),
         "recorded_by": officer,
-        "data": {"alert_id": alert["alert_id"], "ae_event_id": alert["ae_event_id"]},
+        "data": data,
     }
 
 
 def describe(alert: dict[str, Any]) -> str:
     """One line per alert for the terminal (no clinical free text: term and grade only)."""
     clock = (
-        f"expedited report due {alert['report_due']} ({alert['expedited_days']} d)"
+        f"expedited report due {alert.get('report_due') or 'UNKNOWN'} ({alert['expedited_days']} d)"
         if alert.get("expedited_days")
         else "no expedited report"
     )
     late = " [bold red]LATE ENTRY[/bold red]" if alert.get("late_entry") else ""
     susar = " [bold]SUSAR[/bold]" if alert.get("susar") else ""
+    kind = "SAE"
+    if alert.get("kind") == "follow_up":
+        kind = f"SAE FOLLOW-UP ({', '.join(alert.get('reasons') or [])}) of {alert.get('follows')}"
+    notes = [f"{item} not yet assessed" for item in alert.get("not_yet_assessed") or []]
+    notes += [f"data quality: {flag}" for flag in alert.get("data_quality") or []]
+    flagged = f" [yellow]{'; '.join(notes)}[/yellow]" if notes else ""
     return (
-        f"[bold red]SAE[/bold red] {alert['alert_id']} {alert['trial_id']}/{alert['site_id']}/"
+        f"[bold red]{kind}[/bold red] {alert['alert_id']} {alert['trial_id']}/{alert['site_id']}/"
         f"{alert['patient_id']} {alert['term']} grade {alert['grade']} "
         f"({', '.join(alert.get('seriousness') or []) or '-'}){susar} — {clock}; "
-        f"ledger seq {alert['seq']}{late}"
+        f"ledger seq {alert['seq']}{late}{flagged}"
     )
 
 

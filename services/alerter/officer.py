@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from typing import Any
 
 from rich.console import Console
@@ -19,7 +18,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS
-from services.alerter.follow import ACK_NAMESPACE
+from services.alerter.follow import acknowledgement
 from services.client import SiteClient
 from services.ledger_io import ensure_streams, read_stream
 from services.migrate import active_build, make_engine
@@ -50,37 +49,6 @@ LIST_FIELDS = (
     "data_quality",
     "not_yet_assessed",
 )
-
-
-def acknowledgement_event(
-    alert: dict[str, Any],
-    officer: str,
-    today: dt.date,
-    *,
-    note: str | None = None,
-    reported_on: dt.date | None = None,
-) -> dict[str, Any]:
-    """The `sae_acknowledged` event for one alert. Its event_id is derived from (alert,
-    officer[, report date]): repeating the command is answered "duplicate", and the same
-    acknowledgement made by `alerts follow --ack` is recognised as the same event."""
-    name = f"{alert['alert_id']}|{officer}"
-    data: dict[str, Any] = {"alert_id": alert["alert_id"], "ae_event_id": alert["ae_event_id"]}
-    if reported_on is not None:
-        name += f"|report|{reported_on.isoformat()}"
-        data["expedited_report_submitted_on"] = reported_on.isoformat()
-    if note:
-        data["note"] = note
-    return {
-        "event_id": str(uuid.uuid5(ACK_NAMESPACE, name)),
-        "type": "sae_acknowledged",
-        "schema_version": 1,
-        "trial_id": alert["trial_id"],
-        "site_id": alert["site_id"],
-        "patient_id": alert["patient_id"],
-        "occurred_on": today.isoformat(),
-        "recorded_by": officer,
-        "data": data,
-    }
 
 
 def _listed(row: Any, now: dt.datetime) -> dict[str, Any]:
@@ -223,7 +191,7 @@ async def run_ack(
         if alert is None:
             console.print(f"[red]no alert {alert_id} was raised[/red] (not in {ALERTS_STREAM})")
             return 1
-        event = acknowledgement_event(
+        event = acknowledgement(
             alert,
             officer,
             today or dt.datetime.now(dt.UTC).date(),

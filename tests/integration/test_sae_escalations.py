@@ -5,8 +5,6 @@ of alerts the ledger called for."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 import uuid
 from collections import Counter
@@ -14,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.js.errors import NotFoundError
 
 from events import decode
-from events.subjects import LEDGER_STREAM
 from projections.history import Recorded
-from services.alerter.app import DURABLE, AlerterApp
+from services.alerter.app import AlerterApp
 from services.alerter.app import create_app as create_alerter
 from services.client import SiteClient
 from services.ledger_io import read_stream
@@ -34,6 +30,7 @@ from tests.integration.test_safety import (  # the fixtures are shared with test
     alerts_in_stream,
     enrolled_trial,
     nats_only,  # noqa: F401
+    wait_alerter,
     writer,  # noqa: F401
 )
 
@@ -96,25 +93,6 @@ async def expected_alert_ids(settings: Settings, trial: str) -> Counter[str]:
     )
 
 
-async def caught_up(settings: Settings, timeout: float = 120) -> None:
-    """Until the alerter's durable consumer has settled every ledger entry (it may be gone for
-    a moment while a restarted alerter re-creates it at its ack floor)."""
-    nc = await connect(settings.nats_url or "")
-    js = nc.jetstream()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while loop.time() < deadline:
-            with contextlib.suppress(NotFoundError):
-                info = await js.consumer_info(LEDGER_STREAM, DURABLE)
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    return
-            await asyncio.sleep(0.1)
-        raise AssertionError("the alerter did not catch up")
-    finally:
-        await nc.close()
-
-
 @pytest.mark.fault
 async def test_every_sae_and_every_escalation_is_alerted_exactly_once_across_alerter_kills(
     writer: WriterApp, nats_only: Settings, tmp_path: Path
@@ -155,7 +133,7 @@ async def test_every_sae_and_every_escalation_is_alerted_exactly_once_across_ale
                 process.wait(10)
                 kills += 1
                 process = _alerter_process(nats_only, tmp_path)
-        await caught_up(nats_only)
+        await wait_alerter(nats_only, timeout=120)
     finally:
         process.terminate()
         process.wait(20)

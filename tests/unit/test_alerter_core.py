@@ -196,3 +196,27 @@ def test_an_update_is_decided_on_its_own_ae_alone_and_a_correction_on_every_ae()
     # corrected back to grade 3, the second AE is no longer serious — but its alert was
     # raised and stays raised: the correction calls for nothing new
     assert alerts_due([*history, correction], DEFAULTS, None) == alerts_due(history, DEFAULTS, None)
+
+
+def test_a_follow_up_is_shown_as_such_with_its_reasons_and_what_is_not_yet_assessed() -> None:
+    from services.alerter.follow import describe
+
+    line = describe(
+        {
+            **ALERT,
+            "alert_id": f"{ALERT['alert_id']}-fu-9",
+            "kind": "follow_up",
+            "follows": ALERT["alert_id"],
+            "reasons": ["became_life_threatening", "clock_shortened_to_7_days"],
+            "expedited_days": 7,
+            "report_due": None,
+            "not_yet_assessed": ["expectedness"],
+            "data_quality": ["site_aware_at_unusable"],
+        }
+    )
+    assert (
+        f"FOLLOW-UP (became_life_threatening, clock_shortened_to_7_days) of {ALERT['alert_id']}"
+        in line
+    )
+    assert "due UNKNOWN (7 d)" in line
+    assert "expectedness not yet assessed" in line and "site_aware_at_unusable" in line

@@ -256,3 +256,43 @@ def test_a_v1_ae_report_keeps_its_assessment_and_an_omitted_one_reads_as_not_yet
     assert kept.schema_version == unassessed.schema_version == 2
     assert (kept.data.attribution.pd1, kept.data.expected) == ("unrelated", True)
     assert (unassessed.data.attribution.pd1, unassessed.data.expected) == (None, None)
+
+
+def _correction(n: int, target: int, data: dict[str, Any], recorded_at: str) -> LedgerEvent:
+    from events import EventCorrected
+
+    return EventCorrected(
+        **{**_envelope(n, recorded_at[:10], "P0001", recorded_at), "reason": "mistyped"},
+        data={"target_event_id": event_id(target), "data": data},
+    )
+
+
+def test_a_correction_that_escalates_the_case_raises_a_follow_up_from_the_correction() -> None:
+    corrected_to_4 = _correction(
+        2,
+        1,
+        {"term": "Hypertension", "grade": 4, **HOSPITALISED, **ASSESSED_SUSPECTED},
+        "2025-02-05T09:00:00+00:00",
+    )
+    initial, follow_up = log(SUSAR_G3, corrected_to_4)
+    assert follow_up.alert_id == f"sae-{event_id(1)}-fu-2"
+    assert follow_up.clock.awareness_at == T("2025-02-05T09:00:00+00:00")
+    assert (initial.clock.expedited_days, follow_up.clock.expedited_days) == (15, 7)
+
+
+def test_the_entry_by_entry_fold_and_the_whole_episode_agree_on_every_prefix() -> None:
+    from projections.sae_alerts import facts_of
+    from projections.safety import CaseFold
+
+    entries = history(
+        reported(1, "2025-02-01", grade=2, expected=False),
+        updated(2, "2025-02-02", ae=1, grade=3, **HOSPITALISED),
+        updated(3, "2025-02-03", ae=1, **ASSESSED_SUSPECTED),
+        updated(4, "2025-02-04", ae=1, grade=4),
+        updated(5, "2025-02-05", ae=1, serious=False),
+        death(6, "2025-02-06", ae=1),
+    )
+    fold = CaseFold()
+    for cut, entry in enumerate(entries, 1):
+        [episode] = ae_episodes(entries[:cut], PARAMETERS, ON_PD1)
+        assert fold.add(entry) == facts_of(episode)
