@@ -26,7 +26,12 @@ def connect_options(creds: str | None) -> dict[str, Any]:
     path = Path(creds)
     if JWT_CREDS_MARKER in path.read_text():
         return {"user_credentials": str(path)}
-    return {"nkeys_seed": str(path), "inbox_prefix": inbox_prefix(path.stem)}
+    return {"nkeys_seed": str(path), "inbox_prefix": credential_inbox_prefix(path)}
+
+
+def credential_inbox_prefix(seed_file: str | Path) -> str:
+    """The inbox prefix of the identity whose seed file is `<user>.nk`: `_INBOX_<user>`."""
+    return inbox_prefix(Path(seed_file).stem)
 
 
 def broker_options(creds: str | None) -> dict[str, Any]:

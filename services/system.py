@@ -17,13 +17,12 @@ from typing import Any
 import structlog
 
 from services.cluster import EmbeddedCluster, stream_replicas
+from services.nats_conn import credential_inbox_prefix
 from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port, private_dir
 from services.security.nats_auth import (
     all_roles,
     embedded_authorization,
     ensure_identities,
-    inbox_prefix,
-    user_name,
     write_private,
 )
 from services.security.seals import (
@@ -151,7 +150,7 @@ class System:
             # A client other than ours passes this with the seed (`nats --inbox-prefix`):
             # each identity may hear replies only under its own prefix.
             "inbox_prefixes": {
-                role: inbox_prefix(user_name(role)) for role, path in credentials.items() if path
+                role: credential_inbox_prefix(path) for role, path in credentials.items() if path
             },
             "api_tokens": api_tokens(self.data_dir, self.sites),
             # A key given by LEDGER_WRITER_KEY stays in the environment, never in a file.

@@ -217,6 +217,14 @@ class AlerterApp:
             self._verified_seq = self._settled_seq
             return sub
         start = self._verified_seq + 1
+        try:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(LEDGER_STREAM, self.durable)
+            await self.js.add_consumer(LEDGER_STREAM, consumer_config(self.durable, start))
+            fresh = await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
+        except Exception as exc:  # NATS away: the next check tries again
+            log.warning("sae_alert_consumer_recreate_retry", error=str(exc)[:200])
+            return sub
         self.consumer_recreations += 1
         log.error(
             "sae_alert_consumer_recreated",
@@ -227,14 +235,11 @@ class AlerterApp:
         )
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-        with contextlib.suppress(NotFoundError):
-            await self.js.delete_consumer(LEDGER_STREAM, self.durable)
         # Decide again from `start`: the histories reload from the ledger as they are needed.
         self.last_seq, self._decided = start - 1, (0, ())
         self._histories = PatientHistories(self.js, capacity=5000, include=is_alert_input)
-        await self.js.add_consumer(LEDGER_STREAM, consumer_config(self.durable, start))
         self._settled_seq = self._verified_seq = start - 1
-        return await self.js.pull_subscribe_bind(self.durable, stream=LEDGER_STREAM)
+        return fresh
 
     async def _settle(self, msg: Msg) -> bool:
         """Publish what the entry calls for, then ack it; False when stopping mid-way."""
