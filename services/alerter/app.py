@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from events import ProtocolParametersSet, decode
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, alert_subject
+from projections.sae_fallback import fallback_alert
 from services.alerter.core import (
     AE_HEADER,
     ALERT_FILTER_SUBJECTS,
@@ -312,7 +313,9 @@ class AlerterApp:
                 patient_id=decoded.key[2],
                 error=str(exc)[:300],
             )
-            due = ()
+            # Never silent: a serious entry still alerts on its own facts, clock unknown.
+            fallback = fallback_alert(decoded.recorded.event, seq)
+            due = () if fallback is None else (fallback,)
         return self._decide(seq, due)
 
     def _decide(self, seq: int, due: tuple[Alert, ...]) -> tuple[Alert, ...]:

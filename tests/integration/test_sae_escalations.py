@@ -251,3 +251,25 @@ async def test_an_escalation_after_acknowledgement_raises_a_follow_up_once_even_
     alerts = await alerts_in_stream(nats_only, trial)
     assert [alert["kind"] for alert in alerts] == ["initial", "follow_up"]
     assert alerts[1]["expedited_days"] == 7 and alerts[0]["expedited_days"] == 15
+
+
+async def test_an_sae_is_alerted_even_when_the_alert_rules_cannot_read_the_history(
+    writer: WriterApp, alerter: AlerterApp, nats_only: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_rules(*_: Any, **__: Any) -> tuple[()]:
+        raise RuntimeError("a history no rule foresaw")
+
+    monkeypatch.setattr("services.alerter.app.alerts_due", broken_rules)
+    nc = await connect(nats_only.nats_url or "")
+    try:
+        trial = await enrolled_trial(nc, ["P1"])
+        report = hospitalised_susar(trial, "P1")
+        reply = await SiteClient(nc, trial, "site01").submit(report)
+        await alerter.wait_caught_up(30)
+    finally:
+        await nc.close()
+    assert reply["status"] == "accepted"
+    [alert] = await alerts_in_stream(nats_only, trial)
+    assert alert["alert_id"] == f"sae-{report['event_id']}"
+    assert alert["data_quality"] == ["alert_rules_failed"]
+    assert alert["clock_unknown"] is True and alert["report_due"] is None
