@@ -414,3 +414,27 @@ async def test_services_refuse_to_run_on_a_ledger_that_went_backwards(
             await alerter.start()
     finally:
         await alerter.stop()
+
+
+def test_serve_writer_on_a_ledger_that_went_backwards_exits_with_a_clear_error(
+    original: Original, make_copy: Callable[[str], Copy]
+) -> None:
+    keep = original.ledger[len(original.ledger) // 2].seq
+    copy = make_copy("serve-writer")
+    tamper.cut_after(record_of(copy, keep))
+    tamper.remove_index(copy.data_dir)
+    copy.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "writer", "--data-dir", str(copy.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "the writer refuses to run: the ledger went backwards" in said
+    assert f"seqs {keep + 1}..{original.head} are missing" in said
+    assert "Traceback" not in said
