@@ -60,7 +60,7 @@ def unsealed_tails(
             continue
         problems.append(
             Problem(
-                first,
+                last + 1,  # where the seal that covers them should have been
                 "unsealed",
                 f"seqs {first}..{last} of trial {trial} ({len(pending)} events, the first "
                 f"recorded {age if age is None else round(age)} s ago) are covered by no seal of "

@@ -40,7 +40,8 @@ class Report:
 
     @property
     def first(self) -> Problem | None:
-        return min(self.problems, key=lambda p: p.seq) if self.problems else None
+        # at one seq, what is wrong there comes before a seal missing there (its consequence)
+        return min(self.problems, key=lambda p: (p.seq, p.kind == "unsealed"), default=None)
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first

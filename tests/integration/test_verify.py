@@ -278,7 +278,7 @@ async def test_a_writer_started_after_a_crash_seals_what_its_predecessor_left_un
     ledger.writer.sealer.pending = 0  # it dies before its last seal, as a kill -9 would
     await ledger.stop_writer()
     unsealed = await ledger.verify(unsealed_grace=0)
-    assert [(p.seq, p.kind) for p in unsealed.problems] == [(reply["seq"], "unsealed")]
+    assert [(p.seq, p.kind) for p in unsealed.problems] == [(reply["seq"] + 1, "unsealed")]
     successor = await create_app(ledger.settings, seal_every_seconds=0.2)
     await successor.start()
     ledger.writer = successor
