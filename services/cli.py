@@ -44,9 +44,14 @@ def _run_service(coro: Any) -> Any:
     and `replay` (a rebuild keeps 50,000-event batches; measured 20-30 % faster with these
     thresholds than with CPython's defaults)."""
     from services.runtime import tune_gc_for_service
+    from services.security.ledger_backwards import LedgerWentBackwards
 
     tune_gc_for_service()
-    return asyncio.run(coro)
+    try:
+        return asyncio.run(coro)
+    except LedgerWentBackwards as exc:  # a clear refusal, not a traceback
+        console.print(f"[red bold]{exc}[/red bold]")
+        sys.exit(3)
 
 
 async def _wait_for_stop() -> None:

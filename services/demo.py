@@ -106,6 +106,7 @@ async def run_demo(
             f"[bold]trial-ledger[/bold] up: NATS {system.runtime['nats_url']}, "
             f"PostgreSQL {redacted_url(system.runtime['database_url'])}, API {system.runtime['api_url']}"
         )
+        console.print(f"ledger seals signed by {system.runtime['seal_public_key_fingerprint']}")
         report = await simulate_into(
             system.settings, sites=sites, patients=patients, seed=seed, console=console
         )

@@ -173,7 +173,11 @@ class System:
             # Every node of a cluster is in the URL list: one stream copy per node, up to R3.
             await create_streams(self.settings, stream_replicas(len(nats_url.split(","))))
         if with_services:
-            await self._start_services(api_port)
+            try:
+                await self._start_services(api_port)
+            except BaseException:
+                await self.stop()  # e.g. a service refused a ledger that went backwards
+                raise
         write_runtime(self.data_dir, self.runtime)
         log.info("system_up", nats_url=nats_url, database_url=redacted_url(database_url))
         return self

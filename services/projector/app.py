@@ -19,7 +19,7 @@ from services.nats_conn import connect
 from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
 from services.projector.partitions import PartitionSupervisor
 from services.projector.runner import Applier, LiveProjector, Projection
-from services.security.ledger_backwards import refuse_checkpoints_ahead
+from services.security.checkpoints import refuse_checkpoints_ahead
 from services.settings import Settings
 
 log = structlog.get_logger("projector")

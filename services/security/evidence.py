@@ -18,7 +18,7 @@ from typing import Any
 
 from events import event_hash
 from services.migrate import active_build, make_engine
-from services.security.ledger_backwards import projection_checkpoints
+from services.security.checkpoints import projection_checkpoints
 from services.security.seals import seal_signature_valid
 from services.writer.high_water import mark_path, read_mark
 

@@ -10,15 +10,13 @@ service refuses to start, naming the missing seqs.
 from __future__ import annotations
 
 import contextlib
+import json
 
 import structlog
 from nats.js import JetStreamContext
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS
-from services.ledger_io import ledger_head, read_stream
-from services.migrate import check_schema_name
+from events.subjects import ALERTS_STREAM
+from services.ledger_io import ledger_head
 
 log = structlog.get_logger("ledger")
 
@@ -40,45 +38,16 @@ def refuse_if_behind(head: int, seq: int, who: str, source: str) -> None:
     raise LedgerWentBackwards(message)
 
 
-async def projection_checkpoints(engine: AsyncEngine, schema: str) -> dict[str, int]:
-    """Each projection's (and partition's) checkpoint seq in the read-model build `schema`."""
-    check_schema_name(schema)
-    async with engine.connect() as conn:
-        exists = (
-            await conn.execute(
-                text("SELECT to_regclass(:t)"), {"t": f'"{schema}".projection_checkpoint'}
-            )
-        ).scalar()
-        if exists is None:
-            return {}
-        rows = (
-            await conn.execute(
-                text(f'SELECT projection, last_seq FROM "{schema}".projection_checkpoint')
-            )
-        ).all()
-    return {str(name): int(seq) for name, seq in rows}
-
-
-async def refuse_checkpoints_ahead(js: JetStreamContext, engine: AsyncEngine, schema: str) -> None:
-    """A projector never runs on a ledger shorter than its read models' checkpoints."""
-    checkpoints = await projection_checkpoints(engine, schema)
-    if checkpoints:
-        name, seq = max(checkpoints.items(), key=lambda item: item[1])
-        refuse_if_behind(
-            await ledger_head(js), seq, "the projector", f"projection {name}'s checkpoint"
-        )
-
-
 async def last_alerted_seq(js: JetStreamContext) -> int:
     """The ledger seq of the newest alert in ALERTS (alerts are raised in ledger order)."""
     last = await ledger_head(js, ALERTS_STREAM)
     if last == 0:
         return 0
-    async for msg in read_stream(js, ALERTS_SUBJECTS, stream=ALERTS_STREAM, start_seq=last):
-        with contextlib.suppress(ValueError):
-            seq = msg.json().get("seq")
-            if isinstance(seq, int):
-                return seq
+    stored = await js.get_msg(ALERTS_STREAM, seq=last)
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        seq = json.loads(stored.data or b"").get("seq")
+        if isinstance(seq, int):
+            return seq
     return 0
 
 

@@ -22,7 +22,6 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,83 +30,26 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from rich.console import Console
-from rich.table import Table
 
 from events import ZERO_HASH, event_hash
 from events.subjects import LEDGER_STREAM
 from services.ledger_io import StoredMessage, fetch_available
 from services.nats_conn import connect
+from services.security.completeness import UNSEALED_GRACE_SECONDS, missing_beyond, unsealed_tails
 from services.security.evidence import Mark, checkpoint_marks, writer_marks
-from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS
 from services.security.seals import (
     SIGNATURE_HEADER,
     event_signed_by,
-    fingerprint,
     heads_digest,
     order_digest,
     read_public_key_file,
     seal_signature_valid,
     trusted_keys,
 )
+from services.security.verify_report import Problem, Report, print_report
 from services.settings import Settings
 
 SEAL_TYPE = "ledger_sealed"
-# A running writer seals every SEAL_EVERY_EVENTS events or SEAL_EVERY_SECONDS: a longer
-# unsealed tail means seals were removed (or the writer is down and has not caught up).
-MAX_UNSEALED_EVENTS = 2 * SEAL_EVERY_EVENTS
-UNSEALED_GRACE_SECONDS = 6 * SEAL_EVERY_SECONDS
-
-
-@dataclass(frozen=True)
-class Problem:
-    seq: int
-    kind: str
-    detail: str
-    patient: str | None = None  # "trial.site.patient"
-
-
-@dataclass
-class Report:
-    head_seq: int = 0
-    events: int = 0
-    patients: int = 0
-    seals: int = 0
-    signed_events: int = 0
-    trusted_keys: tuple[str, ...] = ()
-    problems: list[Problem] = field(default_factory=list)
-    # [first, last, source]: seqs an outside mark says the ledger must hold but does not
-    missing: list[tuple[int, int, str]] = field(default_factory=list)
-    evidence: list[str] = field(default_factory=list)  # the outside marks compared
-    notes: list[str] = field(default_factory=list)  # evidence that could not be used
-    pinned: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def first(self) -> Problem | None:
-        return min(self.problems, key=lambda p: p.seq) if self.problems else None
-
-    def as_dict(self) -> dict[str, Any]:
-        first = self.first
-        return {
-            "ok": self.ok,
-            "head_seq": self.head_seq,
-            "events": self.events,
-            "patients": self.patients,
-            "seals": self.seals,
-            "signed_events": self.signed_events,
-            "trusted_keys": list(self.trusted_keys),
-            "trusted_key_fingerprints": [fingerprint(k) for k in self.trusted_keys],
-            "pinned_key": self.pinned,
-            "missing": [{"from": a, "to": b, "source": src} for a, b, src in self.missing],
-            "evidence": list(self.evidence),
-            "notes": list(self.notes),
-            "first_bad_seq": first.seq if first else None,
-            "first_bad_patient": first.patient if first else None,
-            "problems": [asdict(p) for p in sorted(self.problems, key=lambda p: p.seq)],
-        }
 
 
 class LedgerCheck:
@@ -293,59 +235,14 @@ class LedgerCheck:
     def finish(self, head_seq: int) -> Report:
         if self.expected <= head_seq:
             self.problem(self.expected, "missing", f"seqs {self.expected}..{head_seq} are missing")
-        self._check_marks(head_seq)
+        for problem in missing_beyond(self.marks, self.marked_hashes, head_seq, self.report):
+            self.problem(problem.seq, problem.kind, problem.detail, problem.patient)
         if self.report.trusted_keys:
-            self._check_sealed()
+            for problem in unsealed_tails(self.unsealed, self.now, self.unsealed_grace):
+                self.problem(problem.seq, problem.kind, problem.detail, problem.patient)
         self.report.head_seq = head_seq
         self.report.patients = sum(len(heads) for heads in self.heads.values())
         return self.report
-
-    def _check_marks(self, head_seq: int) -> None:
-        """The ledger reaches every outside mark and holds the event each one names."""
-        for mark in sorted(self.marks, key=lambda m: m.seq):
-            if mark.seq > head_seq:
-                self.report.missing.append((head_seq + 1, mark.seq, mark.source))
-                self.problem(
-                    head_seq + 1,
-                    "truncated",
-                    f"seqs {head_seq + 1}..{mark.seq} are missing: the ledger ends at seq "
-                    f"{head_seq} but {mark.source} reached seq {mark.seq}",
-                )
-            elif mark.hash and self.marked_hashes.get(mark.seq) not in (None, mark.hash):
-                self.problem(
-                    mark.seq, "rewritten", f"{mark.source} names another event at this seq"
-                )
-
-    def _check_sealed(self) -> None:
-        """Every trial's events are covered by a trusted seal, but for a young, short tail."""
-        for trial, pending in sorted(self.unsealed.items()):
-            if not pending:
-                continue
-            (first, oldest), (last, _) = pending[0], pending[-1]
-            age = self._age_seconds(oldest)
-            if (
-                len(pending) < MAX_UNSEALED_EVENTS
-                and age is not None
-                and age <= self.unsealed_grace
-            ):
-                continue
-            self.problem(
-                first,
-                "unsealed",
-                f"seqs {first}..{last} of trial {trial} ({len(pending)} events, the first "
-                f"recorded {age if age is None else round(age)} s ago) are covered by no seal of "
-                f"the trusted key; the writer seals every {SEAL_EVERY_EVENTS} events or "
-                f"{SEAL_EVERY_SECONDS:g} s",
-            )
-
-    def _age_seconds(self, recorded_at: str) -> float | None:
-        try:
-            moment = dt.datetime.fromisoformat(recorded_at)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            return None
-        return (self.now - moment).total_seconds()
 
 
 async def read_ledger(
@@ -445,45 +342,5 @@ async def run_verify(
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:
-        _print(report, console)
+        print_report(report, console)
     return 0 if report.ok else 1
-
-
-def _print(report: Report, console: Console) -> None:
-    table = Table(title="Ledger verification")
-    table.add_column("check")
-    table.add_column("value", justify="right")
-    for name, value in (
-        ("ledger head seq", report.head_seq),
-        ("events read", report.events),
-        ("patient chains", report.patients),
-        ("seals", report.seals),
-        ("events signed by the writer", report.signed_events),
-    ):
-        table.add_row(name, str(value))
-    console.print(table)
-    if not report.trusted_keys:
-        console.print(
-            "[yellow]no trusted writer key: event and seal keys were not checked[/yellow]"
-        )
-    for key in report.trusted_keys:
-        how = "pinned by the auditor" if report.pinned else "from the system's own files"
-        console.print(f"trusted writer key {fingerprint(key)} ({how})")
-    for line in report.evidence:
-        console.print(f"compared with {line}")
-    for note in report.notes:
-        console.print(f"[yellow]{note}[/yellow]")
-    for first_missing, last_missing, source in report.missing:
-        console.print(f"[red]missing seqs {first_missing}..{last_missing}[/red] (per {source})")
-    first = report.first
-    if first is None:
-        console.print("[green]the ledger verifies clean[/green]")
-        return
-    console.print(
-        f"[red]first bad seq {first.seq}[/red] ({first.kind}, patient {first.patient or '-'}): "
-        f"{first.detail}"
-    )
-    for problem in sorted(report.problems, key=lambda p: p.seq)[:50]:
-        console.print(
-            f"  seq {problem.seq} {problem.kind} {problem.patient or '-'}: {problem.detail}"
-        )

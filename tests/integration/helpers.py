@@ -46,6 +46,11 @@ async def ledger_of(js: JetStreamContext, trial_id: str) -> list[tuple[int, dict
     return [(m.seq, m.json()) async for m in read_stream(js, f"ledger.{trial_id}.>")]
 
 
+async def submitted_of(js: JetStreamContext, trial_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """The trial's ledger without the writer's own seals (which it appends on a timer)."""
+    return [entry for entry in await ledger_of(js, trial_id) if entry[1]["type"] != "ledger_sealed"]
+
+
 def chains_intact(entries: list[tuple[int, dict[str, Any]]]) -> list[str]:
     """Every stored hash right and every prev_hash naming the patient's previous event."""
     problems: list[str] = []

@@ -52,11 +52,11 @@ def _zipper_merge(high: int, low: int) -> tuple[int, int]:
 
 class _State:
     def __init__(self, key: bytes) -> None:
-        words = LANES.unpack(key)
-        self.mul0 = list(INIT0)
-        self.mul1 = list(INIT1)
-        self.v0 = [INIT0[i] ^ words[i] for i in range(4)]
-        self.v1 = [INIT1[i] ^ _swap_halves(words[i]) for i in range(4)]
+        words: tuple[int, ...] = LANES.unpack(key)
+        self.mul0: list[int] = list(INIT0)
+        self.mul1: list[int] = list(INIT1)
+        self.v0: list[int] = [INIT0[i] ^ words[i] for i in range(4)]
+        self.v1: list[int] = [INIT1[i] ^ _swap_halves(words[i]) for i in range(4)]
 
     def update(self, lanes: tuple[int, ...] | list[int]) -> None:
         v0, v1, mul0, mul1 = self.v0, self.v1, self.mul0, self.mul1

@@ -162,7 +162,9 @@ def make_copy(original: Original, tmp_path: Path) -> Iterator[Callable[[str], Co
 
 
 async def verify(copy: Copy) -> Report:
-    return await verify_system(copy.settings())
+    """As an auditor checks a stopped system: all of it must be sealed (grace 0), so what is
+    reported does not depend on how long ago the events were recorded."""
+    return await verify_system(copy.settings(), unsealed_grace=0)
 
 
 def cli_verify(copy: Copy, *args: str) -> tuple[int, dict[str, Any]]:
@@ -374,7 +376,7 @@ async def test_an_admin_rewrite_without_a_death_fails_for_an_auditor_who_pinned_
     assert report["evidence"] == []  # only the key: no mark, no checkpoint
     kinds = {p["kind"] for p in report["problems"]}
     assert kinds == {"unsealed"}, report["problems"]
-    assert report["first_bad_seq"] == 1
+    assert report["first_bad_seq"] == republished + 1  # the seal after them is missing
     assert f"seqs 1..{republished}" in report["problems"][0]["detail"]
 
 
@@ -414,3 +416,27 @@ async def test_services_refuse_to_run_on_a_ledger_that_went_backwards(
             await alerter.start()
     finally:
         await alerter.stop()
+
+
+def test_serve_writer_on_a_ledger_that_went_backwards_exits_with_a_clear_error(
+    original: Original, make_copy: Callable[[str], Copy]
+) -> None:
+    keep = original.ledger[len(original.ledger) // 2].seq
+    copy = make_copy("serve-writer")
+    tamper.cut_after(record_of(copy, keep))
+    tamper.remove_index(copy.data_dir)
+    copy.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "writer", "--data-dir", str(copy.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "the writer refuses to run: the ledger went backwards" in said
+    assert f"seqs {keep + 1}..{original.head} are missing" in said
+    assert "Traceback" not in said

@@ -23,6 +23,7 @@ from services.client import SiteClient
 from services.ledger_io import ensure_streams, read_stream
 from services.nats_conn import connect
 from services.runtime import EmbeddedNats
+from services.security.completeness import UNSEALED_GRACE_SECONDS
 from services.security.nats_auth import embedded_authorization, ensure_identities
 from services.security.seals import ensure_writer_key, public_key_b64, seal_data
 from services.security.verify import Report, run_verify, verify_ledger
@@ -41,10 +42,14 @@ class Ledger:
     trial: str
     writer: WriterApp | None = None
 
-    async def verify(self) -> Report:
+    async def verify(self, unsealed_grace: float = UNSEALED_GRACE_SECONDS) -> Report:
         nc = await connect(self.settings.nats_url or "", self.settings.creds_for("auditor"))
         try:
-            return await verify_ledger(nc.jetstream(), (self.settings.writer_public_key or "",))
+            return await verify_ledger(
+                nc.jetstream(),
+                (self.settings.writer_public_key or "",),
+                unsealed_grace=unsealed_grace,
+            )
         finally:
             await nc.close()
 
@@ -257,3 +262,32 @@ async def test_the_writer_seals_every_n_events_and_after_t_seconds(ledger: Ledge
     assert report.seals == len(sealer.sealed)
     key = base64.b64decode(ledger.settings.writer_public_key or "")
     assert len(key) == 32
+
+
+async def test_a_writer_started_after_a_crash_seals_what_its_predecessor_left_unsealed(
+    ledger: Ledger,
+) -> None:
+    seqs = await populate(ledger)  # ends sealed
+    nc = await connect(ledger.settings.nats_url or "", ledger.settings.creds_for("site:site01"))
+    reply = await SiteClient(nc, ledger.trial, "site01").submit(
+        event("infusion_given", ledger.trial, data={"cycle": 3})
+    )
+    await nc.close()
+    assert reply["status"] == "accepted" and reply["seq"] > seqs["later site02"]
+    assert ledger.writer is not None and ledger.writer.sealer is not None
+    ledger.writer.sealer.pending = 0  # it dies before its last seal, as a kill -9 would
+    await ledger.stop_writer()
+    unsealed = await ledger.verify(unsealed_grace=0)
+    assert [(p.seq, p.kind) for p in unsealed.problems] == [(reply["seq"] + 1, "unsealed")]
+    successor = await create_app(ledger.settings, seal_every_seconds=0.2)
+    await successor.start()
+    ledger.writer = successor
+    assert successor.sealer is not None
+    for _ in range(600):  # its first round, within 30 s
+        if successor.sealer.sealed:
+            break
+        await asyncio.sleep(0.05)
+    assert len(successor.sealer.sealed) == 1
+    await ledger.stop_writer()
+    report = await ledger.verify(unsealed_grace=0)
+    assert report.ok, report.problems

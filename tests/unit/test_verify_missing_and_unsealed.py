@@ -75,7 +75,7 @@ def test_a_rewrite_without_seals_fails_under_the_trusted_key_once_the_seal_inter
     ledger.append("site01", "P0001", "enrolled")
     ledger.append("site01", "P0001")
     report = ledger.check(now=RECORDED_AT + dt.timedelta(minutes=5))
-    assert [(p.seq, p.kind) for p in report.problems] == [(1, "unsealed")]
+    assert [(p.seq, p.kind) for p in report.problems] == [(3, "unsealed")]
     assert f"seqs 1..2 of trial {TRIAL}" in report.problems[0].detail
 
 
@@ -84,7 +84,8 @@ def test_events_after_the_last_seal_fail_once_the_seal_interval_passed() -> None
     ledger.append("site01", "P0001")  # seq 5, never sealed
     ledger.append("site01", "P0001")
     report = ledger.check(now=RECORDED_AT + dt.timedelta(minutes=5))
-    assert [(p.seq, p.kind) for p in report.problems] == [(5, "unsealed")]
+    assert [(p.seq, p.kind) for p in report.problems] == [(7, "unsealed")]
+    assert "seqs 5..6" in report.problems[0].detail
 
 
 def test_a_young_unsealed_tail_is_the_writer_between_two_seals_not_a_failure() -> None:
@@ -144,3 +145,11 @@ def test_two_patients_events_swapped_in_the_stream_are_reported_at_the_seal_over
     report = ledger.check()
     assert [(p.seq, p.kind) for p in report.problems] == [(4, "seal_order_mismatch")]
     assert "seqs 1..3" in report.problems[0].detail
+
+
+def test_a_cut_below_the_last_seal_is_reported_as_truncated_before_the_seal_it_took() -> None:
+    ledger = sealed_ledger()
+    mark = Mark(7, "the writer's high-water mark")
+    report = ledger.check(marks=(mark,), head=4, now=RECORDED_AT + dt.timedelta(hours=1))
+    assert {(p.seq, p.kind) for p in report.problems} == {(5, "truncated"), (5, "unsealed")}
+    assert report.first is not None and report.first.kind == "truncated"
