@@ -8,13 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api.asof import AsOfBuilds, parse_as_of
 from services.api.auth import CurrentPrincipal
+from services.api.errors import checked_parameters
+from services.api.errors import install as install_errors
 from services.api.patient_site import NOT_FOUND, patient_key, patient_site
 from services.api.patient_site import install as install_patient_site
 from services.db import audit_trail, event_index, patient_state
@@ -87,6 +89,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         version="0.1.0",
         lifespan=lifespan,
         description="Read models of the trial ledger: patients, audit trail, endpoints, safety.",
+        dependencies=[Depends(checked_parameters)],
     )
     app.state.tokens = dict(tokens if tokens is not None else settings.api_tokens)
 
@@ -214,6 +217,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    install_errors(app)
     install_patient_site(app)
     app.state.patient_extras = []
     for module in EXTENSIONS:
