@@ -112,8 +112,9 @@ def url_of(param: Param, value: str, raw: bool) -> str:
 @pytest.fixture(scope="module")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LEDGER_")}
-    running = await System(tmp_path_factory.mktemp("hostile"), sites=SITES).start()
+    running = System(tmp_path_factory.mktemp("hostile"), sites=SITES)
     try:
+        await running.start()
         settings = running.settings
         admin = await connect(settings.nats_url or "", settings.creds_for("admin"))
         assert (await SiteClient(admin, TRIAL, "_sponsor").submit(parameters(TRIAL)))[

@@ -48,8 +48,9 @@ def course(site: str, patient: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LEDGER_")}
-    running = await System(tmp_path_factory.mktemp("isolation"), sites=SITES).start()
+    running = System(tmp_path_factory.mktemp("isolation"), sites=SITES)
     try:
+        await running.start()
         admin = await connect(running.settings.nats_url or "", running.settings.creds_for("admin"))
         reply = await SiteClient(admin, TRIAL, "_sponsor").submit(parameters(TRIAL))
         assert reply["status"] == "accepted", reply
