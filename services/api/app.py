@@ -106,7 +106,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
                     .group_by(event_index.c.trial_id)
                 )
             ).all()
-            counts = dict(
+            counts: dict[str, int] = dict(
                 (
                     await conn.execute(
                         select(patient_state.c.trial_id, func.count())
