@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api.asof import AsOfBuilds, parse_as_of
 from services.api.auth import CurrentPrincipal
-from services.api.errors import checked_parameters
+from services.api.errors import checked_parameters, error_page, is_page
 from services.api.errors import install as install_errors
 from services.api.patient_site import NOT_FOUND, patient_key, patient_site
 from services.api.patient_site import install as install_patient_site
@@ -214,7 +214,9 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         }
 
     @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
+    async def bad_value(request: Request, exc: ValueError) -> Response:
+        if is_page(request):
+            return error_page(request, 400, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     install_errors(app)
