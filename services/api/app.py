@@ -8,13 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api.asof import AsOfBuilds, parse_as_of
 from services.api.auth import CurrentPrincipal
+from services.api.errors import checked_parameters, error_page, is_page
+from services.api.errors import install as install_errors
 from services.api.patient_site import NOT_FOUND, patient_key, patient_site
 from services.api.patient_site import install as install_patient_site
 from services.db import audit_trail, event_index, patient_state
@@ -87,6 +89,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         version="0.1.0",
         lifespan=lifespan,
         description="Read models of the trial ledger: patients, audit trail, endpoints, safety.",
+        dependencies=[Depends(checked_parameters)],
     )
     app.state.tokens = dict(tokens if tokens is not None else settings.api_tokens)
 
@@ -103,7 +106,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
                     .group_by(event_index.c.trial_id)
                 )
             ).all()
-            counts = dict(
+            counts: dict[str, int] = dict(
                 (
                     await conn.execute(
                         select(patient_state.c.trial_id, func.count())
@@ -218,9 +221,12 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         }
 
     @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
+    async def bad_value(request: Request, exc: ValueError) -> Response:
+        if is_page(request):
+            return error_page(request, 400, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    install_errors(app)
     install_patient_site(app)
     app.state.patient_extras = []
     for module in EXTENSIONS:

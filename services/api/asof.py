@@ -22,11 +22,11 @@ from services.projector.replay import drop_schema, rebuild
 def parse_as_of(value: str) -> dt.datetime:
     try:
         instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=dt.UTC)
+        return instant.astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:  # overflow: year 1 or 9999 shifted out of range
         raise HTTPException(400, f"as_of is not an ISO 8601 instant: {value!r}") from exc
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=dt.UTC)
-    return instant.astimezone(dt.UTC)
 
 
 class AsOfBuilds:

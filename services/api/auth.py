@@ -62,9 +62,3 @@ def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-
-
-def require_site_access(principal: Principal, site_id: str) -> None:
-    if not principal.may_read_site(site_id):
-        # 404, not 403: a site must not learn which patients other sites have
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such patient")

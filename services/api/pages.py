@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 
-from services.api import page_data
+from services.api import errors, page_data
 from services.api.app import reading
 from services.api.asof import parse_as_of
 from services.api.auth import CurrentPrincipal, principal_for
@@ -153,24 +153,12 @@ async def _page(
     return HTMLResponse(render(template, **context))
 
 
-ERROR_TITLES = {400: "Bad request", 404: "Not found", 405: "Not allowed", 409: "Ambiguous"}
-
-
 def error_page(
     request: Request, trial: str | None, as_of: str | None, message: str, status_code: int
 ) -> HTMLResponse:
     """The pages' answer to a request they cannot serve: a page, never JSON or a traceback."""
-    return HTMLResponse(
-        render(
-            "error.html",
-            title=ERROR_TITLES.get(status_code, "Error" if status_code >= 500 else "Refused"),
-            message=message,
-            trial=trial,
-            as_of=as_of,
-            href=_href(request, as_of),
-            path=request.url.path,
-        ),
-        status_code=status_code,
+    return errors.error_page(
+        request, status_code, message, trial=trial, as_of=as_of, href=_href(request, as_of)
     )
 
 

@@ -241,6 +241,14 @@ async def _alert_history(
     return found
 
 
+def _instant(at: dt.datetime) -> dt.datetime:
+    """`at` in UTC (an instant without offset is UTC); 400 when it cannot be one."""
+    try:
+        return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError as exc:  # year 1 or 9999 shifted out of range by its offset
+        raise HTTPException(400, "at is not an instant that can be expressed in UTC") from exc
+
+
 @router.get("/safety/alerts")
 async def alerts(
     trial: str,
@@ -251,7 +259,7 @@ async def alerts(
     at: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Every SAE alert with its deadlines, late-entry flag and status at `at` (default now)."""
-    moment = at or dt.datetime.now(dt.UTC)
+    moment = _instant(at) if at else dt.datetime.now(dt.UTC)
     async with reading(request) as conn:
         rows = (
             await conn.execute(
@@ -272,7 +280,7 @@ async def alert_stream(
     trial: str, request: Request, principal: CurrentPrincipal
 ) -> StreamingResponse:
     """Server-sent events: each new SAE alert of the trial as it is raised (event `sae_alert`)."""
-    if not TOKEN_RE.match(trial):
+    if not TOKEN_RE.fullmatch(trial):
         raise HTTPException(400, f"not a trial id: {trial!r}")
     nc = request.app.state.nc
     if nc is None:

@@ -40,8 +40,9 @@ NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 @pytest.fixture(scope="module")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LEDGER_")}
-    running = await System(tmp_path_factory.mktemp("csv"), sites=("site01",)).start()
+    running = System(tmp_path_factory.mktemp("csv"), sites=("site01",))
     try:
+        await running.start()
         settings = running.settings
         admin = await connect(settings.nats_url or "", settings.creds_for("admin"))
         reply = await SiteClient(admin, TRIAL, "_sponsor").submit(

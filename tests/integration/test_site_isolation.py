@@ -48,8 +48,9 @@ def course(site: str, patient: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LEDGER_")}
-    running = await System(tmp_path_factory.mktemp("isolation"), sites=SITES).start()
+    running = System(tmp_path_factory.mktemp("isolation"), sites=SITES)
     try:
+        await running.start()
         admin = await connect(running.settings.nats_url or "", running.settings.creds_for("admin"))
         reply = await SiteClient(admin, TRIAL, "_sponsor").submit(parameters(TRIAL))
         assert reply["status"] == "accepted", reply
@@ -230,3 +231,24 @@ async def test_no_route_or_page_shows_a_site_anything_of_another_site(
                 if seen or re.search(rf"\b{other}\b", text):
                     leaks.append(f"{url} {params}: {seen or other}")
     assert leaks == []
+
+
+async def test_an_auditor_reads_both_sites_on_every_route_and_is_asked_only_about_one_patient(
+    system: System, submitted: dict[tuple[str, str], list[str]]
+) -> None:
+    answers: dict[str, int] = {}
+    async with client(system, "auditor") as http:
+        for url in readable_urls(system):
+            answer = await http.get(url)
+            answers[url] = answer.status_code
+            if answer.status_code == 200 and url.endswith(("/patients", "/safety/aes", "/adae")):
+                assert "site01" in answer.text and "site02" in answer.text, url
+    ambiguous = {url for url, code in answers.items() if code == 409}
+    assert ambiguous == {
+        f"{BASE}/patients/{SHARED}",
+        f"{BASE}/patients/{SHARED}/events",
+        f"/trials/{TRIAL}/patients/{SHARED}",
+    }
+    assert {
+        url: code for url, code in answers.items() if url not in ambiguous and code != 200
+    } == {}
