@@ -21,7 +21,7 @@ class LedgerSubject(NamedTuple):
 
 def _tokens(*values: str) -> None:
     for value in values:
-        if not TOKEN_RE.match(value):
+        if not TOKEN_RE.fullmatch(value):
             raise ValueError(f"not a subject token: {value!r}")
 
 

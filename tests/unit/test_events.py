@@ -138,3 +138,11 @@ def test_an_upcaster_brings_an_old_version_up_before_decoding(
     event = decode(old)
     assert event.schema_version == 2
     assert event.data.cause == "disease_progression"
+
+
+@pytest.mark.parametrize("token", ["site01\n", "site01\r\n", "P1\n"])
+def test_a_subject_token_with_a_trailing_newline_is_not_a_token(token: str) -> None:
+    from events.subjects import intake_subject
+
+    with pytest.raises(ValueError):
+        intake_subject("HAIC", token)
