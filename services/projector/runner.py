@@ -162,6 +162,7 @@ class Applier:
 
     async def _apply(self, messages: Sequence[Message]) -> int:
         touched: set[Any] = set()
+        parked: list[dict[str, Any]] = []
         try:
             async with self.engine.begin() as conn:
                 checkpoint = await self._begin(conn)
@@ -204,18 +205,18 @@ class Applier:
                     await self.projection.apply(conn, decoded, self.histories)
                 if parked:
                     await conn.execute(insert(parked_events), parked)
-                    for row in parked:
-                        self._alert(row)
                 await conn.execute(
                     text(
                         "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
                     ),
                     {"s": last, "n": len(decoded), "p": self.position},
                 )
-            return last
         except BaseException:
             self.histories.forget(touched)
             raise
+        for row in parked:  # reported once committed
+            self._alert(row)
+        return last
 
     async def _know_parked(self, conn: AsyncConnection) -> None:
         """The seqs this projection has parked stay out of the patients' histories: a later
