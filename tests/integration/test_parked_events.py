@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 import structlog
+from fastapi.testclient import TestClient
 from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import seal_stored
 from events.subjects import ledger_subject
+from services.api.app import create_app as create_api
 from services.ledger_io import ensure_streams, ledger_head
 from services.migrate import make_engine, migrate
 from services.nats_conn import connect
@@ -200,7 +202,7 @@ async def test_a_poisoned_event_is_parked_with_an_alert_and_every_later_event_is
         await nc.close()
 
 
-async def test_a_rebuild_and_its_comparison_end_on_a_poisoned_ledger_and_agree_with_live(
+async def test_a_rebuild_and_its_comparison_end_on_a_poisoned_ledger_and_an_operator_sees_the_parked(
     servers: Settings,
 ) -> None:
     nc = await connect(servers.nats_url or "")
@@ -214,6 +216,18 @@ async def test_a_rebuild_and_its_comparison_end_on_a_poisoned_ledger_and_agree_w
             await wait_for_head(engine, "live", js)
         finally:
             await asyncio.wait_for(projector.stop(), 30)
+        # the operator sees it over HTTP; a site only its own parked events
+        api = create_api(servers, tokens={"admin": "admin-token", "site:site02": "site02-token"})
+        with TestClient(api) as client:
+            url = f"/api/trials/{trial['trial']}/projections"
+            seen_by_admin = client.get(url, headers={"Authorization": "Bearer admin-token"})
+            seen_by_site02 = client.get(url, headers={"Authorization": "Bearer site02-token"})
+        assert seen_by_admin.status_code == seen_by_site02.status_code == 200
+        assert trial["seqs"]["p1_nul_text"] in {
+            row["seq"] for row in seen_by_admin.json()["parked_events"]
+        }
+        assert sum(row["parked"] for row in seen_by_admin.json()["projections"]) >= 1
+        assert seen_by_site02.json()["parked_events"] == []
         report = await asyncio.wait_for(rebuild(js, engine, "replayed", all_projections()), 120)
         assert report.digests["parked_event"]["rows"] >= 1
         differences = await asyncio.wait_for(compare(engine, "live", "replayed"), 60)
