@@ -117,13 +117,19 @@ async def is_transient(exc: BaseException, engine: AsyncEngine) -> bool:
     return False
 
 
+def storable(value: str) -> str:
+    """`value` as PostgreSQL text can hold it: NUL and lone surrogates (which JSON can carry
+    and UTF-8 cannot) escaped, so a parked event's record never fails as the event did."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def reason(exc: BaseException) -> str:
     """What an operator reads about a parked event (the error, not the event's content)."""
     code = sqlstate(exc)
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
     text_ = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     prefix = f"{type(exc).__name__}" + (f" [SQLSTATE {code}]" if code else "")
-    return f"{prefix}: {text_}"[:1000]
+    return storable(f"{prefix}: {text_}"[:1000])
 
 
 class GaveUp(RuntimeError):

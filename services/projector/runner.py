@@ -29,7 +29,7 @@ from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
 from services.db import parked_events
 from services.projector.core import SEARCH_SCHEMA
-from services.projector.failures import GaveUp, is_transient, reason, retrying
+from services.projector.failures import GaveUp, is_transient, reason, retrying, storable
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 
 log = structlog.get_logger("projector")
@@ -265,9 +265,9 @@ class Applier:
         return {
             "projection": self.projection.name,
             "seq": message.seq,
-            "subject": message.subject,
-            "event_id": event_id if isinstance(event_id, str) else None,
-            "reason": error,
+            "subject": storable(message.subject),
+            "event_id": storable(event_id[:200]) if isinstance(event_id, str) else None,
+            "reason": storable(error),
         }
 
     async def park(self, message: Message, error: str) -> int:

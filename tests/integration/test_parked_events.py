@@ -95,6 +95,10 @@ async def poisoned_trial(js: JetStreamContext) -> dict[str, Any]:
         p1("ae_reported", data={**SERIOUS, "site_aware_at": "9999-12-31T23:00:00-05:00"}),
     )
     await put("p1_nul_text", p1("ae_reported", data={"verbatim": "nausea\u0000 and vomiting"}))
+    # unreadable, and even its id cannot be stored as it is
+    unreadable = p1("follow_up_contact", occurred_on="2025-06-01")
+    unreadable["event_id"] = "not-a-uuid\u0000"
+    await put("p1_unreadable_nul_id", unreadable)
     await put("p1_infusion", p1("infusion_given", occurred_on="2025-02-05"))
     await put("p1_ae", p1("ae_reported", occurred_on="2025-02-20", data=SERIOUS))
     await put("p1_follow_up", p1("follow_up_contact", occurred_on="2025-10-01"))
@@ -155,12 +159,15 @@ async def test_a_poisoned_event_is_parked_with_an_alert_and_every_later_event_is
                 "SELECT projection, seq, event_id, reason, parked_at FROM poisoned.parked_event",
             )
             # only the NUL text is beyond PostgreSQL; impossible dates are derived around
-            assert {row.seq for row in parked} == {seqs["p1_nul_text"]}
-            assert all("SQLSTATE 22" in row.reason for row in parked)
+            bad = {seqs["p1_nul_text"], seqs["p1_unreadable_nul_id"]}
+            assert {row.seq for row in parked} == bad
+            assert all(
+                "SQLSTATE 22" in row.reason for row in parked if row.seq == seqs["p1_nul_text"]
+            )
             assert all(row.parked_at is not None for row in parked)
             # P1's later events, P3's year-1 enrollment and P2 are all applied, in every read model
             indexed = {r.seq for r in await rows(conn, "SELECT seq FROM poisoned.event_index")}
-            assert set(seqs.values()) - {seqs["p1_nul_text"]} <= indexed
+            assert set(seqs.values()) - bad <= indexed
             last = await rows(
                 conn,
                 "SELECT patient_id, last_seq FROM poisoned.patient_state WHERE trial_id = :t",
@@ -188,14 +195,14 @@ async def test_a_poisoned_event_is_parked_with_an_alert_and_every_later_event_is
             }
             assert len(episodes) == 2  # the SAE aware past the calendar, the later SAE
         alerts = [entry for entry in logs if entry["event"] == "event_parked"]
-        assert alerts and {a["seq"] for a in alerts} == {seqs["p1_nul_text"]}
+        assert {a["seq"] for a in alerts} == bad
         assert all(a["log_level"] == "error" and a["patient_id"] == "P1" for a in alerts)
         assert all("nausea" not in json.dumps(a, default=str) for a in alerts)  # no free text
         # what an operator queries: the projections' status and the trial's parked events
         status = await projection_status(engine, js, "poisoned")
         assert sum(row["parked"] for row in status) == len(parked)
         visible = await parked_events(engine, "poisoned", trial["trial"])
-        assert {row["seq"] for row in visible} == {seqs["p1_nul_text"]}
+        assert {row["seq"] for row in visible} == bad
         assert await parked_events(engine, "poisoned", trial["trial"], "site02") == []
     finally:
         await engine.dispose()
