@@ -454,6 +454,8 @@ class LiveProjector:
                     await sub.unsubscribe()
                 sub = await self._subscribe_retrying(stop, reset=True)
                 continue
+            if failures and stop.is_set():
+                break  # a stop cut the retries short: nothing went wrong
             if failures:
                 # the database or NATS outlasted the bounded retries: say so loudly, then
                 # start again from the checkpoint (nothing was acked past it)

@@ -354,3 +354,39 @@ async def test_a_transient_database_failure_is_retried_a_bounded_number_of_times
     finally:
         await engine.dispose()
         await nc.close()
+
+
+async def test_a_database_outage_beyond_the_retries_is_reported_then_caught_up_and_stop_still_stops(
+    servers: Settings, own_postgres: EmbeddedPostgres
+) -> None:
+    nc = await connect(servers.nats_url or "")
+    js = nc.jetstream()
+    engine = make_engine(servers.database_url or "")
+    trial_id = unique_trial()
+    await ensure_streams(js)
+    ledger = RawLedger(js)
+    await ledger.publish(parameters(trial_id))
+    await ledger.publish(event("enrolled", trial_id))
+    projector = await create_projector(servers, schema="outage")
+    await projector.start()
+    try:
+        await wait_for_head(engine, "outage", js)
+        with structlog.testing.capture_logs() as logs:
+            own_postgres.stop()
+            await ledger.publish(event("infusion_given", trial_id))
+            deadline = asyncio.get_running_loop().time() + 180
+            while not any(entry["event"] == "projection_stalled" for entry in logs):
+                assert asyncio.get_running_loop().time() < deadline, "no stall was reported"
+                await asyncio.sleep(0.2)
+            own_postgres.start()
+            await wait_for_head(engine, "outage", js)
+        stalled = [entry for entry in logs if entry["event"] == "projection_stalled"]
+        assert all(entry["log_level"] == "error" for entry in stalled)
+        assert not any(entry["event"] == "event_parked" for entry in logs)  # not the event's fault
+    finally:
+        runners = list(projector.tasks)
+        await asyncio.wait_for(projector.stop(), 60)
+        await engine.dispose()
+        await nc.close()
+    # each projection ended on the stop request, none had to be cancelled
+    assert runners and all(task.done() and not task.cancelled() for task in runners)
