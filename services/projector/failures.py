@@ -59,7 +59,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats_errors.Error,
 )
 
-# Bounded back-off: about half a minute of attempts before the caller hears of it.
+# Bounded back-off: 8 attempts over about 15 s (0.2 s doubling, at most 5 s, with jitter)
+# before the caller hears of it.
 ATTEMPTS = 8
 FIRST_WAIT = 0.2
 LONGEST_WAIT = 5.0
@@ -80,7 +81,8 @@ def sqlstate(exc: BaseException) -> str | None:
 
 
 def classify(exc: BaseException) -> str | None:
-    """ "deterministic", "transient", or None when only the database can tell (see module)."""
+    """Whose fault `exc` is: "deterministic" (the event's), "transient" (the infrastructure's),
+    or None when only the database can tell (`is_transient` asks it)."""
     code = sqlstate(exc)
     if code is not None:
         if code[:2] in DETERMINISTIC_SQLSTATE_CLASSES:
