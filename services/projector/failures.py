@@ -59,7 +59,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats_errors.Error,
 )
 
-# Bounded back-off: about half a minute of attempts before the caller hears of it.
+# Bounded back-off: 8 attempts over about 15 s (0.2 s doubling, at most 5 s, with jitter)
+# before the caller hears of it.
 ATTEMPTS = 8
 FIRST_WAIT = 0.2
 LONGEST_WAIT = 5.0
@@ -80,7 +81,8 @@ def sqlstate(exc: BaseException) -> str | None:
 
 
 def classify(exc: BaseException) -> str | None:
-    """ "deterministic", "transient", or None when only the database can tell (see module)."""
+    """Whose fault `exc` is: "deterministic" (the event's), "transient" (the infrastructure's),
+    or None when only the database can tell (`is_transient` asks it)."""
     code = sqlstate(exc)
     if code is not None:
         if code[:2] in DETERMINISTIC_SQLSTATE_CLASSES:
@@ -117,13 +119,19 @@ async def is_transient(exc: BaseException, engine: AsyncEngine) -> bool:
     return False
 
 
+def storable(value: str) -> str:
+    """`value` as PostgreSQL text can hold it: NUL and lone surrogates (which JSON can carry
+    and UTF-8 cannot) escaped, so a parked event's record never fails as the event did."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def reason(exc: BaseException) -> str:
     """What an operator reads about a parked event (the error, not the event's content)."""
     code = sqlstate(exc)
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
     text_ = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     prefix = f"{type(exc).__name__}" + (f" [SQLSTATE {code}]" if code else "")
-    return f"{prefix}: {text_}"[:1000]
+    return storable(f"{prefix}: {text_}"[:1000])
 
 
 class GaveUp(RuntimeError):

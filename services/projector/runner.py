@@ -29,7 +29,7 @@ from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
 from services.db import parked_events
 from services.projector.core import SEARCH_SCHEMA
-from services.projector.failures import GaveUp, is_transient, reason, retrying
+from services.projector.failures import GaveUp, is_transient, reason, retrying, storable
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 
 log = structlog.get_logger("projector")
@@ -164,6 +164,7 @@ class Applier:
 
     async def _apply(self, messages: Sequence[Message]) -> int:
         touched: set[Any] = set()
+        parked: list[dict[str, Any]] = []
         try:
             async with self.engine.begin() as conn:
                 checkpoint = await self._begin(conn)
@@ -206,18 +207,18 @@ class Applier:
                     await self.projection.apply(conn, decoded, self.histories)
                 if parked:
                     await conn.execute(insert(parked_events), parked)
-                    for row in parked:
-                        self._alert(row)
                 await conn.execute(
                     text(
                         "UPDATE projection_checkpoint SET last_seq = :s, applied = applied + :n WHERE projection = :p"
                     ),
                     {"s": last, "n": len(decoded), "p": self.position},
                 )
-            return last
         except BaseException:
             self.histories.forget(touched)
             raise
+        for row in parked:  # reported once committed
+            self._alert(row)
+        return last
 
     async def _know_parked(self, conn: AsyncConnection) -> None:
         """The seqs this projection has parked stay out of the patients' histories: a later
@@ -266,9 +267,9 @@ class Applier:
         return {
             "projection": self.projection.name,
             "seq": message.seq,
-            "subject": message.subject,
-            "event_id": event_id if isinstance(event_id, str) else None,
-            "reason": error,
+            "subject": storable(message.subject),
+            "event_id": storable(event_id[:200]) if isinstance(event_id, str) else None,
+            "reason": storable(error),
         }
 
     async def park(self, message: Message, error: str) -> int:
@@ -499,6 +500,8 @@ class LiveProjector:
                     await sub.unsubscribe()
                 sub = await self._subscribe_retrying(stop, reset=True)
                 continue
+            if failures and stop.is_set():
+                break  # a stop cut the retries short: nothing went wrong
             if failures:
                 # the database or NATS outlasted the bounded retries: say so loudly, then
                 # start again from the checkpoint (nothing was acked past it)

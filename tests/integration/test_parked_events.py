@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 import structlog
+from fastapi.testclient import TestClient
 from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import seal_stored
 from events.subjects import ledger_subject
+from services.api.app import create_app as create_api
 from services.ledger_io import ensure_streams, ledger_head
 from services.migrate import make_engine, migrate
 from services.nats_conn import connect
@@ -93,6 +95,10 @@ async def poisoned_trial(js: JetStreamContext) -> dict[str, Any]:
         p1("ae_reported", data={**SERIOUS, "site_aware_at": "9999-12-31T23:00:00-05:00"}),
     )
     await put("p1_nul_text", p1("ae_reported", data={"verbatim": "nausea\u0000 and vomiting"}))
+    # unreadable, and even its id cannot be stored as it is
+    unreadable = p1("follow_up_contact", occurred_on="2025-06-01")
+    unreadable["event_id"] = "not-a-uuid\u0000"
+    await put("p1_unreadable_nul_id", unreadable)
     await put("p1_infusion", p1("infusion_given", occurred_on="2025-02-05"))
     await put("p1_ae", p1("ae_reported", occurred_on="2025-02-20", data=SERIOUS))
     await put("p1_follow_up", p1("follow_up_contact", occurred_on="2025-10-01"))
@@ -153,12 +159,15 @@ async def test_a_poisoned_event_is_parked_with_an_alert_and_every_later_event_is
                 "SELECT projection, seq, event_id, reason, parked_at FROM poisoned.parked_event",
             )
             # only the NUL text is beyond PostgreSQL; impossible dates are derived around
-            assert {row.seq for row in parked} == {seqs["p1_nul_text"]}
-            assert all("SQLSTATE 22" in row.reason for row in parked)
+            bad = {seqs["p1_nul_text"], seqs["p1_unreadable_nul_id"]}
+            assert {row.seq for row in parked} == bad
+            assert all(
+                "SQLSTATE 22" in row.reason for row in parked if row.seq == seqs["p1_nul_text"]
+            )
             assert all(row.parked_at is not None for row in parked)
             # P1's later events, P3's year-1 enrollment and P2 are all applied, in every read model
             indexed = {r.seq for r in await rows(conn, "SELECT seq FROM poisoned.event_index")}
-            assert set(seqs.values()) - {seqs["p1_nul_text"]} <= indexed
+            assert set(seqs.values()) - bad <= indexed
             last = await rows(
                 conn,
                 "SELECT patient_id, last_seq FROM poisoned.patient_state WHERE trial_id = :t",
@@ -186,21 +195,21 @@ async def test_a_poisoned_event_is_parked_with_an_alert_and_every_later_event_is
             }
             assert len(episodes) == 2  # the SAE aware past the calendar, the later SAE
         alerts = [entry for entry in logs if entry["event"] == "event_parked"]
-        assert alerts and {a["seq"] for a in alerts} == {seqs["p1_nul_text"]}
+        assert {a["seq"] for a in alerts} == bad
         assert all(a["log_level"] == "error" and a["patient_id"] == "P1" for a in alerts)
         assert all("nausea" not in json.dumps(a, default=str) for a in alerts)  # no free text
         # what an operator queries: the projections' status and the trial's parked events
         status = await projection_status(engine, js, "poisoned")
         assert sum(row["parked"] for row in status) == len(parked)
         visible = await parked_events(engine, "poisoned", trial["trial"])
-        assert {row["seq"] for row in visible} == {seqs["p1_nul_text"]}
+        assert {row["seq"] for row in visible} == bad
         assert await parked_events(engine, "poisoned", trial["trial"], "site02") == []
     finally:
         await engine.dispose()
         await nc.close()
 
 
-async def test_a_rebuild_and_its_comparison_end_on_a_poisoned_ledger_and_agree_with_live(
+async def test_a_rebuild_and_its_comparison_end_on_a_poisoned_ledger_and_an_operator_sees_the_parked(
     servers: Settings,
 ) -> None:
     nc = await connect(servers.nats_url or "")
@@ -214,6 +223,41 @@ async def test_a_rebuild_and_its_comparison_end_on_a_poisoned_ledger_and_agree_w
             await wait_for_head(engine, "live", js)
         finally:
             await asyncio.wait_for(projector.stop(), 30)
+        # the operator sees it over HTTP; a site only its own parked events
+        api = create_api(servers, tokens={"admin": "admin-token", "site:site02": "site02-token"})
+        with TestClient(api) as client:
+            url = f"/api/trials/{trial['trial']}/projections"
+            seen_by_admin = client.get(url, headers={"Authorization": "Bearer admin-token"})
+            seen_by_site02 = client.get(url, headers={"Authorization": "Bearer site02-token"})
+            # and every view of the trial answers, impossible dates and all
+            admin = {"Authorization": "Bearer admin-token"}
+            base = f"/api/trials/{trial['trial']}"
+            views = [
+                "/patients",
+                "/patients/P1",
+                "/patients/P1/events",
+                "/patients/P3",
+                "/endpoints",
+                "/endpoints/OS",
+                "/responses",
+                "/safety/aes",
+                "/safety/alerts",
+                "/safety/incidence",
+                "/export/adsl.csv",
+                "/export/adtte.csv",
+                "/export/adrs.csv",
+                "/export/adae.csv",
+            ]
+            answers = {view: client.get(base + view, headers=admin).status_code for view in views}
+            as_of_view = client.get(f"{base}/patients?as_of=2025-06-02T00:00:00Z", headers=admin)
+        assert answers == dict.fromkeys(views, 200)
+        assert as_of_view.status_code == 200  # an as-of view is built, not hung
+        assert seen_by_admin.status_code == seen_by_site02.status_code == 200
+        assert trial["seqs"]["p1_nul_text"] in {
+            row["seq"] for row in seen_by_admin.json()["parked_events"]
+        }
+        assert sum(row["parked"] for row in seen_by_admin.json()["projections"]) >= 1
+        assert seen_by_site02.json()["parked_events"] == []
         report = await asyncio.wait_for(rebuild(js, engine, "replayed", all_projections()), 120)
         assert report.digests["parked_event"]["rows"] >= 1
         differences = await asyncio.wait_for(compare(engine, "live", "replayed"), 60)
@@ -310,3 +354,39 @@ async def test_a_transient_database_failure_is_retried_a_bounded_number_of_times
     finally:
         await engine.dispose()
         await nc.close()
+
+
+async def test_a_database_outage_beyond_the_retries_is_reported_then_caught_up_and_stop_still_stops(
+    servers: Settings, own_postgres: EmbeddedPostgres
+) -> None:
+    nc = await connect(servers.nats_url or "")
+    js = nc.jetstream()
+    engine = make_engine(servers.database_url or "")
+    trial_id = unique_trial()
+    await ensure_streams(js)
+    ledger = RawLedger(js)
+    await ledger.publish(parameters(trial_id))
+    await ledger.publish(event("enrolled", trial_id))
+    projector = await create_projector(servers, schema="outage")
+    await projector.start()
+    try:
+        await wait_for_head(engine, "outage", js)
+        with structlog.testing.capture_logs() as logs:
+            own_postgres.stop()
+            await ledger.publish(event("infusion_given", trial_id))
+            deadline = asyncio.get_running_loop().time() + 180
+            while not any(entry["event"] == "projection_stalled" for entry in logs):
+                assert asyncio.get_running_loop().time() < deadline, "no stall was reported"
+                await asyncio.sleep(0.2)
+            own_postgres.start()
+            await wait_for_head(engine, "outage", js)
+        stalled = [entry for entry in logs if entry["event"] == "projection_stalled"]
+        assert all(entry["log_level"] == "error" for entry in stalled)
+        assert not any(entry["event"] == "event_parked" for entry in logs)  # not the event's fault
+    finally:
+        runners = list(projector.tasks)
+        await asyncio.wait_for(projector.stop(), 60)
+        await engine.dispose()
+        await nc.close()
+    # each projection ended on the stop request, none had to be cancelled
+    assert runners and all(task.done() and not task.cancelled() for task in runners)

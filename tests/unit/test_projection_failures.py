@@ -8,7 +8,7 @@ import pytest
 from asyncpg import exceptions as pg
 from sqlalchemy import exc as sa_exc
 
-from services.projector.failures import GaveUp, classify, reason, retrying
+from services.projector.failures import GaveUp, classify, reason, retrying, storable
 
 pytestmark = pytest.mark.unit
 
@@ -115,3 +115,9 @@ async def test_a_deterministic_failure_is_raised_as_it_is_without_retrying() -> 
     with pytest.raises(OverflowError):
         await retrying(broken, transient=transient)
     assert calls == 1
+
+
+def test_what_is_recorded_of_a_parked_event_can_always_be_stored() -> None:
+    # PostgreSQL text holds neither NUL nor a lone surrogate (JSON can carry both)
+    assert storable("id\x00\ud800") == "id\\x00\\ud800"
+    assert "\x00" not in reason(ValueError("input_value='nausea\x00'"))
