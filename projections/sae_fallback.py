@@ -12,7 +12,7 @@ derivation never raises the same alert twice.
 from __future__ import annotations
 
 from events import AeReported, AeUpdated, LedgerEvent
-from projections.clocks import SaeClock
+from projections.clocks import AlertKind, SaeClock
 from projections.sae_alerts import SaeAlert, follow_up_id
 
 RULES_FAILED = "alert_rules_failed"
@@ -21,6 +21,7 @@ UNKNOWN_TERM = "(unknown: see the AE report)"
 
 def fallback_alert(event: LedgerEvent, seq: int) -> SaeAlert | None:
     """The alert a serious entry raises on its own facts alone; None when it is not serious."""
+    kind: AlertKind
     match event:
         case AeReported(data=data) if data.serious:
             ae_event_id = str(event.event_id).lower()
