@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.js import api as js_api
 
 from projections.ctcae import check_ae
-from services.ledger_io import ensure_streams, ledger_head
+from services.ledger_io import ensure_streams
 from services.nats_conn import broker_options, connect, server_urls
 from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS, Sealer
 from services.security.seals import load_private_key
@@ -43,7 +43,8 @@ class WriterApp:
 
     async def _follow_other_writers(self) -> None:
         js = self.nc.jetstream()
-        head = await ledger_head(js)
+        # from just after what `load` indexed: an append in between is never missed
+        head = self.writer.loaded_upto
 
         async def seen(msg: Any) -> None:
             meta = msg.metadata

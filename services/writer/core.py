@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
 
 from events import (
@@ -34,9 +34,12 @@ from events import (
     UnknownEventType,
     decode,
     seal_stored,
+    submission_digest,
 )
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
-from events.subjects import ledger_subject, parse_intake_subject, patient_wildcard
+from events.envelope import WRITER_FIELDS
+from events.subjects import LEDGER_STREAM, ledger_subject, parse_intake_subject, patient_wildcard
+from projections.endpoints import DEFAULT_PARAMETERS, newest_parameters
 from projections.history import Recorded
 from projections.intake_rules import (
     AeCheck,
@@ -49,6 +52,8 @@ from projections.intake_rules import (
 )
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
+from services.writer.event_ids import EventIdIndex
+from services.writer.intake_json import SubmissionUnreadable, json_problems, parse_submission
 
 log = structlog.get_logger("writer")
 
@@ -65,7 +70,9 @@ def _may_be_large(payload: bytes) -> bool:
 
 
 WRONG_LAST_SEQUENCE = 10071
-WRITER_FIELDS = ("recorded_at", "prev_hash", "hash")
+# One answer for an id already in the ledger with other content, whoever's event holds it:
+# it never tells a site whether that event is its own or another site's, nor what it says.
+ID_IN_USE = "this event_id is already used for other content; give this event a new event_id"
 # The latest calendar date anywhere on Earth (UTC+14): a site's "today" is never in our future.
 EARLIEST_OFFSET = dt.timedelta(hours=14)
 
@@ -89,45 +96,15 @@ class PatientLog:
         self.seqs[str(entry.event.event_id)] = entry.seq
         self._facts = extend_facts(self._facts, entry) if self._facts is not None else None
 
+    def event(self, event_id: str) -> LedgerEvent | None:
+        seq = self.seqs.get(event_id)
+        return next((e.event for e in reversed(self.recorded) if e.seq == seq), None)
+
     def facts(self) -> PatientFacts:
         """The rules' view of the patient, kept up to date append by append."""
         if self._facts is None:
             self._facts = patient_facts(self.recorded)
         return self._facts
-
-
-class BoundedIndex:
-    """The most recent `size` event_ids with their seqs (least recently set evicted first)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, int] = OrderedDict()
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
-
-    def __getitem__(self, event_id: str) -> int:
-        return self._ids[event_id]
-
-    def __setitem__(self, event_id: str, seq: int) -> None:
-        self._ids[event_id] = seq
-        self._ids.move_to_end(event_id)
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def get(self, event_id: str, default: int | None = None) -> int | None:
-        return self._ids.get(event_id, default)
-
-    def setdefault(self, event_id: str, seq: int) -> int:
-        if event_id not in self._ids:
-            self[event_id] = seq
-        return self._ids[event_id]
-
-    def clear(self) -> None:
-        self._ids.clear()
 
 
 @dataclass
@@ -151,6 +128,14 @@ def validation_errors(exc: ValidationError) -> list[FieldError]:
     return [FieldError(error_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
 
 
+def same_event(event: LedgerEvent, seq: int, stored: LedgerEvent) -> dict[str, Any]:
+    """The verdict on `event` whose id the ledger already holds at `seq` as `stored`."""
+    event_id = str(event.event_id)
+    if submission_digest(event) == submission_digest(stored):
+        return {"event_id": event_id, "status": "duplicate", "seq": seq}
+    return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
+
+
 class Writer:
     """Judge and append. `handle(subject, payload)` is the whole intake contract."""
 
@@ -162,7 +147,6 @@ class Writer:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         cache_patients: int = 4096,
         cache_events: int = 100_000,
-        index_size: int = 50_000,
         max_retries: int = 20,
     ) -> None:
         self.js = js
@@ -172,9 +156,10 @@ class Writer:
         self.cache_events = cache_events
         self._cached_events = 0
         self.max_retries = max_retries
-        # Recent event_ids → seq: the fast path for duplicates. Bounded, so memory does not grow
-        # with the ledger; the patient's own history (below) answers for anything older.
-        self.index: BoundedIndex = BoundedIndex(index_size)
+        # Every event_id in the ledger → its seq: an id is stored at most once, whatever
+        # patient a resubmission names (event_ids.py says why it is complete and compact).
+        self.index = EventIdIndex()
+        self.loaded_upto = 0
         self.trials: dict[str, ProtocolParametersSet] = {}
         self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
         self.locks: dict[PatientKey, asyncio.Lock] = {}
@@ -192,7 +177,8 @@ class Writer:
         async for msg in read_stream(self.js, headers_only=True):
             event_id = (msg.headers or {}).get("Nats-Msg-Id")
             if event_id:
-                self.index[event_id] = msg.seq
+                self.index.add(event_id, msg.seq)
+            self.loaded_upto = msg.seq
         async for msg in read_stream(
             self.js, f"ledger.*.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"
         ):
@@ -214,9 +200,11 @@ class Writer:
     def observe(self, seq: int, subject: str, event_id: str | None) -> None:
         """Another writer appended `seq`: index it and drop our now-stale patient cache."""
         if event_id:
-            if event_id in self._inflight or self.index.get(event_id) == seq:
-                return  # our own append, already reflected in the cache
-            self.index.setdefault(event_id, seq)
+            # indexed even when it is our own append: a publish that timed out may have stored it
+            own = event_id in self._inflight or self.index.get(event_id) == seq
+            self.index.add(event_id, seq)
+            if own:
+                return  # already reflected in the cache
         parts = subject.split(".")
         if len(parts) == 5:
             key = (parts[1], parts[2], parts[3])
@@ -238,9 +226,9 @@ class Writer:
         except ValueError as exc:
             return rejected(None, [FieldError("subject", str(exc))])
         try:
-            body = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return rejected(None, [FieldError("body", f"not valid JSON: {exc}")])
+            body = parse_submission(payload)
+        except SubmissionUnreadable as exc:
+            return rejected(None, [FieldError("body", str(exc))])
         if isinstance(body, dict) and "events" in body and "event_id" not in body:
             items = body["events"]
             if not isinstance(items, list) or not items:
@@ -276,7 +264,23 @@ class Writer:
     async def _judge(
         self, trial_id: str, site_id: str, raw: Any, measure: bool = True
     ) -> dict[str, Any]:
-        result = await self._judge_inner(trial_id, site_id, raw, measure)
+        try:
+            result = await self._judge_inner(trial_id, site_id, raw, measure)
+        except Exception:
+            # Never a silent drop: the submitter gets an answer, and resubmitting the same
+            # event (same event_id) later tells whether it was recorded.
+            log.exception("event_not_judged", trial_id=trial_id)
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            result = rejected(
+                event_id,
+                [
+                    FieldError(
+                        "event",
+                        "the writer could not complete this submission; resubmit the same "
+                        "event (same event_id) to learn whether it was recorded",
+                    )
+                ],
+            )
         status = result["status"]
         setattr(self.counters, status, getattr(self.counters, status) + 1)
         return result
@@ -287,8 +291,9 @@ class Writer:
         if not isinstance(raw, dict):
             return rejected(None, [FieldError("event", "an event is a JSON object")])
         event_id = raw.get("event_id")
-        if isinstance(event_id, str) and event_id in self.index:
-            return {"event_id": event_id, "status": "duplicate", "seq": self.index[event_id]}
+        problems = json_problems(raw)
+        if problems:
+            return rejected(event_id, problems)
         if measure and len(json.dumps(raw)) > MAX_EVENT_BYTES:
             return rejected(
                 event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")]
@@ -323,13 +328,33 @@ class Writer:
         errors = self._envelope_rules(trial_id, site_id, event)
         if errors:
             if event.site_id == site_id and event.trial_id == trial_id:
-                # a resubmission long after the fact may now fail a rule: the patient's own
-                # history is the authority on whether this event is already in the ledger
-                known = (await self._patient(event.patient_key)).seqs.get(event_id)
-                if known is not None:
-                    return {"event_id": event_id, "status": "duplicate", "seq": known}
+                # a resubmission long after the fact may now fail a rule: the ledger is the
+                # authority on whether this very event is already in it
+                known = await self._known(event)
+                if known is not None and known["status"] == "duplicate":
+                    return known
             return rejected(event_id, errors)
+        known = await self._known(event)
+        if known is not None:
+            return known
         return await self._append(event)
+
+    async def _known(self, event: LedgerEvent) -> dict[str, Any] | None:
+        """The verdict on an id the ledger already holds, or None for an id never used."""
+        seq = self.index.get(str(event.event_id))
+        if seq is None:
+            return None
+        stored = await self._stored_at(seq)
+        if stored is None or str(stored.event_id) != str(event.event_id):
+            return None  # not where the index says: the patient's history will decide
+        return same_event(event, seq, stored)
+
+    async def _stored_at(self, seq: int) -> LedgerEvent | None:
+        try:
+            msg = await self.js.get_msg(LEDGER_STREAM, seq, direct=True)
+        except NotFoundError:
+            return None
+        return decode(json.loads(msg.data or b"{}"))
 
     def _envelope_rules(self, trial_id: str, site_id: str, event: LedgerEvent) -> list[FieldError]:
         errors: list[FieldError] = []
@@ -371,13 +396,7 @@ class Writer:
             )
         params = self.trials.get(event.trial_id)
         if isinstance(event, ProtocolParametersSet):
-            current = params.data.version if params else 0
-            if event.data.version <= current:
-                errors.append(
-                    FieldError(
-                        "data.version", f"parameters version must be above the current {current}"
-                    )
-                )
+            pass  # its version is judged against the trial's history as read for the append
         elif params is None:
             errors.append(
                 FieldError(
@@ -409,13 +428,14 @@ class Writer:
         async with lock:
             for _attempt in range(self.max_retries):
                 patient = await self._patient(key)
-                if event_id in patient.seqs:
-                    return {
-                        "event_id": event_id,
-                        "status": "duplicate",
-                        "seq": patient.seqs[event_id],
-                    }
-                if event.event_type not in TRIAL_LEVEL_TYPES:
+                stored = patient.event(event_id)
+                if stored is not None:
+                    return same_event(event, patient.seqs[event_id], stored)
+                if isinstance(event, ProtocolParametersSet):
+                    errors = self._version_rule(patient, event)
+                    if errors:
+                        return rejected(event_id, errors)
+                elif event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
                     facts = patient.facts()
                     errors = check_event(
@@ -430,6 +450,20 @@ class Writer:
         return rejected(
             event_id, [FieldError("event", "the patient's history kept changing; retry")]
         )
+
+    def _version_rule(self, trial: PatientLog, event: ProtocolParametersSet) -> list[FieldError]:
+        """Versions rise one append at a time: judged against the trial-level history read
+        for this very append, whose expected last sequence makes a stale replica re-read."""
+        for entry in trial.recorded:
+            self._learn_trial(entry.event)
+        current = newest_parameters(DEFAULT_PARAMETERS, trial.recorded).version
+        if event.data.version <= current:
+            return [
+                FieldError(
+                    "data.version", f"parameters version must be above the current {current}"
+                )
+            ]
+        return []
 
     async def _publish(
         self, key: PatientKey, patient: PatientLog, event: LedgerEvent
@@ -462,9 +496,13 @@ class Writer:
                 self.patients.pop(key, None)
                 raise
             if ack.duplicate:
-                self.index[event_id] = ack.seq
+                # stored within JetStream's window, perhaps for another patient or site
+                self.index.add(event_id, ack.seq)
                 self.patients.pop(key, None)
-                return {"event_id": event_id, "status": "duplicate", "seq": ack.seq}
+                original = await self._stored_at(ack.seq)
+                if original is None:
+                    return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
+                return same_event(event, ack.seq, original)
             # the stored form differs from the judged event only in the writer's fields
             stored_event = event.model_copy(
                 update={
@@ -474,7 +512,7 @@ class Writer:
                 }
             )
             patient.add(Recorded(ack.seq, stored_event), stored["hash"])
-            self.index[event_id] = ack.seq
+            self.index.add(event_id, ack.seq)
             self._learn_trial(stored_event)
             for listener in self.on_append:
                 listener(ack.seq, stored)
