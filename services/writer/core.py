@@ -452,15 +452,18 @@ class Writer:
         )
 
     def _version_rule(self, trial: PatientLog, event: ProtocolParametersSet) -> list[FieldError]:
-        """Versions rise one append at a time: judged against the trial-level history read
-        for this very append, whose expected last sequence makes a stale replica re-read."""
+        """Versions run 1, 2, 3... without gaps (DOMAIN.md: "versioned, so replay knows which
+        rules applied"), judged against the trial-level history read for this very append,
+        whose expected last sequence makes a replica that read a stale history re-read."""
         for entry in trial.recorded:
             self._learn_trial(entry.event)
         current = newest_parameters(DEFAULT_PARAMETERS, trial.recorded).version
-        if event.data.version <= current:
+        if event.data.version != current + 1:
             return [
                 FieldError(
-                    "data.version", f"parameters version must be above the current {current}"
+                    "data.version",
+                    f"parameters version must be {current + 1}, the next after the current "
+                    f"{current}",
                 )
             ]
         return []
