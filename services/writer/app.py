@@ -101,7 +101,15 @@ async def create_app(
         **broker_options(creds),
     )
 
-    @broker.subscriber(INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers)
+    async def undecoded(msg: NatsMessage) -> bytes:
+        # FastStream would json-parse the body first, unbounded, and drop the message without
+        # a reply on an error it does not expect (RecursionError, a 5,000-digit number):
+        # the writer reads the bytes itself, within limits (intake_json.py).
+        return msg.body
+
+    @broker.subscriber(
+        INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers, decoder=undecoded
+    )
     async def intake(msg: NatsMessage) -> dict[str, Any]:
         return await writer.handle(msg.raw_message.subject, msg.body)
 

@@ -88,6 +88,8 @@ class PatientLog:
     head_hash: str = ZERO_HASH
     seqs: dict[str, int] = field(default_factory=dict)
     _facts: PatientFacts | None = None
+    # Another writer appended after `last_seq`: read what follows before judging again.
+    stale: bool = False
 
     def add(self, entry: Recorded, head_hash: str) -> None:
         self.recorded.append(entry)
@@ -210,7 +212,7 @@ class Writer:
             key = (parts[1], parts[2], parts[3])
             cached = self.patients.get(key)
             if cached is not None and seq > cached.last_seq:
-                del self.patients[key]
+                cached.stale = True
 
     def _learn_trial(self, event: LedgerEvent) -> None:
         if isinstance(event, ProtocolParametersSet):
@@ -446,7 +448,7 @@ class Writer:
                 outcome = await self._publish(key, patient, event)
                 if outcome is not None:
                     return outcome
-                self.patients.pop(key, None)  # stale: another writer appended; re-read
+                patient.stale = True  # another writer appended: read what it added
         return rejected(
             event_id, [FieldError("event", "the patient's history kept changing; retry")]
         )
@@ -495,8 +497,8 @@ class Writer:
                 self.patients.pop(key, None)
                 raise
             except Exception:
-                # a timeout may hide a stored append: forget what we think the head is
-                self.patients.pop(key, None)
+                # a timeout may hide a stored append: read the patient's tail before judging
+                patient.stale = True
                 raise
             if ack.duplicate:
                 # stored within JetStream's window, perhaps for another patient or site
@@ -532,13 +534,18 @@ class Writer:
             self._inflight.discard(event_id)
 
     async def _patient(self, key: PatientKey) -> PatientLog:
+        """The patient's history, read once and then only what others appended after it
+        (callers hold the patient's lock)."""
         cached = self.patients.get(key)
-        if cached is not None:
+        if cached is not None and not cached.stale:
             self.patients.move_to_end(key)
             return cached
-        patient = PatientLog()
+        patient = cached or PatientLog()
+        patient.stale = False
         self.counters.reloads += 1
-        async for msg in read_stream(self.js, patient_wildcard(*key)):
+        async for msg in read_stream(
+            self.js, patient_wildcard(*key), start_seq=patient.last_seq + 1
+        ):
             stored = msg.json()
             patient.add(Recorded(msg.seq, decode(stored)), str(stored.get("hash", ZERO_HASH)))
         self.patients[key] = patient
