@@ -37,7 +37,7 @@ from events import (
     submission_digest,
 )
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
-from events.envelope import WRITER_FIELDS
+from events.envelope import WRITER_FIELDS, text_problem
 from events.subjects import LEDGER_STREAM, ledger_subject, parse_intake_subject, patient_wildcard
 from projections.endpoints import DEFAULT_PARAMETERS, newest_parameters
 from projections.history import Recorded
@@ -119,8 +119,10 @@ class Counters:
 
 
 def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
+    # echoed only when it could be an id: never a megabyte, never text no encoder can write
+    echo = isinstance(event_id, str) and len(event_id) <= 64 and text_problem(event_id) is None
     return {
-        "event_id": event_id if isinstance(event_id, str) else None,
+        "event_id": event_id if echo else None,
         "status": "rejected",
         "errors": [e.as_dict() for e in errors],
     }

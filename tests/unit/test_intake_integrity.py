@@ -76,15 +76,19 @@ async def test_the_intake_answers_a_nul_in_a_text_field_with_the_fields_path() -
 
 
 def test_references_to_events_are_stored_in_canonical_lower_case() -> None:
-    raw = copy.deepcopy(EXAMPLES["sae_acknowledged"])
-    raw["event_id"] = raw["event_id"].upper()
-    raw["data"]["ae_event_id"] = raw["data"]["ae_event_id"].upper()
-    raw["data"]["alert_id"] = "sae-" + raw["data"]["ae_event_id"]
-    event = decode(raw, mode="strict")
-    original = decode(EXAMPLES["sae_acknowledged"], mode="strict")
-    assert event.data.ae_event_id == EXAMPLES["sae_acknowledged"]["data"]["ae_event_id"]  # type: ignore[union-attr]
-    assert event.data.alert_id == EXAMPLES["sae_acknowledged"]["data"]["alert_id"]  # type: ignore[union-attr]
-    assert submission_digest(event) == submission_digest(original)
+    ae_id = "5e0f3a1b-9c2d-4e7f-a8b6-c1d2e3f4a5b6"
+    original = copy.deepcopy(EXAMPLES["sae_acknowledged"])
+    original["data"].update(ae_event_id=ae_id, alert_id=f"sae-{ae_id}")
+    shouted = copy.deepcopy(original)
+    shouted["event_id"] = shouted["event_id"].upper()
+    shouted["data"].update(ae_event_id=ae_id.upper(), alert_id=f"sae-{ae_id.upper()}")
+    event = decode(shouted, mode="strict")
+    assert event.data.ae_event_id == ae_id  # type: ignore[union-attr]
+    assert event.data.alert_id == f"sae-{ae_id}"  # type: ignore[union-attr]
+    assert submission_digest(event) == submission_digest(decode(original, mode="strict"))
+    correction = copy.deepcopy(EXAMPLES["event_retracted"])
+    correction["data"]["target_event_id"] = ae_id.upper()
+    assert decode(correction).data.target_event_id == ae_id  # type: ignore[union-attr]
 
 
 def test_the_id_index_knows_every_id_in_any_spelling_beyond_any_merge() -> None:
@@ -112,6 +116,7 @@ HOSTILE_BODIES = [
     b'{"event_id": {"nested": true}, "type": "enrolled"}',
     b'{"event_id": ["a"], "patient_id": {"x": 1}}',
     b'{"event_id": "x", "data": {"term": "\\ud800"}}',
+    b'{"event_id": "\\ud800\\u0000", "type": "enrolled"}',
     b'{"event_id": "x", "data": {"\\u0000": 1}}',
     b"\xff\xfe{\x00}\x00",
     '{"event_id": "é"}'.encode("latin-1"),
@@ -127,7 +132,7 @@ async def test_every_hostile_body_gets_a_structured_rejection(body: bytes) -> No
     for result in results:
         assert result["status"] == "rejected", reply
         assert result["errors"] and all({"field", "message"} <= set(e) for e in result["errors"])
-    json.dumps(reply)  # the reply itself is plain JSON
+    json.dumps(reply, ensure_ascii=False).encode()  # the reply itself is plain UTF-8 JSON
 
 
 async def test_a_number_out_of_range_is_named_by_its_field_and_spares_the_rest_of_a_batch() -> None:
