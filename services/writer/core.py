@@ -334,13 +334,13 @@ class Writer:
             if event.site_id == site_id and event.trial_id == trial_id:
                 # a resubmission long after the fact may now fail a rule: the ledger is the
                 # authority on whether this very event is already in it
-                known = await self._known(event)
-                if known is not None and known["status"] == "duplicate":
-                    return known
+                verdict = await self._known(event)
+                if verdict is not None and verdict["status"] == "duplicate":
+                    return verdict
             return rejected(event_id, errors)
-        known = await self._known(event)
-        if known is not None:
-            return known
+        verdict = await self._known(event)
+        if verdict is not None:
+            return verdict
         return await self._append(event)
 
     async def _known(self, event: LedgerEvent) -> dict[str, Any] | None:
