@@ -22,7 +22,7 @@ from services.client import SiteClient
 from services.nats_conn import connect
 from services.settings import Settings
 from services.writer.app import WriterApp, create_app
-from tests.integration.helpers import event, ledger_of, parameters, unique_trial
+from tests.integration.helpers import chains_intact, event, ledger_of, parameters, unique_trial
 
 pytestmark = pytest.mark.integration
 
@@ -217,6 +217,7 @@ async def test_thousands_of_hostile_submissions_are_each_answered_and_store_noth
     assert all(c.accepted + c.duplicate + c.rejected > 0 for c in alive)  # both took a share
     ids = Counter(stored["event_id"] for _, stored in entries)
     assert [event_id for event_id, n in ids.items() if n > 1] == []
+    assert chains_intact(entries) == []
     for _, stored in entries:
         assert hash_is_valid(stored)
         decode(stored, mode="strict")  # every entry a valid event
