@@ -205,3 +205,42 @@ async def test_another_sites_event_id_tells_a_site_nothing_about_that_event(
     assert as_own["errors"] == as_own_other["errors"] == own_other["errors"]
     entries = await ledger_of(nc.jetstream(), trial)
     assert Counter(s["event_id"] for _, s in entries)[theirs["event_id"]] == 1
+
+
+async def test_an_append_whose_acknowledgement_was_lost_is_never_stored_again(
+    own_nats: Any,
+) -> None:
+    """The append lands but its ack never arrives (a timeout): the submitter is answered, and
+    every retry — same patient or another, after JetStream's window — finds the stored one."""
+    nc = await connect(own_nats.url)
+    config = ledger_config()
+    config.duplicate_window = 0.5
+    await nc.jetstream().add_stream(config)
+    writer = await _start(own_nats.url)
+    try:
+        trial, site = await _trial(nc, ("P0001", "P0002"))
+        real_publish = writer.writer.js.publish
+        lost: list[int] = []
+
+        async def publish_then_lose_the_ack(*args: Any, **kwargs: Any) -> Any:
+            ack = await real_publish(*args, **kwargs)
+            if not lost:
+                lost.append(ack.seq)
+                raise TimeoutError  # stored, but the writer never hears so
+            return ack
+
+        writer.writer.js.publish = publish_then_lose_the_ack  # type: ignore[method-assign]
+        infusion = event("infusion_given", trial)
+        first = await site.submit(copy.deepcopy(infusion))
+        await asyncio.sleep(1.0)  # beyond JetStream's window
+        retry = await site.submit(copy.deepcopy(infusion))
+        elsewhere = await site.submit({**infusion, "patient_id": "P0002"})
+    finally:
+        await writer.stop()
+    assert first["status"] == "rejected" and first["errors"][0]["field"] == "event"
+    assert "resubmit the same event" in first["errors"][0]["message"]
+    assert retry == {"event_id": infusion["event_id"], "status": "duplicate", "seq": lost[0]}
+    assert _in_use(elsewhere), elsewhere
+    ids = Counter(s["event_id"] for _, s in await ledger_of(nc.jetstream(), trial))
+    assert ids[infusion["event_id"]] == 1
+    await nc.close()
