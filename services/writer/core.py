@@ -429,12 +429,17 @@ class Writer:
         key: PatientKey = event.patient_key
         event_id = str(event.event_id)
         lock = self.locks.setdefault(key, asyncio.Lock())
+        unacknowledged = False
         async with lock:
             for _attempt in range(self.max_retries):
                 patient = await self._patient(key)
                 stored = patient.event(event_id)
                 if stored is not None:
-                    return same_event(event, patient.seqs[event_id], stored)
+                    verdict = same_event(event, patient.seqs[event_id], stored)
+                    if unacknowledged and verdict["status"] == "duplicate":
+                        # our append landed though its acknowledgement was lost
+                        return {**verdict, "status": "accepted", "hash": stored.hash}
+                    return verdict
                 if isinstance(event, ProtocolParametersSet):
                     errors = self._version_rule(patient, event)
                     if errors:
@@ -447,7 +452,13 @@ class Writer:
                     )
                     if errors:
                         return rejected(event_id, errors)
-                outcome = await self._publish(key, patient, event)
+                try:
+                    outcome = await self._publish(key, patient, event)
+                except TimeoutError:
+                    # stored or not: the patient's tail (read next) tells, and a second
+                    # publish of an unstored event is deduplicated by JetStream if it lands
+                    unacknowledged = True
+                    continue
                 if outcome is not None:
                     return outcome
                 patient.stale = True  # another writer appended: read what it added
