@@ -400,8 +400,8 @@ class Writer:
             )
         params = self.trials.get(event.trial_id)
         if isinstance(event, ProtocolParametersSet):
-            pass  # its version is judged against the trial's history as read for the append
-        elif params is None:
+            return errors  # its version is judged on the trial's history read for the append
+        if params is None:
             errors.append(
                 FieldError(
                     "trial_id",
