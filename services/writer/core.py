@@ -4,6 +4,10 @@ Correctness across several writer instances rests on JetStream, not on this proc
 every append carries the patient's expected last sequence (optimistic concurrency over the
 patient's subject wildcard) and `Nats-Msg-Id` = event_id. A stale cache can only cost a
 retry, never a wrong chain, a lost event or a second entry.
+
+An event_id names one event for ever: the writer knows every id in the ledger (event_ids.py)
+and compares a resubmission's content with the stored event's (`submission_digest`), so an
+identical resubmission is "duplicate" and anything else under a used id is rejected.
 """
 
 from __future__ import annotations
