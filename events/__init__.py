@@ -16,7 +16,13 @@ from events.catalogue import (
 )
 from events.clinical import *  # noqa: F403 - the catalogue is the package's surface
 from events.envelope import SPONSOR_SITE, TRIAL_PATIENT, ZERO_HASH, Envelope
-from events.hashing import canonical_json, event_hash, hash_is_valid, seal_stored
+from events.hashing import (
+    canonical_json,
+    event_hash,
+    hash_is_valid,
+    seal_stored,
+    submission_digest,
+)
 from events.safety import (
     AeReported,
     AeReportedData,
@@ -77,5 +83,6 @@ __all__ = [
     "event_hash",
     "hash_is_valid",
     "seal_stored",
+    "submission_digest",
     "upcast",
 ]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from events.envelope import Envelope, Model, Text
+from events.envelope import Envelope, EventRef, Model, Text
 
 Agent = Literal["haic", "pd1", "lenvatinib"]
 InfusedAgent = Literal["haic", "pd1"]
@@ -60,7 +60,7 @@ class DoseModifiedData(Model):
     agent: Agent
     action: Literal["start", "reduce", "interrupt", "resume", "discontinue"]
     dose_mg: float | None = Field(default=None, ge=0, le=1000)
-    ae_event_id: str | None = None
+    ae_event_id: EventRef | None = None
     cause: Literal["adverse_event", "progression", "patient_decision", "protocol", "other"] = (
         "protocol"
     )
@@ -68,7 +68,7 @@ class DoseModifiedData(Model):
 
 class DeathData(Model):
     cause: Literal["disease_progression", "adverse_event", "other", "unknown"]
-    ae_event_id: str | None = None
+    ae_event_id: EventRef | None = None
     autopsy: bool = False
 
 
@@ -96,7 +96,7 @@ class TreatmentDiscontinuedData(Model):
         "completed",
         "other",
     ]
-    ae_event_id: str | None = None
+    ae_event_id: EventRef | None = None
 
 
 class WithdrawnData(Model):

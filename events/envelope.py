@@ -7,15 +7,65 @@ import re
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]+$"
 TOKEN_RE = re.compile(TOKEN_PATTERN)
 
+# Control characters (Unicode category Cc) other than tab, line feed and carriage return, and
+# lone surrogates. NUL cannot be stored by PostgreSQL and stalls every read model; the others
+# corrupt terminals, CSV exports and logs. CR stays allowed: a free-text note pasted from a
+# Windows form ends its lines with CRLF, and text never travels in a header or a log line.
+_FORBIDDEN_TEXT_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` may not be stored as text in the ledger, or None when it may."""
+    found = _FORBIDDEN_TEXT_RE.search(value)
+    if found is None:
+        return None
+    return (
+        f"control character U+{ord(found.group()):04X} at position {found.start()} is not "
+        "allowed in text (tab and line breaks are)"
+    )
+
+
+def _plain_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _canonical_uuid(value: Any) -> Any:
+    """A reference spelled as a UUID is stored in its canonical lower-case form, so every
+    comparison with an `event_id` (itself a UUID) is a comparison of the same spelling."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return str(UUID(value))
+        except ValueError:
+            return value
+    return value
+
+
+PlainText = AfterValidator(_plain_text)
 # NATS subject tokens: the ids travel inside subjects, so they share its alphabet.
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN, min_length=1, max_length=64)]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Text = Annotated[str, StringConstraints(max_length=2000)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128), PlainText]
+Text = Annotated[str, StringConstraints(max_length=2000), PlainText]
+# A reference to another event's `event_id` (an AE, a corrected event).
+EventRef = Annotated[
+    str, BeforeValidator(_canonical_uuid), StringConstraints(min_length=1, max_length=64), PlainText
+]
+# The fields the writer adds to a stored event; a site never sends them.
+WRITER_FIELDS = ("recorded_at", "prev_hash", "hash")
 
 SPONSOR_SITE = "_sponsor"
 TRIAL_PATIENT = "_trial"

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
+from pydantic import BaseModel
 
-from events.envelope import ZERO_HASH
+from events.envelope import WRITER_FIELDS, ZERO_HASH
 
 # Python's shortest round-trip repr equals ECMAScript's Number.toString for non-integral
 # floats from 1e-4 up (below it Python switches to exponents earlier than ECMAScript).
@@ -71,6 +72,15 @@ def canonical_json(obj: Any) -> bytes:
 def event_hash(stored: Mapping[str, Any]) -> str:
     """Hex SHA-256 of the canonical JSON of the stored event object without its `hash`."""
     body = {key: value for key, value in stored.items() if key != "hash"}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def submission_digest(event: BaseModel) -> str:
+    """What makes two submissions of one `event_id` the same event: the SHA-256 of the RFC 8785
+    canonical JSON of the validated event without the writer's fields. Validated, so a default
+    spelt out or left implicit and a UUID in either case count alike; a resubmission is
+    "duplicate" only when this matches the stored event's (issue 14, item 1)."""
+    body = event.model_dump(mode="json", exclude=set(WRITER_FIELDS))
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 

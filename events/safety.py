@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from events.envelope import Envelope, Model, Text
+from events.envelope import Envelope, EventRef, Model, Text
 
 Seriousness = Literal[
     "death",
@@ -79,7 +79,7 @@ class AeReportedData(Model):
 class AeUpdatedData(Model):
     """A change to an AE episode: only the fields given change."""
 
-    ae_event_id: str = Field(min_length=1, max_length=64)
+    ae_event_id: EventRef
     grade: int | None = Field(default=None, ge=1, le=5)
     serious: bool | None = None
     seriousness: tuple[Seriousness, ...] | None = None
@@ -98,8 +98,13 @@ class SaeAcknowledgedData(Model):
     escalation (`sae-<ae_event_id>-fu-<ledger seq>`); the writer accepts it only if the
     ledger called for that alert (`projections.sae_alerts`)."""
 
-    alert_id: str = Field(pattern=r"^sae-[0-9a-fA-F-]{36}(-fu-[0-9]{1,19})?$")
-    ae_event_id: str = Field(min_length=1, max_length=64)
+    # lower-cased like the event_id it names, so one alert has one spelling
+    alert_id: Annotated[
+        str,
+        Field(pattern=r"^sae-[0-9a-fA-F-]{36}(-fu-[0-9]{1,19})?$"),
+        AfterValidator(str.lower),
+    ]
+    ae_event_id: EventRef
     expedited_report_submitted_on: dt.date | None = None
     note: Text | None = None
 

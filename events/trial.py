@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from events.envelope import Envelope, Model, Text, Token
+from events.envelope import Envelope, EventRef, Model, Text, Token
 
 # No trial of these agents (lenvatinib, PD-1 inhibitors) enrolled before this: the default
 # lower bound of a clinical date when the sponsor has not set the trial's own.
@@ -56,13 +56,13 @@ class EventCorrectedData(Model):
     The replacement is validated against the target's own type by the writer.
     """
 
-    target_event_id: str = Field(min_length=1, max_length=64)
+    target_event_id: EventRef
     occurred_on: dt.date | None = None
     data: dict[str, Any]
 
 
 class EventRetractedData(Model):
-    target_event_id: str = Field(min_length=1, max_length=64)
+    target_event_id: EventRef
 
 
 class LedgerSealedData(Model):

@@ -140,38 +140,43 @@ def submit(
     data_dir: DataDir = None,
     batch: Annotated[int, typer.Option(help="Events per request.")] = 50,
 ) -> None:
-    """Submit events from a JSON Lines file and print each verdict."""
+    """Submit events from a JSON Lines file and print each line's verdict.
+
+    Safe to run again: a line without an event_id gets one derived from its content (never a
+    random one), so everything already recorded is answered "duplicate". Exits 1 when any
+    line was rejected.
+    """
     configure_logging("WARNING")
     from services.client import SiteClient
     from services.nats_conn import connect
+    from services.submit_file import read_lines, summary, verdict
 
     settings = Settings.from_env(_data_dir(data_dir))
-    lines = [line for line in file.read_text().splitlines() if line.strip()]
+    lines = read_lines(file.read_text(), trial, site)
 
-    async def main() -> int:
+    async def main() -> list[str]:
         assert settings.nats_url, "no running system found (runtime.json) and LEDGER_NATS_URL unset"
         nc = await connect(
             settings.nats_url, settings.creds_for(f"site:{site}"), name=f"site-{site}"
         )
         client = SiteClient(nc, trial, site)
-        bad = 0
+        statuses: list[str] = []
         try:
             for start in range(0, len(lines), batch):
-                chunk: list[dict[str, Any]] = []
-                for number, line in enumerate(lines[start : start + batch], start + 1):
-                    try:
-                        chunk.append(json.loads(line))
-                    except ValueError as exc:
-                        console.print(f"line {number}: [red]rejected[/red] not valid JSON: {exc}")
-                        bad += 1
-                for result in await client.submit_batch(chunk) if chunk else []:
-                    bad += result.get("status") == "rejected"
-                    console.print_json(json.dumps(result))
+                chunk = lines[start : start + batch]
+                events = [line.event for line in chunk if line.event is not None]
+                results = iter(await client.submit_batch(events) if events else [])
+                for line in chunk:
+                    status, text = verdict(line, next(results) if line.event is not None else None)
+                    statuses.append(status)
+                    console.print(text, markup=False, highlight=False, soft_wrap=True)
         finally:
             await nc.close()
-        return bad
+        return statuses
 
-    sys.exit(1 if _run(main()) else 0)
+    statuses = _run(main())
+    console.print(summary(statuses), markup=False, highlight=False, soft_wrap=True)
+    sys.exit(1 if "rejected" in statuses else 0)
 
 
 @app.command()

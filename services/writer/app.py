@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.js import api as js_api
 
 from projections.ctcae import check_ae
-from services.ledger_io import ensure_streams, ledger_head
+from services.ledger_io import ensure_streams
 from services.nats_conn import broker_options, connect, server_urls
 from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS, Sealer
 from services.security.seals import ensure_writer_key, fingerprint, load_private_key, public_key_b64
@@ -52,7 +52,8 @@ class WriterApp:
 
     async def _follow_other_writers(self) -> None:
         js = self.nc.jetstream()
-        head = await ledger_head(js)
+        # from just after what `load` indexed: an append in between is never missed
+        head = self.writer.loaded_upto
 
         async def seen(msg: Any) -> None:
             meta = msg.metadata
@@ -113,7 +114,15 @@ async def create_app(
         **broker_options(creds),
     )
 
-    @broker.subscriber(INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers)
+    async def undecoded(msg: NatsMessage) -> bytes:
+        # FastStream would json-parse the body first, unbounded, and drop the message without
+        # a reply on an error it does not expect (RecursionError, a 5,000-digit number):
+        # the writer reads the bytes itself, within limits (intake_json.py).
+        return msg.body
+
+    @broker.subscriber(
+        INTAKE_SUBJECT, queue=QUEUE_GROUP, max_workers=max_workers, decoder=undecoded
+    )
     async def intake(msg: NatsMessage) -> dict[str, Any]:
         return await writer.handle(msg.raw_message.subject, msg.body)
 

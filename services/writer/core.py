@@ -4,6 +4,10 @@ Correctness across several writer instances rests on JetStream, not on this proc
 every append carries the patient's expected last sequence (optimistic concurrency over the
 patient's subject wildcard) and `Nats-Msg-Id` = event_id. A stale cache can only cost a
 retry, never a wrong chain, a lost event or a second entry.
+
+An event_id names one event for ever: the writer knows every id in the ledger (event_ids.py)
+and compares a resubmission's content with the stored event's (`submission_digest`), so an
+identical resubmission is "duplicate" and anything else under a used id is rejected.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
 
 from events import (
@@ -35,9 +39,12 @@ from events import (
     UnknownEventType,
     decode,
     seal_stored,
+    submission_digest,
 )
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
-from events.subjects import ledger_subject, parse_intake_subject, patient_wildcard
+from events.envelope import WRITER_FIELDS, text_problem
+from events.subjects import LEDGER_STREAM, ledger_subject, parse_intake_subject, patient_wildcard
+from projections.endpoints import DEFAULT_PARAMETERS, newest_parameters
 from projections.history import Recorded
 from projections.intake_rules import (
     AeCheck,
@@ -53,6 +60,8 @@ from projections.intake_warnings import baseline_warnings
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
+from services.writer.event_ids import EventIdIndex
+from services.writer.intake_json import SubmissionUnreadable, json_problems, parse_submission
 
 log = structlog.get_logger("writer")
 
@@ -69,7 +78,9 @@ def _may_be_large(payload: bytes) -> bool:
 
 
 WRONG_LAST_SEQUENCE = 10071
-WRITER_FIELDS = ("recorded_at", "prev_hash", "hash")
+# One answer for an id already in the ledger with other content, whoever's event holds it:
+# it never tells a site whether that event is its own or another site's, nor what it says.
+ID_IN_USE = "this event_id is already used for other content; give this event a new event_id"
 # The latest calendar date anywhere on Earth (UTC+14): a site's "today" is never in our future.
 EARLIEST_OFFSET = dt.timedelta(hours=14)
 
@@ -85,6 +96,8 @@ class PatientLog:
     head_hash: str = ZERO_HASH
     seqs: dict[str, int] = field(default_factory=dict)
     _facts: PatientFacts | None = None
+    # Another writer appended after `last_seq`: read what follows before judging again.
+    stale: bool = False
 
     def add(self, entry: Recorded, head_hash: str) -> None:
         self.recorded.append(entry)
@@ -93,45 +106,15 @@ class PatientLog:
         self.seqs[str(entry.event.event_id)] = entry.seq
         self._facts = extend_facts(self._facts, entry) if self._facts is not None else None
 
+    def event(self, event_id: str) -> LedgerEvent | None:
+        seq = self.seqs.get(event_id)
+        return next((e.event for e in reversed(self.recorded) if e.seq == seq), None)
+
     def facts(self) -> PatientFacts:
         """The rules' view of the patient, kept up to date append by append."""
         if self._facts is None:
             self._facts = patient_facts(self.recorded)
         return self._facts
-
-
-class BoundedIndex:
-    """The most recent `size` event_ids with their seqs (least recently set evicted first)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, int] = OrderedDict()
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
-
-    def __getitem__(self, event_id: str) -> int:
-        return self._ids[event_id]
-
-    def __setitem__(self, event_id: str, seq: int) -> None:
-        self._ids[event_id] = seq
-        self._ids.move_to_end(event_id)
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def get(self, event_id: str, default: int | None = None) -> int | None:
-        return self._ids.get(event_id, default)
-
-    def setdefault(self, event_id: str, seq: int) -> int:
-        if event_id not in self._ids:
-            self[event_id] = seq
-        return self._ids[event_id]
-
-    def clear(self) -> None:
-        self._ids.clear()
 
 
 @dataclass
@@ -144,8 +127,10 @@ class Counters:
 
 
 def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
+    # echoed only when it could be an id: never a megabyte, never text no encoder can write
+    echo = isinstance(event_id, str) and len(event_id) <= 64 and text_problem(event_id) is None
     return {
-        "event_id": event_id if isinstance(event_id, str) else None,
+        "event_id": event_id if echo else None,
         "status": "rejected",
         "errors": [e.as_dict() for e in errors],
     }
@@ -153,6 +138,14 @@ def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
 
 def validation_errors(exc: ValidationError) -> list[FieldError]:
     return [FieldError(error_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+
+
+def same_event(event: LedgerEvent, seq: int, stored: LedgerEvent) -> dict[str, Any]:
+    """The verdict on `event` whose id the ledger already holds at `seq` as `stored`."""
+    event_id = str(event.event_id)
+    if submission_digest(event) == submission_digest(stored):
+        return {"event_id": event_id, "status": "duplicate", "seq": seq}
+    return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
 
 
 class Writer:
@@ -166,7 +159,6 @@ class Writer:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         cache_patients: int = 4096,
         cache_events: int = 100_000,
-        index_size: int = 50_000,
         max_retries: int = 20,
     ) -> None:
         self.js = js
@@ -176,9 +168,10 @@ class Writer:
         self.cache_events = cache_events
         self._cached_events = 0
         self.max_retries = max_retries
-        # Recent event_ids → seq: the fast path for duplicates. Bounded, so memory does not grow
-        # with the ledger; the patient's own history (below) answers for anything older.
-        self.index: BoundedIndex = BoundedIndex(index_size)
+        # Every event_id in the ledger → its seq: an id is stored at most once, whatever
+        # patient a resubmission names (event_ids.py says why it is complete and compact).
+        self.index = EventIdIndex()
+        self.loaded_upto = 0
         self.trials: dict[str, ProtocolParametersSet] = {}
         self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
         self.locks: dict[PatientKey, asyncio.Lock] = {}
@@ -196,7 +189,8 @@ class Writer:
         async for msg in read_stream(self.js, headers_only=True):
             event_id = (msg.headers or {}).get("Nats-Msg-Id")
             if event_id:
-                self.index[event_id] = msg.seq
+                self.index.add(event_id, msg.seq)
+            self.loaded_upto = msg.seq
         async for msg in read_stream(
             self.js, f"ledger.*.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"
         ):
@@ -218,15 +212,17 @@ class Writer:
     def observe(self, seq: int, subject: str, event_id: str | None) -> None:
         """Another writer appended `seq`: index it and drop our now-stale patient cache."""
         if event_id:
-            if event_id in self._inflight or self.index.get(event_id) == seq:
-                return  # our own append, already reflected in the cache
-            self.index.setdefault(event_id, seq)
+            # indexed even when it is our own append: a publish that timed out may have stored it
+            own = event_id in self._inflight or self.index.get(event_id) == seq
+            self.index.add(event_id, seq)
+            if own:
+                return  # already reflected in the cache
         parts = subject.split(".")
         if len(parts) == 5:
             key = (parts[1], parts[2], parts[3])
             cached = self.patients.get(key)
             if cached is not None and seq > cached.last_seq:
-                del self.patients[key]
+                cached.stale = True
 
     def _learn_trial(self, event: LedgerEvent) -> None:
         if isinstance(event, ProtocolParametersSet):
@@ -242,9 +238,9 @@ class Writer:
         except ValueError as exc:
             return rejected(None, [FieldError("subject", str(exc))])
         try:
-            body = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return rejected(None, [FieldError("body", f"not valid JSON: {exc}")])
+            body = parse_submission(payload)
+        except SubmissionUnreadable as exc:
+            return rejected(None, [FieldError("body", str(exc))])
         if isinstance(body, dict) and "events" in body and "event_id" not in body:
             items = body["events"]
             if not isinstance(items, list) or not items:
@@ -280,7 +276,23 @@ class Writer:
     async def _judge(
         self, trial_id: str, site_id: str, raw: Any, measure: bool = True
     ) -> dict[str, Any]:
-        result = await self._judge_inner(trial_id, site_id, raw, measure)
+        try:
+            result = await self._judge_inner(trial_id, site_id, raw, measure)
+        except Exception:
+            # Never a silent drop: the submitter gets an answer, and resubmitting the same
+            # event (same event_id) later tells whether it was recorded.
+            log.exception("event_not_judged", trial_id=trial_id)
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            result = rejected(
+                event_id,
+                [
+                    FieldError(
+                        "event",
+                        "the writer could not complete this submission; resubmit the same "
+                        "event (same event_id) to learn whether it was recorded",
+                    )
+                ],
+            )
         status = result["status"]
         setattr(self.counters, status, getattr(self.counters, status) + 1)
         return result
@@ -291,8 +303,9 @@ class Writer:
         if not isinstance(raw, dict):
             return rejected(None, [FieldError("event", "an event is a JSON object")])
         event_id = raw.get("event_id")
-        if isinstance(event_id, str) and event_id in self.index:
-            return {"event_id": event_id, "status": "duplicate", "seq": self.index[event_id]}
+        problems = json_problems(raw)
+        if problems:
+            return rejected(event_id, problems)
         if measure and len(json.dumps(raw)) > MAX_EVENT_BYTES:
             return rejected(
                 event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")]
@@ -327,13 +340,33 @@ class Writer:
         errors = self._envelope_rules(trial_id, site_id, event)
         if errors:
             if event.site_id == site_id and event.trial_id == trial_id:
-                # a resubmission long after the fact may now fail a rule: the patient's own
-                # history is the authority on whether this event is already in the ledger
-                known = (await self._patient(event.patient_key)).seqs.get(event_id)
-                if known is not None:
-                    return {"event_id": event_id, "status": "duplicate", "seq": known}
+                # a resubmission long after the fact may now fail a rule: the ledger is the
+                # authority on whether this very event is already in it
+                verdict = await self._known(event)
+                if verdict is not None and verdict["status"] == "duplicate":
+                    return verdict
             return rejected(event_id, errors)
+        verdict = await self._known(event)
+        if verdict is not None:
+            return verdict
         return await self._append(event)
+
+    async def _known(self, event: LedgerEvent) -> dict[str, Any] | None:
+        """The verdict on an id the ledger already holds, or None for an id never used."""
+        seq = self.index.get(str(event.event_id))
+        if seq is None:
+            return None
+        stored = await self._stored_at(seq)
+        if stored is None or str(stored.event_id) != str(event.event_id):
+            return None  # not where the index says: the patient's history will decide
+        return same_event(event, seq, stored)
+
+    async def _stored_at(self, seq: int) -> LedgerEvent | None:
+        try:
+            msg = await self.js.get_msg(LEDGER_STREAM, seq, direct=True)
+        except NotFoundError:
+            return None
+        return decode(json.loads(msg.data or b"{}"))
 
     def _envelope_rules(self, trial_id: str, site_id: str, event: LedgerEvent) -> list[FieldError]:
         errors: list[FieldError] = []
@@ -377,14 +410,8 @@ class Writer:
         if trial_level:
             errors += trial_date_errors(event, (self.now() + EARLIEST_OFFSET).date())
         if isinstance(event, ProtocolParametersSet):
-            current = params.data.version if params else 0
-            if event.data.version <= current:
-                errors.append(
-                    FieldError(
-                        "data.version", f"parameters version must be above the current {current}"
-                    )
-                )
-        elif params is None:
+            return errors  # its version is judged on the trial's history read for the append
+        if params is None:
             errors.append(
                 FieldError(
                     "trial_id",
@@ -412,17 +439,23 @@ class Writer:
         key: PatientKey = event.patient_key
         event_id = str(event.event_id)
         lock = self.locks.setdefault(key, asyncio.Lock())
+        unacknowledged = False
         async with lock:
             for _attempt in range(self.max_retries):
                 patient = await self._patient(key)
-                if event_id in patient.seqs:
-                    return {
-                        "event_id": event_id,
-                        "status": "duplicate",
-                        "seq": patient.seqs[event_id],
-                    }
+                stored = patient.event(event_id)
+                if stored is not None:
+                    verdict = same_event(event, patient.seqs[event_id], stored)
+                    if unacknowledged and verdict["status"] == "duplicate":
+                        # our append landed though its acknowledgement was lost
+                        return {**verdict, "status": "accepted", "hash": stored.hash}
+                    return verdict
                 warnings: list[FieldError] = []
-                if event.event_type not in TRIAL_LEVEL_TYPES:
+                if isinstance(event, ProtocolParametersSet):
+                    errors = self._version_rule(patient, event)
+                    if errors:
+                        return rejected(event_id, errors)
+                elif event.event_type not in TRIAL_LEVEL_TYPES:
                     today = (self.now() + EARLIEST_OFFSET).date()
                     facts = patient.facts()
                     errors = check_event(
@@ -433,15 +466,38 @@ class Writer:
                     if errors:
                         return rejected(event_id, errors)
                     warnings = baseline_warnings(facts, event, self.parameters(event.trial_id))
-                outcome = await self._publish(key, patient, event)
+                try:
+                    outcome = await self._publish(key, patient, event)
+                except TimeoutError:
+                    # stored or not: the patient's tail (read next) tells, and a second
+                    # publish of an unstored event is deduplicated by JetStream if it lands
+                    unacknowledged = True
+                    continue
                 if outcome is not None:
                     if warnings and outcome["status"] == "accepted":  # additive to the reply
                         outcome["warnings"] = [w.as_dict() for w in warnings]
                     return outcome
-                self.patients.pop(key, None)  # stale: another writer appended; re-read
+                patient.stale = True  # another writer appended: read what it added
         return rejected(
             event_id, [FieldError("event", "the patient's history kept changing; retry")]
         )
+
+    def _version_rule(self, trial: PatientLog, event: ProtocolParametersSet) -> list[FieldError]:
+        """Versions run 1, 2, 3... without gaps (DOMAIN.md: "versioned, so replay knows which
+        rules applied"), judged against the trial-level history read for this very append,
+        whose expected last sequence makes a replica that read a stale history re-read."""
+        for entry in trial.recorded:
+            self._learn_trial(entry.event)
+        current = newest_parameters(DEFAULT_PARAMETERS, trial.recorded).version
+        if event.data.version != current + 1:
+            return [
+                FieldError(
+                    "data.version",
+                    f"parameters version must be {current + 1}, the next after the current "
+                    f"{current}",
+                )
+            ]
+        return []
 
     async def _publish(
         self, key: PatientKey, patient: PatientLog, event: LedgerEvent
@@ -470,13 +526,17 @@ class Writer:
                 self.patients.pop(key, None)
                 raise
             except Exception:
-                # a timeout may hide a stored append: forget what we think the head is
-                self.patients.pop(key, None)
+                # a timeout may hide a stored append: read the patient's tail before judging
+                patient.stale = True
                 raise
             if ack.duplicate:
-                self.index[event_id] = ack.seq
+                # stored within JetStream's window, perhaps for another patient or site
+                self.index.add(event_id, ack.seq)
                 self.patients.pop(key, None)
-                return {"event_id": event_id, "status": "duplicate", "seq": ack.seq}
+                original = await self._stored_at(ack.seq)
+                if original is None:
+                    return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
+                return same_event(event, ack.seq, original)
             # the stored form differs from the judged event only in the writer's fields
             stored_event = event.model_copy(
                 update={
@@ -486,7 +546,7 @@ class Writer:
                 }
             )
             patient.add(Recorded(ack.seq, stored_event), stored["hash"])
-            self.index[event_id] = ack.seq
+            self.index.add(event_id, ack.seq)
             self._learn_trial(stored_event)
             for listener in self.on_append:
                 listener(ack.seq, stored)
@@ -503,13 +563,18 @@ class Writer:
             self._inflight.discard(event_id)
 
     async def _patient(self, key: PatientKey) -> PatientLog:
+        """The patient's history, read once and then only what others appended after it
+        (callers hold the patient's lock)."""
         cached = self.patients.get(key)
-        if cached is not None:
+        if cached is not None and not cached.stale:
             self.patients.move_to_end(key)
             return cached
-        patient = PatientLog()
+        patient = cached or PatientLog()
+        patient.stale = False
         self.counters.reloads += 1
-        async for msg in read_stream(self.js, patient_wildcard(*key)):
+        async for msg in read_stream(
+            self.js, patient_wildcard(*key), start_seq=patient.last_seq + 1
+        ):
             stored = msg.json()
             patient.add(Recorded(msg.seq, decode(stored)), str(stored.get("hash", ZERO_HASH)))
         self.patients[key] = patient

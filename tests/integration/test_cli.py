@@ -65,9 +65,10 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
         site.write_text("\n".join(json.dumps(e) for e in events) + "\nnot json\n")
         done = cli("submit", str(site), "--trial", trial, "--site", "site01", data_dir=data_dir)
         assert done.returncode == 1  # one event rejected, one line not JSON
-        assert done.stdout.count('"accepted"') == 2
-        assert done.stdout.count('"rejected"') == 1
-        assert "not valid JSON" in done.stdout
+        assert "line 1: accepted" in done.stdout and "line 2: accepted" in done.stdout
+        assert "line 3: rejected" in done.stdout
+        assert "line 4: rejected: not valid JSON" in done.stdout
+        assert "4 lines: 2 accepted, 0 duplicate, 2 rejected" in done.stdout
         replayed = cli("replay", "--json", "--compare", data_dir=data_dir)
         report = json.loads(replayed.stdout)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
