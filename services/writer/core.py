@@ -317,7 +317,7 @@ class Writer:
         ]
         if forbidden:
             return rejected(event_id, forbidden)
-        if raw.get("type") in WRITER_ONLY_TYPES:
+        if isinstance(raw.get("type"), str) and raw["type"] in WRITER_ONLY_TYPES:
             return rejected(
                 event_id,
                 [FieldError("type", f"{raw['type']} events are written by the writer only")],
