@@ -51,8 +51,19 @@ class Undecodable(ValueError):
 def decode_stored(seq: int, stored: dict[str, Any]) -> Recorded:
     try:
         return Recorded(seq, decode(stored))
-    except (ValidationError, NewerSchemaVersion, UnknownEventType) as exc:
+    except ValidationError as exc:
+        raise Undecodable(validation_summary(exc)) from exc
+    except (NewerSchemaVersion, UnknownEventType) as exc:
         raise Undecodable(str(exc)) from exc
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """Where and why an event does not decode, never the values it holds: a parked reason
+    and a log line may not carry clinical free text (STYLE.md, logging)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    )
 
 
 # A live projection's cache of recently active patients' histories. A patient outside it is
