@@ -20,7 +20,7 @@ from services.client import SiteClient
 from services.nats_conn import connect
 from services.settings import Settings
 from services.writer.app import WriterApp, create_app
-from tests.integration.helpers import event, ledger_of, parameters, unique_trial
+from tests.integration.helpers import event, parameters, submitted_of, unique_trial
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ async def test_running_the_same_file_twice_records_every_line_once(
     file.write_text("\n".join(lines) + "\n")
     first = await submit(nats_url, file, trial, "site01", tmp_path)
     second = await submit(nats_url, file, trial, "site01", tmp_path)
-    entries = await ledger_of(conn.jetstream(), trial)
+    entries = await submitted_of(conn.jetstream(), trial)
     await conn.close()
     assert first[0] == 0, first[1]
     assert second[0] == 0, second[1]
