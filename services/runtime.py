@@ -7,6 +7,7 @@ Used by `trial-ledger up`, `make demo` and the integration tests. Nothing here n
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import pwd
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,39 @@ local   all   all                   scram-sha-256
 host    all   all   127.0.0.1/32    scram-sha-256
 host    all   all   ::1/128         scram-sha-256
 """
+
+
+class StartFailed(RuntimeError):
+    """An embedded server did not start (its log says why); nothing of it is left running."""
+
+
+def log_tail(path: Path, lines: int = 1) -> str:
+    """The last lines of a server's log: the reason it gave for stopping."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the kernel send `sig` to an embedded server when the process
+    that started it dies, however it dies (SIGKILL, an interrupted test run): an embedded
+    server never outlives its owner. Linux only; elsewhere servers are stopped by `stop()`."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def tie() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the tie was made
+            os.kill(os.getpid(), sig)
+
+    return tie
 
 
 def free_port() -> int:
@@ -123,8 +158,17 @@ jetstream {{
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
-        wait_for_port(self.port, proc=self.proc)
+        log.close()
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except BaseException as exc:
+            self.kill()
+            raise StartFailed(
+                f"nats-server did not start ({exc}); {self.data_dir / 'nats.log'}: "
+                f"{log_tail(self.data_dir / 'nats.log')}"
+            ) from exc
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
@@ -220,13 +264,21 @@ class EmbeddedPostgres:
             self._initdb()
         elif new_password:
             # A data dir from before passwords: set one while its trust config still holds.
+            try:
+                self._launch()
+                self._psql(f"ALTER USER postgres PASSWORD '{self.password}'")
+            finally:
+                self.stop()
+        try:
+            self._require_password()
             self._launch()
-            self._psql(f"ALTER USER postgres PASSWORD '{self.password}'")
-            self.stop()
-        self._require_password()
-        self._launch()
-        if fresh:
-            self._psql(f"CREATE DATABASE {PG_DATABASE}")
+            if fresh:
+                self._psql(f"CREATE DATABASE {PG_DATABASE}")
+        except BaseException as exc:
+            self.kill()  # whatever failed, no server of this data dir is left running
+            if isinstance(exc, Exception) and not isinstance(exc, StartFailed):
+                raise StartFailed(f"PostgreSQL did not start: {exc}") from exc
+            raise
         return self
 
     def _initdb(self) -> None:
@@ -258,7 +310,7 @@ class EmbeddedPostgres:
                 user=self._user,
             )
         except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+            raise StartFailed(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
 
@@ -278,8 +330,10 @@ class EmbeddedPostgres:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "-k",
-                str(self.pgdata),
+                # TCP only: a Unix socket's path may not pass 107 bytes, which a data dir
+                # in a deep checkout does; every client here connects to 127.0.0.1.
+                "-c",
+                "unix_socket_directories=",
                 "-c",
                 "max_connections=300",
                 "-c",
@@ -293,9 +347,18 @@ class EmbeddedPostgres:
             stderr=subprocess.STDOUT,
             user=self._user,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGINT),  # after `user=`: a uid change clears it
         )
-        wait_for_port(self.port, proc=self.proc)
-        self._wait_ready()
+        log.close()
+        try:
+            wait_for_port(self.port, proc=self.proc)
+            self._wait_ready()
+        except BaseException as exc:
+            self.kill()
+            raise StartFailed(
+                f"PostgreSQL did not start ({exc}); {self.data_dir / 'postgres.log'}: "
+                f"{log_tail(self.data_dir / 'postgres.log')}"
+            ) from exc
 
     def _psql(self, sql: str) -> None:
         subprocess.run(
