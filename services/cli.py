@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from services.cli_exit import EXIT_CODES_HELP, USAGE, CommandFailed, require_servers, run_cli
+from services.cli_exit import (
+    EXIT_CODES_HELP,
+    REFUSED,
+    USAGE,
+    CommandFailed,
+    require_servers,
+    run_cli,
+)
 from services.logs import configure_logging
 from services.settings import Settings, default_data_dir
 
@@ -151,11 +158,21 @@ def simulate(
     """Submit a simulated trial to the running system, like real sites would."""
     configure_logging("WARNING")
     settings = _settings(data_dir, nats=True)
-    from services.demo import simulate_into
+    from services.demo import TrialHoldsRealData, simulate_into
 
-    report = _run(
-        simulate_into(settings, sites=sites, patients=patients, seed=seed, console=console)
-    )
+    try:
+        report = _run(
+            simulate_into(
+                settings,
+                sites=sites,
+                patients=patients,
+                seed=seed,
+                console=console,
+                refuse_real_data=True,
+            )
+        )
+    except TrialHoldsRealData as exc:
+        raise CommandFailed(str(exc), REFUSED) from None
     sys.exit(0 if report.rejected == 0 else 1)
 
 
