@@ -29,7 +29,7 @@ from services.settings import Settings
 from services.simulator import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
-from tests.integration.helpers import event, parameters, unique_trial
+from tests.integration.helpers import SIMULATED_TODAY, event, parameters, unique_trial
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ async def writer(servers: Settings) -> AsyncIterator[WriterApp]:
 
 
 async def ingest(settings: Settings, *, patients: int, seed: int = 3, sites: int = 6) -> int:
-    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
+    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=SIMULATED_TODAY)
     conns: dict[str, Any] = {}
     for site in ["_sponsor", *trial.site_events]:
         conns[site] = await connect(settings.nats_url or "")

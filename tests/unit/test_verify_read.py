@@ -61,7 +61,6 @@ class FakeJetStream:
 async def no_wait(_: float) -> None:
     """The read's wait between 503s, injected: nothing global (asyncio.sleep) is patched, so
     whatever else runs in the event loop keeps its own sleeps."""
-    return None
 
 
 async def _read(js: FakeJetStream, head: int) -> list[int]:
