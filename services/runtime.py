@@ -6,6 +6,7 @@ Used by `trial-ledger up`, `make demo` and the integration tests. Nothing here n
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import gc
@@ -85,8 +86,29 @@ def wait_for_port(
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+# Every embedded server this process started and has not stopped, with its stop signal:
+# stopped at exit whatever path the process took (an interrupted test run, a failed start).
+_running: dict[subprocess.Popen[bytes], int] = {}
+
+
+def started(proc: subprocess.Popen[bytes], stop_signal: int) -> subprocess.Popen[bytes]:
+    _running[proc] = stop_signal
+    return proc
+
+
+def stop_all_started(timeout: float = 10.0) -> None:
+    """Stop every embedded server this process left running (atexit, a test session's end)."""
+    for proc, sig in list(_running.items()):
+        stop_process(proc, sig, timeout)
+
+
+atexit.register(stop_all_started)
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
     """Signal a server and wait for it; a server that ignores the signal is killed."""
+    if proc is not None:
+        _running.pop(proc, None)
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(sig)
@@ -153,12 +175,15 @@ jetstream {{
             self.port = free_port()
         self.write_config()
         log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGTERM),
+        self.proc = started(
+            subprocess.Popen(
+                [nats_server_binary(), "-c", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            ),
+            signal.SIGTERM,
         )
         log.close()
         try:
@@ -321,33 +346,36 @@ class EmbeddedPostgres:
         if stale.exists():
             stale.unlink()
         log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [
-                self._bin("postgres"),
-                "-D",
-                str(self.pgdata),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                # TCP only: a Unix socket's path may not pass 107 bytes, which a data dir
-                # in a deep checkout does; every client here connects to 127.0.0.1.
-                "-c",
-                "unix_socket_directories=",
-                "-c",
-                "max_connections=300",
-                "-c",
-                "shared_buffers=256MB",
-                "-c",
-                "fsync=on",
-                "-c",
-                "synchronous_commit=on",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=self._user,
-            start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGINT),  # after `user=`: a uid change clears it
+        self.proc = started(
+            subprocess.Popen(
+                [
+                    self._bin("postgres"),
+                    "-D",
+                    str(self.pgdata),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    # TCP only: a Unix socket's path may not pass 107 bytes, which a data dir
+                    # in a deep checkout does; every client here connects to 127.0.0.1.
+                    "-c",
+                    "unix_socket_directories=",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "shared_buffers=256MB",
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "synchronous_commit=on",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self._user,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGINT),  # after `user=`: a uid change clears it
+            ),
+            signal.SIGINT,
         )
         log.close()
         try:
