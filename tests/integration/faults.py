@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 
 from events.subjects import LEDGER_STREAM
 from services.client import SiteClient
+from services.ledger_io import ledger_head
 from services.nats_conn import connect
 from services.security.verify import verify_ledger
 from services.settings import Settings
@@ -265,3 +266,22 @@ async def wait_read_models(
                     exc.add_note(f"consumers: {await consumer_states(js)}")
                 raise
             await asyncio.sleep(1.0)
+
+
+async def ledger_grows(
+    nats_url: str, ingesting: asyncio.Task[Any], more: int, timeout: float = 120.0
+) -> None:
+    """Wait until the ledger holds `more` further events than now (or the ingest is done):
+    a fault strikes mid-ingest, and sites go on through it, whatever the machine's speed."""
+    nc = await connect(nats_url, name="progress")
+    try:
+        js = nc.jetstream()
+        target = await ledger_head(js) + more
+        deadline = time.monotonic() + timeout
+        while not ingesting.done() and await ledger_head(js) < target:
+            assert time.monotonic() < deadline, f"the ledger did not grow by {more} in {timeout}s"
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    if ingesting.done():
+        ingesting.result()  # an ingest that failed says so here
