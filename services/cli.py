@@ -334,8 +334,14 @@ def replay(
 ) -> None:
     """Rebuild every read model from the ledger into a fresh schema and print per-table digests."""
     configure_logging("WARNING")
+    from services.projector.rebuild_cli import parse_instant, run_replay
+
+    if as_of is not None:  # a bad value is a usage error, whether or not the system runs
+        try:
+            parse_instant(as_of)
+        except ValueError as exc:
+            raise CommandFailed(f"replay: --as-of {as_of!r}: {exc}", USAGE) from None
     settings = _settings(data_dir, nats=True, db=True)
-    from services.projector.rebuild_cli import run_replay
 
     code = _run_service(
         run_replay(
