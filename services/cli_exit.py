@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 try:  # Typer ≥ 0.20 carries its own copy of Click, whose exceptions it raises
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - an older Typer on the installed Click
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 import typer
 
