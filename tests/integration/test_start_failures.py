@@ -4,6 +4,8 @@ nothing it already started is left running."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from services.cli_exit import START_FAILED
 from services.runtime import PG_HBA
 from services.system import System
-from tests.integration.test_cli_fails_fast import clean_env, cli
+from tests.integration.test_cli_fails_fast import ROOT, clean_env, cli
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +77,38 @@ def test_a_start_that_fails_at_postgresql_leaves_no_server_running(tmp_path: Pat
     assert len(said) == 1 and "PostgreSQL" in said[0], err  # beside `up`'s JSON log lines
     assert "Traceback" not in out + err
     assert wait_until_none_left(data_dir) == []
+
+
+OWNER = """
+import sys, time, warnings
+from pathlib import Path
+from services.runtime import EmbeddedNats, EmbeddedPostgres
+base = Path(sys.argv[1])
+nats = EmbeddedNats(base / "nats").start()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    postgres = EmbeddedPostgres(base / "postgres").start()
+print(nats.proc.pid, postgres.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_embedded_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
+    """An owner killed outright (an interrupted test run, `kill -9` of `up`) runs no cleanup
+    of its own: its servers must still not outlive it."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        assert owner.stdout is not None
+        started = owner.stdout.readline().split()
+        assert len(started) == 2, "the owner did not start its servers"
+        assert len(processes_of(tmp_path)) >= 2
+    finally:
+        owner.kill()
+        owner.wait()
+    assert wait_until_none_left(tmp_path) == []
