@@ -134,12 +134,11 @@ def explain(exc: BaseException) -> CommandFailed | None:
     from nats.errors import NoServersError
 
     from services.nats_conn import NatsUnreachable
+    from services.runtime import StartFailed
 
     for link in _chain(exc):
         if isinstance(link, CommandFailed):
             return link
-    from services.runtime import StartFailed
-
     for link in _chain(exc):
         if isinstance(link, StartFailed):
             return CommandFailed(f"the system could not start: {link}", START_FAILED)
