@@ -536,8 +536,15 @@ def report(
 ) -> None:
     """One self-contained HTML report: endpoints, responses, safety, stamped with the ledger position."""
     configure_logging("WARNING")
+    from fastapi import HTTPException
+
+    from services.report import normalized_as_of, run_report
+
+    try:  # a bad value is a usage error, whether or not the system runs
+        normalized_as_of(as_of)
+    except HTTPException as exc:
+        raise CommandFailed(f"report: --as-of {as_of!r}: {exc.detail}", USAGE) from None
     settings = _settings(data_dir, nats=True, db=True)
-    from services.report import run_report
 
     sys.exit(_run(run_report(settings, trial=trial, as_of=as_of, out=out, console=console)))
 
