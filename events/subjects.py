@@ -46,6 +46,12 @@ def ledger_subject(trial_id: str, site_id: str, patient_id: str, event_type: str
     return f"ledger.{trial_id}.{site_id}.{patient_id}.{event_type}"
 
 
+def trial_wildcard(trial_id: str) -> str:
+    """Every ledger subject of one trial."""
+    _tokens(trial_id)
+    return f"ledger.{trial_id}.>"
+
+
 def patient_wildcard(trial_id: str, site_id: str, patient_id: str) -> str:
     """Every ledger subject of one patient: the unit of optimistic concurrency."""
     _tokens(trial_id, site_id, patient_id)

@@ -13,10 +13,22 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from services.cli_exit import (
+    EXIT_CODES_HELP,
+    REFUSED,
+    USAGE,
+    CommandFailed,
+    require_servers,
+    run_cli,
+)
 from services.logs import configure_logging
 from services.settings import Settings, default_data_dir
 
-app = typer.Typer(help="Event-sourced ledger for oncology clinical trials.", no_args_is_help=True)
+app = typer.Typer(
+    help="Event-sourced ledger for oncology clinical trials.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+)
 serve_app = typer.Typer(
     help="Run one service against the running system's servers.", no_args_is_help=True
 )
@@ -33,6 +45,25 @@ DataDir = Annotated[
 
 def _data_dir(value: Path | None) -> Path:
     return (value or default_data_dir()).resolve()
+
+
+def _settings(data_dir: Path | None, *, nats: bool = False, db: bool = False) -> Settings:
+    """The running system's settings, once the servers the command needs answer (else one
+    line and exit 4 at once, instead of reconnecting for ever)."""
+    settings = Settings.from_env(_data_dir(data_dir))
+    require_servers(settings, nats=nats, db=db)
+    return settings
+
+
+def _external_servers_answer(data_dir: Path | None) -> None:
+    """`up`/`demo` start embedded servers, except where LEDGER_*_URL names running ones."""
+    import os
+
+    require_servers(
+        Settings.from_env(_data_dir(data_dir)),
+        nats=bool(os.environ.get("LEDGER_NATS_URL")),
+        db=bool(os.environ.get("LEDGER_DATABASE_URL")),
+    )
 
 
 def _run(coro: Any) -> Any:
@@ -79,6 +110,8 @@ def up(
     configure_logging()
     from services.system import System, public_runtime
 
+    _external_servers_answer(data_dir)
+
     async def main() -> None:
         system = await System(_data_dir(data_dir), cluster=cluster).start(api_port=api_port or None)
         console.print(
@@ -109,6 +142,7 @@ def demo(
     configure_logging("WARNING")
     from services.demo import run_demo
 
+    _external_servers_answer(data_dir)
     _run_service(
         run_demo(_data_dir(data_dir), sites=sites, patients=patients, seed=seed, console=console)
     )
@@ -123,12 +157,22 @@ def simulate(
 ) -> None:
     """Submit a simulated trial to the running system, like real sites would."""
     configure_logging("WARNING")
-    from services.demo import simulate_into
+    settings = _settings(data_dir, nats=True)
+    from services.demo import TrialHoldsRealData, simulate_into
 
-    settings = Settings.from_env(_data_dir(data_dir))
-    report = _run(
-        simulate_into(settings, sites=sites, patients=patients, seed=seed, console=console)
-    )
+    try:
+        report = _run(
+            simulate_into(
+                settings,
+                sites=sites,
+                patients=patients,
+                seed=seed,
+                console=console,
+                refuse_real_data=True,
+            )
+        )
+    except TrialHoldsRealData as exc:
+        raise CommandFailed(str(exc), REFUSED) from None
     sys.exit(0 if report.rejected == 0 else 1)
 
 
@@ -147,11 +191,11 @@ def submit(
     line was rejected.
     """
     configure_logging("WARNING")
+    settings = _settings(data_dir, nats=True)
     from services.client import SiteClient
     from services.nats_conn import connect
     from services.submit_file import read_lines, summary, verdict
 
-    settings = Settings.from_env(_data_dir(data_dir))
     lines = read_lines(file.read_text(), trial, site)
 
     async def main() -> list[str]:
@@ -208,9 +252,10 @@ def _serve(create: Callable[[], Awaitable[Any]]) -> None:
 def serve_writer(data_dir: DataDir = None) -> None:
     """The validating writer (answers intake.<trial>.<site>; run several for a queue group)."""
     configure_logging()
+    settings = _settings(data_dir, nats=True)
     from services.writer.app import create_app
 
-    _serve(lambda: create_app(Settings.from_env(_data_dir(data_dir))))
+    _serve(lambda: create_app(settings))
 
 
 @serve_app.command("projector")
@@ -231,11 +276,12 @@ def serve_projector(
 ) -> None:
     """The projector: one durable consumer per projection, exactly-once into PostgreSQL."""
     configure_logging()
+    settings = _settings(data_dir, nats=True, db=True)
     from services.projector.app import create_app
 
     _serve(
         lambda: create_app(
-            Settings.from_env(_data_dir(data_dir)),
+            settings,
             schema=schema,
             partitions=partitions,
             instance=instance,
@@ -258,7 +304,7 @@ def serve_api(
     from services.api.app import create_app
 
     uvicorn.run(
-        create_app(Settings.from_env(_data_dir(data_dir))),
+        create_app(_settings(data_dir, nats=True, db=True)),
         host=host,
         port=port,
         log_level="warning",
@@ -293,9 +339,15 @@ def replay(
 ) -> None:
     """Rebuild every read model from the ledger into a fresh schema and print per-table digests."""
     configure_logging("WARNING")
-    from services.projector.rebuild_cli import run_replay
+    from services.projector.rebuild_cli import parse_instant, run_replay
 
-    settings = Settings.from_env(_data_dir(data_dir))
+    if as_of is not None:  # a bad value is a usage error, whether or not the system runs
+        try:
+            parse_instant(as_of)
+        except ValueError as exc:
+            raise CommandFailed(f"replay: --as-of {as_of!r}: {exc}", USAGE) from None
+    settings = _settings(data_dir, nats=True, db=True)
+
     code = _run_service(
         run_replay(
             settings,
@@ -322,10 +374,12 @@ def export(
 ) -> None:
     """Write an ADaM-style dataset as CSV from the live read models."""
     configure_logging("WARNING")
+    settings = _settings(data_dir, db=True)
     from services.exports_cli import run_export
 
-    settings = Settings.from_env(_data_dir(data_dir))
-    sys.exit(_run(run_export(settings, dataset, trial=trial, out=out, console=console)))
+    # The CSV may go to standard output: every message goes to standard error.
+    messages = Console(stderr=True)
+    sys.exit(_run(run_export(settings, dataset, trial=trial, out=out, console=messages)))
 
 
 @alerts_app.command("follow")
@@ -344,9 +398,9 @@ def alerts_follow(
 ) -> None:
     """Print every serious-AE alert once; catches up after being offline."""
     configure_logging("WARNING")
+    settings = _settings(data_dir, nats=True)
     from services.alerter.follow import run_follow
 
-    settings = Settings.from_env(_data_dir(data_dir))
     sys.exit(
         _run(
             run_follow(
@@ -372,9 +426,9 @@ def alerts_list(
 ) -> None:
     """Every SAE alert (initial and follow-up) with its deadlines and status now."""
     configure_logging("WARNING")
+    settings = _settings(data_dir, db=True)
     from services.alerter.officer import run_list
 
-    settings = Settings.from_env(_data_dir(data_dir))
     sys.exit(
         _run(
             run_list(
@@ -411,9 +465,10 @@ def alerts_ack(
     try:
         day = dt.date.fromisoformat(reported_on) if reported_on else None
     except ValueError:
-        console.print(f"[red]--reported-on {reported_on!r} is not a date (YYYY-MM-DD)[/red]")
-        sys.exit(2)
-    settings = Settings.from_env(_data_dir(data_dir))
+        raise CommandFailed(
+            f"alerts ack: --reported-on {reported_on!r} is not a date (YYYY-MM-DD)", USAGE
+        ) from None
+    settings = _settings(data_dir, nats=True, db=True)
     sys.exit(
         _run(
             run_ack(
@@ -446,9 +501,9 @@ def verify(
     """Replay the ledger and check every hash, chain link, seal signature, seq and event_id,
     and that nothing is missing from its end (writer's high-water mark, seals, checkpoints)."""
     configure_logging("WARNING")
+    settings = _settings(data_dir, nats=True)
     from services.security.verify import run_verify
 
-    settings = Settings.from_env(_data_dir(data_dir))
     sys.exit(
         _run(
             run_verify(
@@ -466,9 +521,10 @@ def verify(
 def serve_alerter(data_dir: DataDir = None) -> None:
     """The serious-AE alerter: ledger → ALERTS, exactly one alert per AE that becomes serious."""
     configure_logging()
+    settings = _settings(data_dir, nats=True, db=True)
     from services.alerter.app import create_app
 
-    _serve(lambda: create_app(Settings.from_env(_data_dir(data_dir))))
+    _serve(lambda: create_app(settings))
 
 
 @app.command()
@@ -485,14 +541,21 @@ def report(
 ) -> None:
     """One self-contained HTML report: endpoints, responses, safety, stamped with the ledger position."""
     configure_logging("WARNING")
-    from services.report import run_report
+    from fastapi import HTTPException
 
-    settings = Settings.from_env(_data_dir(data_dir))
+    from services.report import normalized_as_of, run_report
+
+    try:  # a bad value is a usage error, whether or not the system runs
+        normalized_as_of(as_of)
+    except HTTPException as exc:
+        raise CommandFailed(f"report: --as-of {as_of!r}: {exc.detail}", USAGE) from None
+    settings = _settings(data_dir, nats=True, db=True)
+
     sys.exit(_run(run_report(settings, trial=trial, as_of=as_of, out=out, console=console)))
 
 
 def main() -> None:
-    app()
+    sys.exit(run_cli(app))
 
 
 if __name__ == "__main__":

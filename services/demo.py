@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from nats.js import JetStreamContext
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from events.catalogue import WRITER_ONLY_TYPES
+from events.subjects import trial_wildcard
 from services.client import SiteClient
+from services.ledger_io import read_stream
 from services.nats_conn import connect
 from services.settings import Settings, redacted_url
 from services.simulator import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
@@ -28,6 +32,24 @@ SUMMARY_MODULES = (
 )
 
 
+class TrialHoldsRealData(Exception):
+    """`simulate` would mix simulated patients into a trial's real (non-simulated) data."""
+
+
+async def events_not_simulated(js: JetStreamContext, trial: SimulatedTrial) -> int:
+    """How many of the trial's ledger events this simulation does not produce itself: its
+    own events (a re-run of the same simulation) are only duplicates; any other is data
+    someone recorded (or another simulation's), which a simulation must not mix with."""
+    ours = {event["event_id"] for event in trial.all_events()}
+    foreign = 0
+    async for stored in read_stream(js, trial_wildcard(trial.trial_id)):
+        recorded = stored.json()
+        if recorded.get("type") in WRITER_ONLY_TYPES:  # the writer's seals, not data
+            continue
+        foreign += recorded.get("event_id") not in ours
+    return foreign
+
+
 async def simulate_into(
     settings: Settings,
     *,
@@ -36,8 +58,10 @@ async def simulate_into(
     seed: int,
     console: Console,
     today: dt.date | None = None,
+    refuse_real_data: bool = False,
 ) -> SubmissionReport:
-    """Generate the trial (deterministic per seed) and submit it like the sites would."""
+    """Generate the trial (deterministic per seed) and submit it like the sites would;
+    with `refuse_real_data`, only into a trial that holds nothing but this simulation."""
     assert settings.nats_url, (
         "no running system found: start `trial-ledger up` or set LEDGER_NATS_URL"
     )
@@ -53,9 +77,17 @@ async def simulate_into(
                 settings.nats_url or "", settings.creds_for(role), name=f"sim-{site}"
             )
 
-    await open_all()
-    total = len(trial.all_events())
     try:
+        await open_all()
+        if refuse_real_data:
+            foreign = await events_not_simulated(connections["_sponsor"].jetstream(), trial)
+            if foreign:
+                raise TrialHoldsRealData(
+                    f"trial {trial.trial_id} already holds {foreign} events this simulation "
+                    "does not produce (real data?): simulate into a system of its own "
+                    "(e.g. `trial-ledger up --data-dir /tmp/sim`)"
+                )
+        total = len(trial.all_events())
         with Progress(
             TextColumn("submitting"),
             BarColumn(),

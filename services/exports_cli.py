@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from services.clinical_queries import DATASETS, NotFound, export_csv
+from services.clinical_queries import DATASETS, NotFound, export_csv, trial_stamp
 from services.migrate import active_build, make_engine
 from services.settings import Settings
 
@@ -36,6 +36,7 @@ async def run_export(
         build = await active_build(engine)
         async with engine.connect() as raw:
             conn = await raw.execution_options(schema_translate_map={None: build})
+            await trial_stamp(conn, trial)  # an unknown trial is an error, not an empty file
             body = await export_csv(conn, trial, name)
     except NotFound as exc:
         console.print(f"[red]{exc}[/red]")

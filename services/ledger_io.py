@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,15 +173,21 @@ async def ledger_head(js: JetStreamContext, stream: str = LEDGER_STREAM) -> int:
     return int(info.state.last_seq)
 
 
-async def fetch_available(sub: Any, batch: int, timeout: float) -> list[Any]:
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def fetch_available(
+    sub: Any, batch: int, timeout: float, *, sleep: Sleep = asyncio.sleep
+) -> list[Any]:
     """`sub.fetch`, waiting out a cluster's 503: a just-created consumer, or one whose node
     just failed or came back, answers 503 until its leader is placed. Retried a bounded
-    number of times, then raised; a timeout is the caller's to handle."""
+    number of times, then raised; a timeout is the caller's to handle. `sleep` is the wait
+    between tries (a unit test passes one that returns at once)."""
     for _ in range(MAX_UNAVAILABLE_FETCHES):
         try:
             return list(await sub.fetch(batch, timeout=timeout))
         except ServiceUnavailableError:
-            await asyncio.sleep(0.2)
+            await sleep(0.2)
     return list(await sub.fetch(batch, timeout=timeout))
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
-import nats
+import structlog
 from nats.aio.client import Client
 
 from services.security.nats_auth import inbox_prefix
+
+log = structlog.get_logger("nats")
+# The first connection must succeed within this: nats-py would otherwise retry for ever
+# (max_reconnect_attempts=-1), and a command against a system that is down would hang.
+FIRST_CONNECT_WITHIN_S = 10.0
 
 JWT_CREDS_MARKER = "BEGIN NATS USER JWT"
 
@@ -52,16 +59,43 @@ def server_urls(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
 
 
+class NatsUnreachable(ConnectionError):
+    """No server of the URL accepted a first connection in time."""
+
+
+async def _one_line_error(exc: Exception) -> None:
+    """nats-py's default logs a traceback per failed attempt (megabytes while a server is
+    down); one line each says the same."""
+    log.warning("nats_error", error=f"{type(exc).__name__}: {exc}")
+
+
 async def connect(
-    url: str, creds: str | None = None, name: str = "trial-ledger", **extra: Any
+    url: str,
+    creds: str | None = None,
+    name: str = "trial-ledger",
+    *,
+    within: float = FIRST_CONNECT_WITHIN_S,
+    **extra: Any,
 ) -> Client:
+    """Connect as one role. Once connected, a lost server is reconnected to for ever; the
+    first connection must succeed `within` seconds, else NatsUnreachable."""
     options: dict[str, Any] = {
         "servers": server_urls(url),
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.25,
-        "connect_timeout": 5,
+        "connect_timeout": min(5.0, within),
+        "error_cb": _one_line_error,
         **connect_options(creds),
         **extra,
     }
-    return await nats.connect(**options)
+    client = Client()
+    try:
+        await asyncio.wait_for(client.connect(**options), within)
+    except TimeoutError as exc:
+        with contextlib.suppress(Exception):
+            await client.close()
+        raise NatsUnreachable(
+            f"no NATS server at {url} accepted a connection within {within:g}s"
+        ) from exc
+    return client

@@ -6,7 +6,9 @@ Used by `trial-ledger up`, `make demo` and the integration tests. Nothing here n
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import gc
 import os
 import pwd
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,39 @@ local   all   all                   scram-sha-256
 host    all   all   127.0.0.1/32    scram-sha-256
 host    all   all   ::1/128         scram-sha-256
 """
+
+
+class StartFailed(RuntimeError):
+    """An embedded server did not start (its log says why); nothing of it is left running."""
+
+
+def log_tail(path: Path, lines: int = 1) -> str:
+    """The last lines of a server's log: the reason it gave for stopping."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the kernel send `sig` to an embedded server when the process
+    that started it dies, however it dies (SIGKILL, an interrupted test run): an embedded
+    server never outlives its owner. Linux only; elsewhere servers are stopped by `stop()`."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def tie() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the tie was made
+            os.kill(os.getpid(), sig)
+
+    return tie
 
 
 def free_port() -> int:
@@ -50,8 +86,29 @@ def wait_for_port(
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+# Every embedded server this process started and has not stopped, with its stop signal:
+# stopped at exit whatever path the process took (an interrupted test run, a failed start).
+_running: dict[subprocess.Popen[bytes], int] = {}
+
+
+def started(proc: subprocess.Popen[bytes], stop_signal: int) -> subprocess.Popen[bytes]:
+    _running[proc] = stop_signal
+    return proc
+
+
+def stop_all_started(timeout: float = 10.0) -> None:
+    """Stop every embedded server this process left running (atexit, a test session's end)."""
+    for proc, sig in list(_running.items()):
+        stop_process(proc, sig, timeout)
+
+
+atexit.register(stop_all_started)
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
     """Signal a server and wait for it; a server that ignores the signal is killed."""
+    if proc is not None:
+        _running.pop(proc, None)
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(sig)
@@ -118,13 +175,25 @@ jetstream {{
             self.port = free_port()
         self.write_config()
         log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.proc = started(
+            subprocess.Popen(
+                [nats_server_binary(), "-c", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            ),
+            signal.SIGTERM,
         )
-        wait_for_port(self.port, proc=self.proc)
+        log.close()
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except BaseException as exc:
+            self.kill()
+            raise StartFailed(
+                f"nats-server did not start ({exc}); {self.data_dir / 'nats.log'}: "
+                f"{log_tail(self.data_dir / 'nats.log')}"
+            ) from exc
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
@@ -220,13 +289,21 @@ class EmbeddedPostgres:
             self._initdb()
         elif new_password:
             # A data dir from before passwords: set one while its trust config still holds.
+            try:
+                self._launch()
+                self._psql(f"ALTER USER postgres PASSWORD '{self.password}'")
+            finally:
+                self.stop()
+        try:
+            self._require_password()
             self._launch()
-            self._psql(f"ALTER USER postgres PASSWORD '{self.password}'")
-            self.stop()
-        self._require_password()
-        self._launch()
-        if fresh:
-            self._psql(f"CREATE DATABASE {PG_DATABASE}")
+            if fresh:
+                self._psql(f"CREATE DATABASE {PG_DATABASE}")
+        except BaseException as exc:
+            self.kill()  # whatever failed, no server of this data dir is left running
+            if isinstance(exc, Exception) and not isinstance(exc, StartFailed):
+                raise StartFailed(f"PostgreSQL did not start: {exc}") from exc
+            raise
         return self
 
     def _initdb(self) -> None:
@@ -258,7 +335,7 @@ class EmbeddedPostgres:
                 user=self._user,
             )
         except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+            raise StartFailed(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
 
@@ -269,33 +346,47 @@ class EmbeddedPostgres:
         if stale.exists():
             stale.unlink()
         log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [
-                self._bin("postgres"),
-                "-D",
-                str(self.pgdata),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.pgdata),
-                "-c",
-                "max_connections=300",
-                "-c",
-                "shared_buffers=256MB",
-                "-c",
-                "fsync=on",
-                "-c",
-                "synchronous_commit=on",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=self._user,
-            start_new_session=True,
+        self.proc = started(
+            subprocess.Popen(
+                [
+                    self._bin("postgres"),
+                    "-D",
+                    str(self.pgdata),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    # TCP only: a Unix socket's path may not pass 107 bytes, which a data dir
+                    # in a deep checkout does; every client here connects to 127.0.0.1.
+                    "-c",
+                    "unix_socket_directories=",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "shared_buffers=256MB",
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "synchronous_commit=on",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self._user,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGINT),  # after `user=`: a uid change clears it
+            ),
+            signal.SIGINT,
         )
-        wait_for_port(self.port, proc=self.proc)
-        self._wait_ready()
+        log.close()
+        try:
+            wait_for_port(self.port, proc=self.proc)
+            self._wait_ready()
+        except BaseException as exc:
+            self.kill()
+            raise StartFailed(
+                f"PostgreSQL did not start ({exc}); {self.data_dir / 'postgres.log'}: "
+                f"{log_tail(self.data_dir / 'postgres.log')}"
+            ) from exc
 
     def _psql(self, sql: str) -> None:
         subprocess.run(

@@ -113,6 +113,15 @@ class System:
     nats_cluster: EmbeddedCluster | None = None
 
     async def start(self, *, with_services: bool = True, api_port: int | None = None) -> System:
+        """Start the servers and services; on any failure stop all that already started
+        (a failed start leaves no nats-server or PostgreSQL behind), then raise."""
+        try:
+            return await self._start(with_services=with_services, api_port=api_port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, *, with_services: bool, api_port: int | None) -> System:
         private_dir(self.data_dir)  # runtime.json, API tokens, credentials, keys
         nats_url = os.environ.get("LEDGER_NATS_URL")
         database_url = os.environ.get("LEDGER_DATABASE_URL")
@@ -124,12 +133,15 @@ class System:
                 auth_config = embedded_authorization(paths)
                 credentials = {role: str(path) for role, path in paths.items()}
             if self.cluster > 1:
+                # Held before it starts: a node that fails leaves the others to stop().
                 self.nats_cluster = EmbeddedCluster(
                     self.data_dir / "nats-cluster", size=self.cluster, auth_config=auth_config
-                ).start()
+                )
+                self.nats_cluster.start()
                 nats_url = self.nats_cluster.url
             else:
-                self.nats = EmbeddedNats(self.data_dir / "nats", auth_config=auth_config).start()
+                self.nats = EmbeddedNats(self.data_dir / "nats", auth_config=auth_config)
+                self.nats.start()
                 nats_url = self.nats.url
         else:
             credentials = external_credentials(self.sites)
@@ -139,7 +151,8 @@ class System:
         if not database_url:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.postgres = EmbeddedPostgres(self.data_dir / "postgres").start()
+                self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+                self.postgres.start()
             database_url = self.postgres.url
             private_dir(self.data_dir)  # the wheel opened it to reach pgdata as its own user
         self.runtime = {
@@ -173,11 +186,7 @@ class System:
             # Every node of a cluster is in the URL list: one stream copy per node, up to R3.
             await create_streams(self.settings, stream_replicas(len(nats_url.split(","))))
         if with_services:
-            try:
-                await self._start_services(api_port)
-            except BaseException:
-                await self.stop()  # e.g. a service refused a ledger that went backwards
-                raise
+            await self._start_services(api_port)  # e.g. refuses a ledger that went backwards
         write_runtime(self.data_dir, self.runtime)
         log.info("system_up", nats_url=nats_url, database_url=redacted_url(database_url))
         return self
@@ -236,10 +245,8 @@ class System:
             stopper = self.stoppers.pop()
             with contextlib.suppress(Exception):
                 await stopper()
-        if self.postgres is not None:
-            self.postgres.stop()
-        if self.nats is not None:
-            self.nats.stop()
-        if self.nats_cluster is not None:
-            self.nats_cluster.stop()
+        for server in (self.postgres, self.nats, self.nats_cluster):
+            if server is not None:
+                with contextlib.suppress(Exception):  # stop the others whatever one does
+                    server.stop()
         log.info("system_down")

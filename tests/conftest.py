@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.runtime import EmbeddedNats, EmbeddedPostgres
+from services.runtime import EmbeddedNats, EmbeddedPostgres, stop_all_started
+
+_own_basetemp: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each run's temporary files under a base of its own, outside /tmp/pytest-of-<user>.
+
+    Run as root, the embedded PostgreSQL runs as its own system user and must traverse the
+    path to its pgdata; a second pytest session starting on the machine resets
+    /tmp/pytest-of-root to 0700, which made PostgreSQL fail now and then ("could not access
+    pgdata"). Nobody else touches a base made here (0711: traversable, not listable).
+    """
+    global _own_basetemp
+    if config.option.basetemp or hasattr(config, "workerinput"):
+        return  # the caller chose one (or an xdist worker inherits its controller's)
+    _own_basetemp = Path(tempfile.mkdtemp(prefix="trial-ledger-tests-"))
+    _own_basetemp.chmod(0o711)
+    config.option.basetemp = str(_own_basetemp / "run")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """No server outlives the run, however its tests ended (the servers are also tied to
+    this process: they get a signal when it dies, see services/runtime.py)."""
+    stop_all_started()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _own_basetemp is not None:
+        shutil.rmtree(_own_basetemp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

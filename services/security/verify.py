@@ -18,6 +18,7 @@ And what a replay alone cannot see (issue 14, items 15-16):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -33,7 +34,7 @@ from rich.console import Console
 
 from events import ZERO_HASH, event_hash
 from events.subjects import LEDGER_STREAM
-from services.ledger_io import StoredMessage, fetch_available
+from services.ledger_io import Sleep, StoredMessage, fetch_available
 from services.nats_conn import connect
 from services.security.completeness import UNSEALED_GRACE_SECONDS, missing_beyond, unsealed_tails
 from services.security.evidence import Mark, checkpoint_marks, writer_marks
@@ -246,7 +247,12 @@ class LedgerCheck:
 
 
 async def read_ledger(
-    js: JetStreamContext, head_seq: int, *, idle: float = 2.0, batch: int = 1024
+    js: JetStreamContext,
+    head_seq: int,
+    *,
+    idle: float = 2.0,
+    batch: int = 1024,
+    sleep: Sleep = asyncio.sleep,
 ) -> AsyncIterator[StoredMessage]:
     """Every readable message up to `head_seq`. Unlike `read_stream` it never waits for a
     message the server cannot deliver (a corrupt one): it stops after `idle` seconds."""
@@ -265,7 +271,7 @@ async def read_ledger(
     try:
         while True:
             try:
-                msgs = await fetch_available(sub, batch, timeout=idle)
+                msgs = await fetch_available(sub, batch, timeout=idle, sleep=sleep)
             except (NatsTimeoutError, TimeoutError):  # nats-py raises either on an idle fetch
                 return
             for msg in msgs:

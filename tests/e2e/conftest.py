@@ -1,5 +1,10 @@
 """End-to-end fixtures: the whole system in process, a simulated trial, headless Chromium.
 
+The system (its uvicorn server, writer, projector) and the browser live in an event loop of
+this package's own (`loop_scope="package"`), torn down when the package's tests end: never in
+the session loop the unit and integration tests share, where a long-lived server would keep
+running beside them.
+
 Chromium is Debian's (`apt-get install chromium`, installed here when missing), driven by
 Playwright's Python package through `executable_path` — Playwright never downloads a browser.
 """
@@ -18,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from rich.console import Console
 
 from services.logs import configure_logging
@@ -66,7 +72,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def browser() -> AsyncIterator[Any]:
     playwright_api = pytest.importorskip(
         "playwright.async_api",
@@ -81,7 +87,7 @@ async def browser() -> AsyncIterator[Any]:
         await chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     """Writer, projector, alerter and API on embedded servers, with a small simulated trial."""
     from services.demo import simulate_into
@@ -102,12 +108,12 @@ async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]
         await running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin_token(system: Any) -> str:
     return str(system.runtime["api_tokens"]["admin"])
 
 
-@pytest.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def api(system: Any, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         base_url=system.runtime["api_url"],
@@ -135,7 +141,7 @@ class Tab:
         return self
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="package")
 async def tab(browser: Any, system: Any, admin_token: str) -> AsyncIterator[Tab]:
     """A signed-in page (the token given once as ?token=, then the cookie)."""
     context = await browser.new_context(

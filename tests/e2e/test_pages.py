@@ -18,7 +18,8 @@ from services.report import run_report
 from tests.e2e.conftest import Tab
 from tests.integration.helpers import event
 
-pytestmark = pytest.mark.e2e
+# In the loop of the package's system and browser (tests/e2e/conftest.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
 
 
 def months(value: float | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -19,11 +18,12 @@ from nats.js import JetStreamContext
 
 from events.subjects import LEDGER_STREAM
 from services.client import SiteClient
+from services.ledger_io import ledger_head
 from services.nats_conn import connect
 from services.security.verify import verify_ledger
 from services.settings import Settings
 from services.simulator import SimulatedTrial, generate_trial, submit_trial
-from tests.integration.helpers import chains_intact, ledger_of
+from tests.integration.helpers import SIMULATED_TODAY, chains_intact, ledger_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SEAL_TYPE = "ledger_sealed"
@@ -70,7 +70,9 @@ class RecordingClient:
 
 
 def simulated(patients: int, seed: int, sites: int = 3) -> SimulatedTrial:
-    return generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
+    """The same trial whatever the day the tests run (a fixed day in the past: the writer
+    refuses events dated after its own today)."""
+    return generate_trial(seed=seed, sites=sites, patients=patients, today=SIMULATED_TODAY)
 
 
 async def ingest(
@@ -101,12 +103,32 @@ async def ingest(
     return trial.trial_id
 
 
-async def mid_ingest(answers: Answers, ingesting: asyncio.Task[str], at: int) -> None:
+async def mid_ingest(
+    answers: Answers, ingesting: asyncio.Task[str], at: int, timeout: float = 120.0
+) -> None:
     """Wait until `at` events are answered; the fault then strikes while the rest are in flight."""
+    deadline = time.monotonic() + timeout
     while len(answers.replies) < at:
         assert not ingesting.done(), "the ingest ended before the fault"
+        assert time.monotonic() < deadline, f"{len(answers.replies)} of {at} answered in {timeout}s"
         await asyncio.sleep(0.05)
     assert not ingesting.done(), "the fault should strike mid-ingest"
+
+
+async def rides_on(
+    answers: Answers, ingesting: asyncio.Task[str], more: int, timeout: float = 120.0
+) -> None:
+    """Wait until `more` further events are answered (or the ingest is done): sites make
+    progress through the fault, whatever the machine's speed."""
+    deadline = time.monotonic() + timeout
+    target = len(answers.replies) + more
+    while len(answers.replies) < target and not ingesting.done():
+        assert time.monotonic() < deadline, (
+            f"no progress through the fault: {answers.summary()} after {timeout}s"
+        )
+        await asyncio.sleep(0.05)
+    if ingesting.done():
+        ingesting.result()  # an ingest that ended in an error says so here
 
 
 async def assert_nothing_lost_or_repeated(
@@ -244,3 +266,22 @@ async def wait_read_models(
                     exc.add_note(f"consumers: {await consumer_states(js)}")
                 raise
             await asyncio.sleep(1.0)
+
+
+async def ledger_grows(
+    nats_url: str, ingesting: asyncio.Task[Any], more: int, timeout: float = 120.0
+) -> None:
+    """Wait until the ledger holds `more` further events than now (or the ingest is done):
+    a fault strikes mid-ingest, and sites go on through it, whatever the machine's speed."""
+    nc = await connect(nats_url, name="progress")
+    try:
+        js = nc.jetstream()
+        target = await ledger_head(js) + more
+        deadline = time.monotonic() + timeout
+        while not ingesting.done() and await ledger_head(js) < target:
+            assert time.monotonic() < deadline, f"the ledger did not grow by {more} in {timeout}s"
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    if ingesting.done():
+        ingesting.result()  # an ingest that failed says so here

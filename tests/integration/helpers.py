@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -11,6 +12,11 @@ from nats.js import JetStreamContext
 from events import event_hash
 from events.examples import EXAMPLES
 from services.ledger_io import read_stream
+
+# The simulated trials' "today": a fixed day, so the data never depends on the day the tests
+# run. It is the simulator's horizon (2024-01-08 + 730 days): the same trial every run since,
+# and in the past (the writer refuses events dated after its own today).
+SIMULATED_TODAY = dt.date(2026, 1, 7)
 
 
 def unique_trial(prefix: str = "T") -> str:

@@ -17,7 +17,6 @@ import asyncio
 import random
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from tests.integration.faults import (
     assert_verifies_clean,
     ingest,
     mid_ingest,
+    rides_on,
     serve,
     simulated,
     stop,
@@ -90,8 +90,8 @@ async def ingest_through_a_leader_kill(
         killed = await stream_leader(js)
         number = int(killed.rsplit("-", 1)[1])
         cluster.kill(number)
-        await asyncio.sleep(3.0)
-        assert not ingesting.done(), "the ingest should ride through the lost node"
+        # The ingest rides through the lost node: sites are answered while it is down.
+        await rides_on(answers, ingesting, more=50)
         cluster.restart(number)
         await wait_all_replicas_current(js)
         trial_id = await asyncio.wait_for(ingesting, 180)
@@ -272,9 +272,11 @@ async def test_a_burst_of_ten_thousand_events_at_once_is_absorbed_with_bounded_m
         await asyncio.wait_for(asyncio.gather(*(send(n, b) for n, b in enumerate(batches))), 240)
         elapsed = time.monotonic() - started
         assert process.poll() is None, "the writer crashed under the burst"
-        statuses = Counter(got[-1]["status"] for got in answers.replies.values())
+        # Per distinct event_id: a request retried after a lost answer hears "duplicate" for
+        # what the first try recorded; every event is acknowledged, none rejected.
         assert len(answers.replies) == 1 + 10_000, "every event got a verdict"
-        assert statuses == {"accepted": 1 + 10_000}, statuses
+        assert answers.with_status(ACKNOWLEDGED) == set(answers.replies), answers.summary()
+        assert answers.with_status({"rejected"}) == set(), answers.summary()
         # Still serving: a fresh patient after the burst is accepted at once.
         late = RecordingClient(SiteClient(conns[0], trial, "site02"), answers)
         after = await late.submit_batch(

@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger_io import ledger_head
 from services.migrate import make_engine, migrate
@@ -19,6 +21,7 @@ from services.nats_conn import connect
 from services.projector.app import all_projections
 from services.projector.runner import Partition
 from services.settings import Settings
+from tests.integration.faults import ledger_grows
 from tests.integration.test_projections import assert_live_equals_replay, ingest, servers, writer  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -55,6 +58,36 @@ def projector(settings: Settings, data_dir: Path, instance: int | None) -> subpr
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
+
+
+async def claims_reach(data_dir: Path, claims: int, timeout: float = 120.0) -> None:
+    """Wait until the projectors' logs show `claims` partition claims in all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = "".join(p.read_text() for p in data_dir.glob("projector-*.log"))  # noqa: ASYNC240
+        if logs.count("partition_claimed") >= claims:
+            return
+        assert time.monotonic() < deadline, f"{logs.count('partition_claimed')} of {claims} claims"
+        await asyncio.sleep(0.1)
+
+
+async def every_checkpoint_moved(engine: AsyncEngine, timeout: float = 120.0) -> None:
+    """Wait until every projection's live checkpoint is past seq 0."""
+    names = {p.name for p in all_projections()}
+    deadline = time.monotonic() + timeout
+    while True:
+        async with engine.connect() as conn:
+            found = dict(
+                (
+                    await conn.execute(
+                        text("SELECT projection, last_seq FROM live.projection_checkpoint")
+                    )
+                ).all()
+            )
+        if names <= set(found) and min(found[name] for name in names) > 0:
+            return
+        assert time.monotonic() < deadline, f"checkpoints did not move: {found}"
+        await asyncio.sleep(0.1)
 
 
 async def caught_up(settings: Settings, timeout: float) -> None:
@@ -95,10 +128,11 @@ async def test_partitioned_projectors_survive_losing_and_gaining_an_instance(
     third = None
     try:
         ingesting = asyncio.create_task(ingest(servers, patients=150, seed=12))
-        await asyncio.sleep(3.0)
+        await claims_reach(tmp_path, PARTITIONS)  # both instances hold their share
+        await ledger_grows(servers.nats_url or "", ingesting, more=300)
         second.send_signal(signal.SIGKILL)  # its partitions move to the first instance
         second.wait(10)
-        await asyncio.sleep(4.0)
+        await claims_reach(tmp_path, PARTITIONS + 1)  # the first took over a lost partition
         third = projector(servers, tmp_path, 1)  # a new instance joins and takes its share back
         accepted = await ingesting
         await caught_up(servers, 240)
@@ -125,7 +159,7 @@ async def test_a_build_moves_from_one_projector_to_partitioned_instances_mid_ing
     pair: list[subprocess.Popen[bytes]] = []
     try:
         ingesting = asyncio.create_task(ingest(servers, patients=120, seed=31))
-        await asyncio.sleep(4.0)
+        await every_checkpoint_moved(engine)  # the unpartitioned projector applied something
         single.terminate()  # a clean stop: its checkpoints stand where it left off
         single.wait(30)
         async with engine.connect() as conn:

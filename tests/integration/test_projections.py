@@ -29,7 +29,8 @@ from services.settings import Settings
 from services.simulator import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
-from tests.integration.helpers import event, parameters, unique_trial
+from tests.integration.faults import ACKNOWLEDGED, Answers, RecordingClient, ledger_grows
+from tests.integration.helpers import SIMULATED_TODAY, event, parameters, unique_trial
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +52,21 @@ async def writer(servers: Settings) -> AsyncIterator[WriterApp]:
 
 
 async def ingest(settings: Settings, *, patients: int, seed: int = 3, sites: int = 6) -> int:
-    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=dt.date.today())
+    trial = generate_trial(seed=seed, sites=sites, patients=patients, today=SIMULATED_TODAY)
     conns: dict[str, Any] = {}
     for site in ["_sponsor", *trial.site_events]:
         conns[site] = await connect(settings.nats_url or "")
-    report = await submit_trial(
-        trial, lambda site: SiteClient(conns[site], trial.trial_id, site), batch_size=50
+    answers = Answers()
+    await submit_trial(
+        trial,
+        lambda site: RecordingClient(SiteClient(conns[site], trial.trial_id, site), answers),
+        batch_size=50,
     )
     for nc in conns.values():
         await nc.close()
-    return report.accepted
+    # Distinct events acknowledged: a request retried after a lost answer hears "duplicate"
+    # for what its first try recorded, and that event is in the ledger all the same.
+    return len(answers.with_status(ACKNOWLEDGED))
 
 
 async def assert_live_equals_replay(settings: Settings, schema: str = "live") -> dict[str, Any]:
@@ -171,9 +177,9 @@ async def test_a_postgresql_restart_mid_ingest_is_survived(
     projector: ProjectorApp = await create_projector(servers)
     await projector.start()
     ingesting = asyncio.create_task(ingest(servers, patients=120, seed=4))
-    await asyncio.sleep(1.5)
+    await ledger_grows(servers.nats_url or "", ingesting, more=200)  # mid-ingest
     own_postgres.stop()
-    await asyncio.sleep(2.0)
+    await ledger_grows(servers.nats_url or "", ingesting, more=200)  # intake goes on without it
     own_postgres.start()
     accepted = await ingesting
     await projector.wait_caught_up(180)

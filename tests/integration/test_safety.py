@@ -50,7 +50,7 @@ from services.simulator import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
 from services.writer.core import SAFETY_INTAKE
-from tests.integration.helpers import event, parameters, unique_trial
+from tests.integration.helpers import SIMULATED_TODAY, event, parameters, unique_trial
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ async def alerter(writer: WriterApp, own_nats: EmbeddedNats) -> AsyncIterator[Al
 
 
 async def simulate(settings: Settings, *, patients: int, seed: int) -> str:
-    trial = generate_trial(seed=seed, sites=3, patients=patients, today=dt.date.today())
+    trial = generate_trial(seed=seed, sites=3, patients=patients, today=SIMULATED_TODAY)
     nc = await connect(settings.nats_url or "")
     try:
         report = await submit_trial(
