@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from services import clinical_summary, report_summary, safety_summary
 from services.client import SiteClient
 from services.nats_conn import connect
 from services.settings import Settings, redacted_url
@@ -21,11 +21,8 @@ from services.simulator import SimulatedTrial, SubmissionReport, generate_trial,
 
 Section = Callable[[httpx.AsyncClient, str, Console], Awaitable[None]]
 # Modules with `async def print_summary(http, trial_id, console, system)`, printed in this order.
-SUMMARY_MODULES = (
-    "services.clinical_summary",
-    "services.safety_summary",
-    "services.report_summary",
-)
+# Imported by name: a section that fails to import stops the demo instead of vanishing from it.
+SUMMARY_MODULES = (clinical_summary, safety_summary, report_summary)
 
 
 async def simulate_into(
@@ -119,11 +116,7 @@ async def run_demo(
             headers={"Authorization": f"Bearer {token}"},
         ) as http:
             await _print_core_summary(http, "HAIC-PD1-LEN", console)
-            for module in SUMMARY_MODULES:
-                try:
-                    section = importlib.import_module(module)
-                except ImportError:
-                    continue
+            for section in SUMMARY_MODULES:
                 await section.print_summary(http, "HAIC-PD1-LEN", console, system)
         console.print(f"runtime: {system.data_dir / 'runtime.json'}")
         if report.rejected:

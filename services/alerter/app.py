@@ -377,6 +377,7 @@ async def create_app(
     settings: Settings, *, durable: str = DURABLE, now: Clock = _utc_now
 ) -> AlerterApp:
     """Nothing connects at import time; `start()` indexes ALERTS and begins consuming."""
-    assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
+    settings.require("alerter")
+    assert settings.nats_url  # for the type checker: require() checked it
     nc = await connect(settings.nats_url, settings.creds_for("alerter"), name="alerter")
     return AlerterApp(nc, durable=durable, now=now)
