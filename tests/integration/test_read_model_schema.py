@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 def _drift(connection: Connection, schema: str) -> list[Any]:
     connection.execute(text(f'SET search_path TO "{schema}"'))
-    context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "compare_server_default": True}
+    )
     return list(compare_metadata(context, read_model_metadata()))
 
 
