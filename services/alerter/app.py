@@ -49,6 +49,7 @@ from services.alerter.core import (
 from services.ledger_io import ensure_streams, read_stream
 from services.nats_conn import connect
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.retry import retried
 from services.security.ledger_backwards import refuse_alerts_ahead
 from services.security.nats_auth import ALERTER_DURABLE
 from services.settings import Settings
@@ -244,22 +245,23 @@ class AlerterApp:
 
     async def _settle(self, msg: Msg) -> bool:
         """Publish what the entry calls for, then ack it; False when stopping mid-way."""
-        delay = 0.1
-        while True:
-            try:
-                await self.handle(int(msg.metadata.sequence.stream), msg.subject, msg.data)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # ALERTS unreachable: keep trying, never ack unsent
-                log.warning("sae_alert_publish_retry", error=str(exc)[:200])
-                if self._stop.is_set():
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        seq = int(msg.metadata.sequence.stream)
+        try:  # ALERTS unreachable: keep trying until stopped, never ack unsent
+            await retried(
+                lambda: self.handle(seq, msg.subject, msg.data),
+                stop=self._stop,
+                first_wait=0.1,
+                on_retry=lambda exc, _n: log.warning(
+                    "sae_alert_publish_retry", error=str(exc)[:200]
+                ),
+            )
+        except Exception:
+            if self._stop.is_set():
+                return False
+            raise
         with contextlib.suppress(Exception):
             await msg.ack()
-        self._settled_seq = max(self._settled_seq, int(msg.metadata.sequence.stream))
+        self._settled_seq = max(self._settled_seq, seq)
         return True
 
     async def handle(self, seq: int, subject: str, body: bytes) -> list[Alert]:
