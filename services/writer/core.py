@@ -50,6 +50,7 @@ from projections.intake_rules import (
     trial_date_errors,
 )
 from projections.intake_warnings import baseline_warnings
+from projections.lru import Lru
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.security.seals import SIGNATURE_HEADER
@@ -105,30 +106,31 @@ class BoundedIndex:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._ids: Lru[str, int] = Lru(size)
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
 
     def __getitem__(self, event_id: str) -> int:
-        return self._ids[event_id]
+        seq = self._ids.peek(event_id)
+        if seq is None:
+            raise KeyError(event_id)
+        return seq
 
     def __setitem__(self, event_id: str, seq: int) -> None:
-        self._ids[event_id] = seq
-        self._ids.move_to_end(event_id)
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
+        self._ids.put(event_id, seq)
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def get(self, event_id: str, default: int | None = None) -> int | None:
-        return self._ids.get(event_id, default)
+        seq = self._ids.peek(event_id)
+        return default if seq is None else seq
 
     def setdefault(self, event_id: str, seq: int) -> int:
         if event_id not in self._ids:
             self[event_id] = seq
-        return self._ids[event_id]
+        return self[event_id]
 
     def clear(self) -> None:
         self._ids.clear()
