@@ -38,6 +38,7 @@ from events import (
 )
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
 from events.subjects import ledger_subject, parse_intake_subject, patient_wildcard
+from projections.calendar import parse_instant
 from projections.history import Recorded
 from projections.intake_rules import (
     AeCheck,
@@ -482,7 +483,7 @@ class Writer:
             # the stored form differs from the judged event only in the writer's fields
             stored_event = event.model_copy(
                 update={
-                    "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
+                    "recorded_at": parse_instant(recorded_at),
                     "prev_hash": stored["prev_hash"],
                     "hash": stored["hash"],
                 }
