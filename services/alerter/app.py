@@ -47,6 +47,7 @@ from services.alerter.core import (
     touched_aes,
 )
 from services.ledger_io import ensure_streams, read_stream
+from services.logs import message_context
 from services.nats_conn import connect
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
 from services.retry import retried
@@ -270,12 +271,13 @@ class AlerterApp:
         Safe to call again for the same entry after a failure: the decision is kept, and
         what was already published is known.
         """
-        due = await self.decide(seq, subject, body)
-        published: list[Alert] = []
-        for alert in new_alerts(due, self.known):
-            await self._publish(alert)
-            published.append(alert)
-        return published
+        with message_context(seq=seq, subject=subject):
+            due = await self.decide(seq, subject, body)
+            published: list[Alert] = []
+            for alert in new_alerts(due, self.known):
+                await self._publish(alert)
+                published.append(alert)
+            return published
 
     async def decide(self, seq: int, subject: str, body: bytes) -> tuple[Alert, ...]:
         """The alerts the patient's history as of `seq` calls for (published or not)."""
@@ -291,6 +293,12 @@ class AlerterApp:
         except (ValueError, Undecodable) as exc:
             log.warning("alert_input_undecodable", seq=seq, error=str(exc)[:200])
             return self._decide(seq, ())
+        with message_context(event=stored):
+            return await self._decide_entry(seq, stored, decoded)
+
+    async def _decide_entry(
+        self, seq: int, stored: dict[str, Any], decoded: Decoded
+    ) -> tuple[Alert, ...]:
         if stored.get("type") == PARAMETERS_TYPE:
             self._learn_parameters(seq, stored)
             return self._decide(seq, ())

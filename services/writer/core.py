@@ -54,6 +54,7 @@ from projections.intake_warnings import baseline_warnings
 from projections.lru import Lru
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
+from services.logs import message_context
 from services.security.seals import SIGNATURE_HEADER
 
 log = structlog.get_logger("writer")
@@ -283,7 +284,8 @@ class Writer:
     async def _judge(
         self, trial_id: str, site_id: str, raw: Any, measure: bool = True
     ) -> dict[str, Any]:
-        result = await self._judge_inner(trial_id, site_id, raw, measure)
+        with message_context(trial_id=trial_id, site_id=site_id, event=raw):
+            result = await self._judge_inner(trial_id, site_id, raw, measure)
         status = result["status"]
         setattr(self.counters, status, getattr(self.counters, status) + 1)
         return result
