@@ -83,4 +83,9 @@ async def retried(
         before_sleep=told,
         reraise=True,
     )
-    return await retryer(attempt)
+    async def call() -> T:
+        # tenacity awaits only what it sees is a coroutine function; a lambda returning a
+        # coroutine is not one, so every attempt goes through this wrapper
+        return await attempt()
+
+    return await retryer(call)

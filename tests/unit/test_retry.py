@@ -68,3 +68,9 @@ async def test_a_stop_ends_the_waiting_at_once() -> None:
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(retrying, 10)
     assert flaky.calls <= 2
+
+
+async def test_an_attempt_given_as_a_lambda_is_awaited() -> None:
+    flaky = Flaky(1)
+    answer = await retried(lambda: flaky(), first_wait=0)
+    assert (answer, flaky.calls) == ("ok", 2)
