@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     writer_key: str | None = None
     # Public keys `verify` trusts (comma-separated base64); else <data dir>/keys/*.pub.
     writer_public_key: str | None = None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, data_dir: Path) -> Path:
+        return data_dir.resolve()  # the same directory for a service started elsewhere
 
     @classmethod
     def settings_customise_sources(
