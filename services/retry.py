@@ -83,6 +83,7 @@ async def retried(
         before_sleep=told,
         reraise=True,
     )
+
     async def call() -> T:
         # tenacity awaits only what it sees is a coroutine function; a lambda returning a
         # coroutine is not one, so every attempt goes through this wrapper
