@@ -38,7 +38,6 @@ from events import (
 )
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
 from events.subjects import ledger_subject, parse_intake_subject, patient_wildcard
-from projections.calendar import parse_instant
 from projections.history import Recorded
 from projections.intake_rules import (
     AeCheck,
@@ -51,7 +50,6 @@ from projections.intake_rules import (
     trial_date_errors,
 )
 from projections.intake_warnings import baseline_warnings
-from projections.lru import Lru
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.logs import message_context
@@ -108,31 +106,30 @@ class BoundedIndex:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ids: Lru[str, int] = Lru(size)
+        self._ids: OrderedDict[str, int] = OrderedDict()
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
 
     def __getitem__(self, event_id: str) -> int:
-        seq = self._ids.peek(event_id)
-        if seq is None:
-            raise KeyError(event_id)
-        return seq
+        return self._ids[event_id]
 
     def __setitem__(self, event_id: str, seq: int) -> None:
-        self._ids.put(event_id, seq)
+        self._ids[event_id] = seq
+        self._ids.move_to_end(event_id)
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def get(self, event_id: str, default: int | None = None) -> int | None:
-        seq = self._ids.peek(event_id)
-        return default if seq is None else seq
+        return self._ids.get(event_id, default)
 
     def setdefault(self, event_id: str, seq: int) -> int:
         if event_id not in self._ids:
             self[event_id] = seq
-        return self[event_id]
+        return self._ids[event_id]
 
     def clear(self) -> None:
         self._ids.clear()
@@ -262,7 +259,8 @@ class Writer:
             return {
                 "results": await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))
             }
-        return await self._judge(trial_id, site_id, body, _may_be_large(payload))
+        with message_context(trial_id=trial_id, site_id=site_id, event=body):
+            return await self._judge(trial_id, site_id, body, _may_be_large(payload))
 
     async def _judge_batch(
         self, trial_id: str, site_id: str, items: list[Any], measure: bool = True
@@ -276,7 +274,11 @@ class Writer:
 
         async def run(positions: list[int]) -> None:
             for position in positions:
-                results[position] = await self._judge(trial_id, site_id, items[position], measure)
+                # each event's log lines name it (STYLE.md rule 9), in its own task's context
+                with message_context(trial_id=trial_id, site_id=site_id, event=items[position]):
+                    results[position] = await self._judge(
+                        trial_id, site_id, items[position], measure
+                    )
 
         await asyncio.gather(*(run(positions) for positions in groups.values()))
         return results
@@ -284,8 +286,7 @@ class Writer:
     async def _judge(
         self, trial_id: str, site_id: str, raw: Any, measure: bool = True
     ) -> dict[str, Any]:
-        with message_context(trial_id=trial_id, site_id=site_id, event=raw):
-            result = await self._judge_inner(trial_id, site_id, raw, measure)
+        result = await self._judge_inner(trial_id, site_id, raw, measure)
         status = result["status"]
         setattr(self.counters, status, getattr(self.counters, status) + 1)
         return result
@@ -485,7 +486,7 @@ class Writer:
             # the stored form differs from the judged event only in the writer's fields
             stored_event = event.model_copy(
                 update={
-                    "recorded_at": parse_instant(recorded_at),
+                    "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
                     "prev_hash": stored["prev_hash"],
                     "hash": stored["hash"],
                 }
