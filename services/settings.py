@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     `from_env` it reads the environment and runtime.json."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LEDGER_", env_ignore_empty=True, frozen=True, extra="ignore"
+        env_prefix="LEDGER_", env_ignore_empty=True, frozen=True, extra="forbid"
     )
 
     nats_url: str | None = None
