@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from services.logs import configure_logging
-from services.settings import Settings, SettingsError, default_data_dir
+from services.settings import Settings, default_data_dir
 
 app = typer.Typer(help="Event-sourced ledger for oncology clinical trials.", no_args_is_help=True)
 serve_app = typer.Typer(
@@ -49,7 +49,7 @@ def _run_service(coro: Any) -> Any:
     tune_gc_for_service()
     try:
         return asyncio.run(coro)
-    except (LedgerWentBackwards, SettingsError) as exc:  # a clear refusal, not a traceback
+    except LedgerWentBackwards as exc:  # a clear refusal, not a traceback
         console.print(f"[red bold]{exc}[/red bold]")
         sys.exit(3)
 
@@ -252,13 +252,8 @@ def serve_api(
 
     from services.api.app import create_app
 
-    try:
-        api = create_app(Settings.from_env(_data_dir(data_dir)))
-    except SettingsError as exc:  # e.g. no tokens: it never serves an open door
-        console.print(f"[red bold]{exc}[/red bold]")
-        sys.exit(3)
     uvicorn.run(
-        api,
+        create_app(Settings.from_env(_data_dir(data_dir))),
         host=host,
         port=port,
         log_level="warning",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services import clinical_summary, report_summary, safety_summary
 from services.client import SiteClient
 from services.nats_conn import connect
 from services.settings import Settings, redacted_url
@@ -21,8 +21,11 @@ from services.simulator import SimulatedTrial, SubmissionReport, generate_trial,
 
 Section = Callable[[httpx.AsyncClient, str, Console], Awaitable[None]]
 # Modules with `async def print_summary(http, trial_id, console, system)`, printed in this order.
-# Imported by name: a section that fails to import stops the demo instead of vanishing from it.
-SUMMARY_MODULES = (clinical_summary, safety_summary, report_summary)
+SUMMARY_MODULES = (
+    "services.clinical_summary",
+    "services.safety_summary",
+    "services.report_summary",
+)
 
 
 async def simulate_into(
@@ -96,6 +99,7 @@ async def run_demo(
 ) -> None:
     from services.system import System
 
+    sections = summary_sections()  # before anything starts: a missing one stops the demo
     site_ids = tuple(f"site{n:02d}" for n in range(1, sites + 1))  # the simulator's site ids
     system = await System(data_dir, sites=site_ids).start()
     try:
@@ -116,13 +120,19 @@ async def run_demo(
             headers={"Authorization": f"Bearer {token}"},
         ) as http:
             await _print_core_summary(http, "HAIC-PD1-LEN", console)
-            for section in SUMMARY_MODULES:
+            for section in sections:
                 await section.print_summary(http, "HAIC-PD1-LEN", console, system)
         console.print(f"runtime: {system.data_dir / 'runtime.json'}")
         if report.rejected:
             raise SystemExit(f"{report.rejected} simulated events were rejected")
     finally:
         await system.stop()
+
+
+def summary_sections() -> list[Any]:
+    """The declared summary modules, imported by name: one that fails to import stops the
+    demo (never a demo that silently leaves its safety section out)."""
+    return [importlib.import_module(module) for module in SUMMARY_MODULES]
 
 
 async def _print_core_summary(http: httpx.AsyncClient, trial: str, console: Console) -> None:

@@ -15,7 +15,6 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
-from services.retry import retried
 
 LEDGER_DUPLICATE_WINDOW_S = 120.0
 ALERTS_DUPLICATE_WINDOW_S = 7 * 24 * 3600.0
@@ -178,17 +177,12 @@ async def fetch_available(sub: Any, batch: int, timeout: float) -> list[Any]:
     """`sub.fetch`, waiting out a cluster's 503: a just-created consumer, or one whose node
     just failed or came back, answers 503 until its leader is placed. Retried a bounded
     number of times, then raised; a timeout is the caller's to handle."""
-
-    async def fetch() -> list[Any]:
-        return list(await sub.fetch(batch, timeout=timeout))
-
-    return await retried(
-        fetch,
-        retry_on=ServiceUnavailableError,
-        attempts=MAX_UNAVAILABLE_FETCHES + 1,
-        first_wait=0.2,
-        longest_wait=0.2,
-    )
+    for _ in range(MAX_UNAVAILABLE_FETCHES):
+        try:
+            return list(await sub.fetch(batch, timeout=timeout))
+        except ServiceUnavailableError:
+            await asyncio.sleep(0.2)
+    return list(await sub.fetch(batch, timeout=timeout))
 
 
 async def read_stream(
