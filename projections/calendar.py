@@ -23,6 +23,20 @@ def add_days(day: dt.date, days: int) -> dt.date:
         return dt.date.max if days > 0 else dt.date.min
 
 
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 instant (`Z`, an offset, or none) in UTC: the one reading of instants
+    for every command, route and service. A naive instant is UTC, as every instant the
+    ledger records is (the audit-trail rule, DOMAIN.md). ValueError when `text` is not an
+    instant, or its offset carries it past either end of the calendar."""
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} lies beyond the calendar in UTC") from exc
+
+
 def as_utc(moment: dt.datetime) -> dt.datetime:
     """The instant in UTC; a naive one is UTC already (the audit-trail rule, DOMAIN.md).
     An instant beyond either end of the calendar in UTC is held at that end."""

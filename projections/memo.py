@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
+
+from projections.lru import Lru
 
 T = TypeVar("T")
 
@@ -46,8 +47,7 @@ def _apply_bounds() -> None:
     entries = max([_BASE["entries"], *(e for _, e in _RAISED)])
     _BOUNDS.update(keys=keys, entries=entries)
     for memo in _MEMOS:
-        memo.max_keys, memo.max_entries = keys, entries
-        memo._evict()
+        memo.bound(keys, entries)
 
 
 _BASE = {"keys": 0, "entries": 0}
@@ -65,27 +65,31 @@ class _BoundedMemo(Generic[T]):
     """
 
     def __init__(self) -> None:
-        self.max_keys = _BOUNDS["keys"]
-        self.max_entries = _BOUNDS["entries"]
-        self._memo: OrderedDict[int, tuple[tuple[Any, ...], Any]] = OrderedDict()
-        self._entries = 0
+        # slot: (the entries covered, the value); weighed by the entries it holds
+        self._memo: Lru[int, tuple[tuple[Any, ...], Any]] = Lru(
+            _BOUNDS["keys"], max_weight=_BOUNDS["entries"], weight=lambda slot: len(slot[0])
+        )
         self.hits = 0
         self.misses = 0
         _MEMOS.append(self)
 
-    def _store(self, events: tuple[Any, ...], value: Any) -> None:
-        self._memo[id(events[0])] = (events, value)
-        self._entries += len(events)
-        self._evict()
+    @property
+    def max_keys(self) -> int:
+        return self._memo.max_keys
 
-    def _evict(self) -> None:
-        while self._memo and (len(self._memo) > self.max_keys or self._entries > self.max_entries):
-            covered, _ = self._memo.popitem(last=False)[1]
-            self._entries -= len(covered)
+    @property
+    def max_entries(self) -> int | None:
+        return self._memo.max_weight
+
+    def bound(self, keys: int, entries: int) -> None:
+        self._memo.max_keys, self._memo.max_weight = keys, entries
+        self._memo.evict()
+
+    def _store(self, events: tuple[Any, ...], value: Any) -> None:
+        self._memo.put(id(events[0]), (events, value))
 
     def clear(self) -> None:
         self._memo.clear()
-        self._entries = 0
 
 
 class PrefixMemo(_BoundedMemo[T]):
@@ -101,10 +105,9 @@ class PrefixMemo(_BoundedMemo[T]):
         if not self.max_keys or not events:
             return start(events)
         events = tuple(events)
-        found = self._memo.pop(id(events[0]), None)
+        found = self._memo.pop(id(events[0]))
         value: T
         if found is not None:
-            self._entries -= len(found[0])
             covered, earlier = found
             if len(covered) <= len(events) and all(map(operator.is_, covered, events)):
                 self.hits += 1
@@ -129,10 +132,9 @@ class ExactMemo(_BoundedMemo[T]):
         if not self.max_keys or not events:
             return compute()
         events = tuple(events)
-        found = self._memo.pop(id(events[0]), None)
+        found = self._memo.pop(id(events[0]))
         if found is not None:
             covered, (seen, value) = found
-            self._entries -= len(covered)
             if (
                 len(covered) == len(events)
                 and seen == extra

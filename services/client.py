@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
 
 from events.subjects import intake_subject
+from services.retry import retried
 
 RETRYABLE = (TimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError)
 
@@ -48,20 +49,17 @@ class SiteClient:
 
     async def _request(self, body: dict[str, Any]) -> dict[str, Any]:
         payload = json.dumps(body, separators=(",", ":")).encode()
-        delay = self.backoff
-        for attempt in range(self.attempts):
-            try:
-                reply = await self.nc.request(self.subject, payload, timeout=self.timeout)
-                value = json.loads(reply.data)
-                if not isinstance(value, dict):
-                    raise ValueError("the intake answered something that is not a JSON object")
-                return value
-            except RETRYABLE:
-                if attempt == self.attempts - 1:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+
+        async def ask() -> dict[str, Any]:
+            reply = await self.nc.request(self.subject, payload, timeout=self.timeout)
+            value = json.loads(reply.data)
+            if not isinstance(value, dict):
+                raise ValueError("the intake answered something that is not a JSON object")
+            return value
+
+        return await retried(
+            ask, retry_on=RETRYABLE, attempts=self.attempts, first_wait=self.backoff
+        )
 
     async def submit(self, event: dict[str, Any]) -> dict[str, Any]:
         """Submit one event; its `event_id` is set here if the caller left it out."""

@@ -7,7 +7,6 @@ same layout for real hosts). The fault tests kill and restart single nodes throu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from services.ledger_io import ensure_streams
+from services.retry import retried
 from services.runtime import EmbeddedNats
 
 CLUSTER_NAME = "ledger"
@@ -110,13 +110,9 @@ async def create_streams_when_ready(
     A fresh cluster has no meta leader for its first seconds and refuses stream requests
     (timeouts, 503s); a restarting one too. Retry until it answers, at most `timeout` seconds.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            await ensure_streams(js, replicas=replicas)
-            return
-        except Exception:
-            if loop.time() > deadline:
-                raise
-        await asyncio.sleep(0.5)
+    await retried(
+        lambda: ensure_streams(js, replicas=replicas),
+        within=timeout,
+        first_wait=0.5,
+        longest_wait=0.5,
+    )

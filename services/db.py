@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Date,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -23,7 +24,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
+# One MetaData for every read-model table (core, clinical, safety): the single description
+# of a build's schema that the migrations must agree with.
 metadata = MetaData()
+
+
+def read_model_metadata() -> MetaData:
+    """Every read-model table, whichever modules the caller has imported so far."""
+    # the projections' table modules add their tables to `metadata` when imported
+    from services.projector import clinical_tables, safety_tables  # noqa: F401
+
+    return metadata
+
 
 META_SCHEMA = "ledger_meta"
 DEFAULT_BUILD = "live"
@@ -66,6 +78,7 @@ event_index = Table(
     Column("hash", Text, nullable=False),
     Column("prev_hash", Text, nullable=False),
     Column("body", JSONB, nullable=False),
+    Index("ix_event_index_patient", "trial_id", "site_id", "patient_id", "seq"),
 )
 
 patient_state = Table(
@@ -122,6 +135,7 @@ audit_trail = Table(
     Column("target_seq", BigInteger),
     Column("amended_by", JSONB),
     Column("changes", JSONB),
+    Index("ix_audit_trail_patient", "trial_id", "site_id", "patient_id"),
 )
 
 # A rebuild must reproduce every other table's rows exactly; these two are positions/bookkeeping.

@@ -131,6 +131,7 @@ async def run_demo(
 ) -> None:
     from services.system import System
 
+    sections = summary_sections()  # before anything starts: a missing one stops the demo
     site_ids = tuple(f"site{n:02d}" for n in range(1, sites + 1))  # the simulator's site ids
     system = await System(data_dir, sites=site_ids).start()
     try:
@@ -151,17 +152,19 @@ async def run_demo(
             headers={"Authorization": f"Bearer {token}"},
         ) as http:
             await _print_core_summary(http, "HAIC-PD1-LEN", console)
-            for module in SUMMARY_MODULES:
-                try:
-                    section = importlib.import_module(module)
-                except ImportError:
-                    continue
+            for section in sections:
                 await section.print_summary(http, "HAIC-PD1-LEN", console, system)
         console.print(f"runtime: {system.data_dir / 'runtime.json'}")
         if report.rejected:
             raise SystemExit(f"{report.rejected} simulated events were rejected")
     finally:
         await system.stop()
+
+
+def summary_sections() -> list[Any]:
+    """The declared summary modules, imported by name: one that fails to import stops the
+    demo (never a demo that silently leaves its safety section out)."""
+    return [importlib.import_module(module) for module in SUMMARY_MODULES]
 
 
 async def _print_core_summary(http: httpx.AsyncClient, trial: str, console: Console) -> None:

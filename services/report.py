@@ -19,6 +19,7 @@ from rich.console import Console
 
 from services.api import page_data
 from services.api.asof import parse_as_of
+from services.api.auth import new_token
 from services.api.render import inline_css, render
 from services.settings import Settings
 
@@ -77,12 +78,15 @@ async def run_report(
     except HTTPException as exc:
         console.print(f"[red]{exc.detail}[/red]")
         return 2
-    app = create_app(settings, tokens={})
+    # the report reads in-process, as an admin known only to this call
+    token = new_token()
+    app = create_app(settings, tokens={"admin": token})
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://report",
+            headers={"Authorization": f"Bearer {token}"},
             timeout=300,
         ) as client,
     ):

@@ -32,11 +32,13 @@ from services.security.seals import (
     public_key_b64,
     write_public_pem,
 )
-from services.settings import Settings, redacted_url, write_runtime
+from services.settings import Settings, creds_variable, redacted_url, write_runtime
 
 log = structlog.get_logger("system")
 
 Stopper = Callable[[], Awaitable[None]]
+# What `up` starts, in this order: the API last, once the services it reads from run.
+SERVICES = ("writer", "projector", "alerter", "api")
 DEFAULT_SITES = tuple(f"site{n:02d}" for n in range(1, 7))
 
 
@@ -78,8 +80,7 @@ def external_credentials(sites: tuple[str, ...]) -> dict[str, str | None]:
     """With an external NATS, each role's credential file comes from LEDGER_CREDS_<ROLE>."""
     found: dict[str, str | None] = {}
     for role in all_roles(sites):
-        name = "LEDGER_CREDS_" + role.upper().replace(":", "_").replace("-", "_")
-        found[role] = os.environ.get(name) or None
+        found[role] = os.environ.get(creds_variable(role)) or None
     return found
 
 
@@ -95,6 +96,16 @@ async def create_streams(settings: Settings, replicas: int = 1) -> None:
         await create_streams_when_ready(nc.jetstream(), replicas)
     finally:
         await nc.close()
+
+
+def service_factories() -> dict[str, Callable[[Settings], Awaitable[Any]]]:
+    """Each background service's `create_app`, imported by name: a service that fails to
+    import stops the start (never a system that runs without its alerter)."""
+    from services.alerter.app import create_app as create_alerter
+    from services.projector.app import create_app as create_projector
+    from services.writer.app import create_app as create_writer
+
+    return {"writer": create_writer, "projector": create_projector, "alerter": create_alerter}
 
 
 @dataclass
@@ -192,27 +203,15 @@ class System:
         return self
 
     async def _start_services(self, api_port: int | None) -> None:
-        from services.projector.app import create_app as create_projector
-        from services.writer.app import create_app as create_writer
-
-        writer = await create_writer(self.settings)
-        await writer.start()
-        self.services["writer"] = writer
-        self.stoppers.append(writer.stop)
-        projector = await create_projector(self.settings)
-        await projector.start()
-        self.services["projector"] = projector
-        self.stoppers.append(projector.stop)
-        try:
-            from services.alerter.app import create_app as create_alerter
-        except ImportError:
-            create_alerter = None
-        if create_alerter is not None:
-            alerter = await create_alerter(self.settings)
-            await alerter.start()
-            self.services["alerter"] = alerter
-            self.stoppers.append(alerter.stop)
-        await self._start_api(api_port)
+        factories = service_factories()
+        for name in SERVICES:
+            if name == "api":
+                await self._start_api(api_port)
+                continue
+            service = await factories[name](self.settings)
+            await service.start()
+            self.services[name] = service
+            self.stoppers.append(service.stop)
 
     async def _start_api(self, api_port: int | None) -> None:
         import asyncio

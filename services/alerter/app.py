@@ -47,8 +47,10 @@ from services.alerter.core import (
     touched_aes,
 )
 from services.ledger_io import ensure_streams, read_stream
+from services.logs import message_context
 from services.nats_conn import connect
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.retry import retried
 from services.security.ledger_backwards import refuse_alerts_ahead
 from services.security.nats_auth import ALERTER_DURABLE
 from services.settings import Settings
@@ -244,22 +246,23 @@ class AlerterApp:
 
     async def _settle(self, msg: Msg) -> bool:
         """Publish what the entry calls for, then ack it; False when stopping mid-way."""
-        delay = 0.1
-        while True:
-            try:
-                await self.handle(int(msg.metadata.sequence.stream), msg.subject, msg.data)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # ALERTS unreachable: keep trying, never ack unsent
-                log.warning("sae_alert_publish_retry", error=str(exc)[:200])
-                if self._stop.is_set():
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        seq = int(msg.metadata.sequence.stream)
+        try:  # ALERTS unreachable: keep trying until stopped, never ack unsent
+            await retried(
+                lambda: self.handle(seq, msg.subject, msg.data),
+                stop=self._stop,
+                first_wait=0.1,
+                on_retry=lambda exc, _n: log.warning(
+                    "sae_alert_publish_retry", error=str(exc)[:200]
+                ),
+            )
+        except Exception:
+            if self._stop.is_set():
+                return False
+            raise
         with contextlib.suppress(Exception):
             await msg.ack()
-        self._settled_seq = max(self._settled_seq, int(msg.metadata.sequence.stream))
+        self._settled_seq = max(self._settled_seq, seq)
         return True
 
     async def handle(self, seq: int, subject: str, body: bytes) -> list[Alert]:
@@ -268,12 +271,13 @@ class AlerterApp:
         Safe to call again for the same entry after a failure: the decision is kept, and
         what was already published is known.
         """
-        due = await self.decide(seq, subject, body)
-        published: list[Alert] = []
-        for alert in new_alerts(due, self.known):
-            await self._publish(alert)
-            published.append(alert)
-        return published
+        with message_context(seq=seq, subject=subject):
+            due = await self.decide(seq, subject, body)
+            published: list[Alert] = []
+            for alert in new_alerts(due, self.known):
+                await self._publish(alert)
+                published.append(alert)
+            return published
 
     async def decide(self, seq: int, subject: str, body: bytes) -> tuple[Alert, ...]:
         """The alerts the patient's history as of `seq` calls for (published or not)."""
@@ -289,6 +293,12 @@ class AlerterApp:
         except (ValueError, Undecodable) as exc:
             log.warning("alert_input_undecodable", seq=seq, error=str(exc)[:200])
             return self._decide(seq, ())
+        with message_context(event=stored):
+            return await self._decide_entry(seq, stored, decoded)
+
+    async def _decide_entry(
+        self, seq: int, stored: dict[str, Any], decoded: Decoded
+    ) -> tuple[Alert, ...]:
         if stored.get("type") == PARAMETERS_TYPE:
             self._learn_parameters(seq, stored)
             return self._decide(seq, ())
@@ -377,6 +387,7 @@ async def create_app(
     settings: Settings, *, durable: str = DURABLE, now: Clock = _utc_now
 ) -> AlerterApp:
     """Nothing connects at import time; `start()` indexes ALERTS and begins consuming."""
-    assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
+    settings.require("alerter")
+    assert settings.nats_url  # for the type checker: require() checked it
     nc = await connect(settings.nats_url, settings.creds_for("alerter"), name="alerter")
     return AlerterApp(nc, durable=durable, now=now)

@@ -3,72 +3,45 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, true
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.api.asof import AsOfBuilds, parse_as_of
+from services.api import clinical_routes, pages, safety_routes
+from services.api.asof import AsOfBuilds
 from services.api.auth import CurrentPrincipal
 from services.api.errors import checked_parameters, error_page, is_page
 from services.api.errors import install as install_errors
 from services.api.patient_site import NOT_FOUND, patient_key, patient_site
 from services.api.patient_site import install as install_patient_site
+from services.api.reading import Builds, jsonable, reading
 from services.db import audit_trail, event_index, patient_state
 from services.ledger_io import ledger_head
-from services.migrate import active_build, make_engine, migrate
+from services.migrate import make_engine, migrate
 from services.nats_conn import connect
 from services.projector.app import parked_events, projection_status
 from services.settings import Settings
 
-# Modules that add their routes (and patient-page extras) with `install(app)`.
-EXTENSIONS = ("services.api.clinical_routes", "services.api.safety_routes", "services.api.pages")
-
-
-class Builds:
-    """Which schema the API reads: the active build, re-read at most once a second."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._name = ""
-        self._read_at = 0.0
-
-    async def current(self) -> str:
-        if time.monotonic() - self._read_at > 1.0:
-            self._name = await active_build(self.engine)
-            self._read_at = time.monotonic()
-        return self._name
-
-
-def jsonable(row: Any) -> dict[str, Any]:
-    value = dict(row._mapping)
-    for key, item in value.items():
-        if hasattr(item, "isoformat"):
-            value[key] = item.isoformat()
-    return value
-
-
-@contextlib.asynccontextmanager
-async def reading(request: Request) -> AsyncIterator[AsyncConnection]:
-    """A connection reading the live build, or with `?as_of=` the build as of that instant."""
-    as_of = request.query_params.get("as_of")
-    if as_of:
-        schema = await request.app.state.asof.schema_for(parse_as_of(as_of))
-    else:
-        schema = await request.app.state.builds.current()
-    async with request.app.state.engine.connect() as conn:
-        yield await conn.execution_options(schema_translate_map={None: schema})
+# Modules that add their routes (and patient-page extras) with `install(app)`, in this order.
+# Imported by name: a route module that fails to import stops the start.
+ROUTE_MODULES = (clinical_routes, safety_routes, pages)
 
 
 def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> FastAPI:
+    """The API reading `settings.database_url`, callers checked against `tokens` (else the
+    settings' api_tokens). Fail closed: with no tokens there is no one to check callers
+    against, so it refuses to start (SettingsError) rather than let everyone in."""
+    if tokens is not None:
+        settings = settings.model_copy(update={"api_tokens": tokens})
+    settings.require("api", "api_tokens")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        assert settings.database_url, "LEDGER_DATABASE_URL is not set and no runtime.json was found"
+        settings.require("api")
+        assert settings.database_url  # for the type checker: require() checked it
         engine = make_engine(settings.database_url)
         await migrate(engine)
         app.state.engine = engine
@@ -91,7 +64,7 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         description="Read models of the trial ledger: patients, audit trail, endpoints, safety.",
         dependencies=[Depends(checked_parameters)],
     )
-    app.state.tokens = dict(tokens if tokens is not None else settings.api_tokens)
+    app.state.tokens = dict(settings.api_tokens)  # never empty, checked above
 
     @app.get("/api/trials")
     async def trials(request: Request, principal: CurrentPrincipal) -> list[dict[str, Any]]:
@@ -229,9 +202,8 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
     install_errors(app)
     install_patient_site(app)
     app.state.patient_extras = []
-    for module in EXTENSIONS:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module).install(app)
+    for module in ROUTE_MODULES:
+        module.install(app)
     return app
 
 

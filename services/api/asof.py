@@ -16,16 +16,14 @@ from fastapi import HTTPException
 from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.calendar import parse_instant
 from services.projector.replay import drop_schema, rebuild
 
 
 def parse_as_of(value: str) -> dt.datetime:
     try:
-        instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if instant.tzinfo is None:
-            instant = instant.replace(tzinfo=dt.UTC)
-        return instant.astimezone(dt.UTC)
-    except (ValueError, OverflowError) as exc:  # overflow: year 1 or 9999 shifted out of range
+        return parse_instant(value)
+    except ValueError as exc:
         raise HTTPException(400, f"as_of is not an ISO 8601 instant: {value!r}") from exc
 
 

@@ -43,9 +43,7 @@ def principal_for(tokens: dict[str, str], presented: str | None) -> Principal | 
 
 def current_principal(request: Request) -> Principal:
     """Authorization: Bearer <token>, or the `ledger_token` cookie the pages set."""
-    tokens: dict[str, str] = request.app.state.tokens
-    if not tokens:  # no tokens configured: a local, single-user system
-        return Principal("admin")
+    tokens: dict[str, str] = request.app.state.tokens  # never empty: create_app refuses that
     header = request.headers.get("authorization", "")
     presented = header[7:].strip() if header.lower().startswith("bearer ") else None
     presented = (

@@ -12,8 +12,8 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
 from services import clinical_queries as queries
-from services.api.app import reading
 from services.api.auth import CurrentPrincipal, Principal
+from services.api.reading import reading
 
 router = APIRouter(prefix="/api/trials/{trial}", tags=["clinical"])
 

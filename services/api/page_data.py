@@ -14,6 +14,7 @@ from typing import Any, get_args
 
 import httpx
 
+from projections.calendar import parse_instant
 from projections.endpoints import PARAMCDS
 from projections.patient import Status
 from projections.response import CRITERIA, RECIST
@@ -95,9 +96,7 @@ def _date(value: str | None) -> dt.date | None:
 def _instant_before(recorded_at: str) -> str:
     """The as-of instant that shows the ledger just before an entry (as-of includes entries
     recorded at or before the instant, so one millisecond earlier leaves this one out)."""
-    moment = dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")) - dt.timedelta(
-        milliseconds=1
-    )
+    moment = parse_instant(recorded_at) - dt.timedelta(milliseconds=1)
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

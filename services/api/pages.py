@@ -18,9 +18,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 
 from services.api import errors, page_data
-from services.api.app import reading
 from services.api.asof import parse_as_of
 from services.api.auth import CurrentPrincipal, principal_for
+from services.api.reading import reading
 from services.api.render import STATIC, render
 from services.db import checkpoints, event_index
 from services.projector.clinical_tables import clinical_trial

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+
+from projections.calendar import parse_instant
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -28,9 +29,7 @@ def instant(value: str | None) -> str:
     """A recorded instant, readable: `2025-06-01 09:30:00.123 UTC` (ISO input, any offset)."""
     if not value:
         return "–"
-    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
+    moment = parse_instant(value)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
 
 

@@ -23,8 +23,8 @@ from events.envelope import TOKEN_RE
 from projections.clocks import SaeClock
 from projections.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
 from projections.safety import missing_assessments
-from services.api.app import jsonable, reading
 from services.api.auth import CurrentPrincipal, Principal
+from services.api.reading import jsonable, reading
 from services.db import checkpoints
 from services.projector.safety_tables import (
     ae_episode,

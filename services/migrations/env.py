@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from services.db import metadata
+from services.db import read_model_metadata
 
 config = context.config
 connection = config.attributes["connection"]
@@ -12,7 +12,7 @@ schema = config.attributes["schema"]
 
 context.configure(
     connection=connection,
-    target_metadata=metadata,
+    target_metadata=read_model_metadata(),
     version_table_schema=schema,
     transaction_per_migration=False,
 )

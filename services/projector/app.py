@@ -16,29 +16,26 @@ from projections import memo
 from services.ledger_io import ensure_streams, ledger_head
 from services.migrate import active_build, make_engine, migrate
 from services.nats_conn import connect
+from services.projector.clinical import ClinicalProjection
+from services.projector.core import CoreProjection
 from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
 from services.projector.partitions import PartitionSupervisor
 from services.projector.runner import Applier, LiveProjector, Projection
+from services.projector.safety_view import SafetyProjection
 from services.security.checkpoints import refuse_checkpoints_ahead
 from services.settings import Settings
 
 log = structlog.get_logger("projector")
 
 
+# Every read model the projector keeps, in the order they are built. Declared, not discovered:
+# a module that fails to import stops the start instead of silently dropping its read model.
+PROJECTIONS: tuple[type[Projection], ...] = (CoreProjection, ClinicalProjection, SafetyProjection)
+
+
 def all_projections() -> list[Projection]:
-    """Every read model the projector keeps; later issues add theirs here."""
-    from services.projector.core import CoreProjection
-
-    projections: list[Projection] = [CoreProjection()]
-    with contextlib.suppress(ImportError):
-        from services.projector.clinical import ClinicalProjection
-
-        projections.append(ClinicalProjection())
-    with contextlib.suppress(ImportError):
-        from services.projector.safety_view import SafetyProjection
-
-        projections.append(SafetyProjection())
-    return projections
+    """A fresh instance of every declared projection."""
+    return [projection() for projection in PROJECTIONS]
 
 
 @dataclass
@@ -186,7 +183,8 @@ async def create_app(
 ) -> ProjectorApp:
     """One process; with `partitions` > 1 it claims its share of patient partitions (and any
     partition another instance left) instead of running every patient itself."""
-    assert settings.nats_url and settings.database_url, "NATS and PostgreSQL URLs are needed"
+    settings.require("projector")
+    assert settings.nats_url and settings.database_url  # for the type checker: require() checked it
     nc = await connect(settings.nats_url, settings.creds_for("projector"), name="projector")
     js = nc.jetstream()
     await ensure_streams(js)

@@ -14,16 +14,18 @@ from sqlalchemy import (
     Column,
     Date,
     Float,
+    Index,
     Integer,
-    MetaData,
     Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-metadata = MetaData()
+from services.db import metadata
 
 
 def _patient_columns() -> list[Column[Any]]:
@@ -87,7 +89,7 @@ response_timepoint = Table(
     Column("srcseqs", JSONB, nullable=False),
     *_stamp_columns(),
     # migration 0004: in the best-response window (ADRS ANL01FL), else why not
-    Column("analysed", Boolean, nullable=False),
+    Column("analysed", Boolean, nullable=False, server_default=true()),
     Column("not_analysed_because", Text),
     PrimaryKeyConstraint("trial_id", "site_id", "patient_id", "criterion", "seq"),
 )
@@ -110,8 +112,8 @@ best_response = Table(
     Column("best_pct_change", Float),
     *_stamp_columns(),
     # migration 0004: the baseline's flags (`projections.baseline`) and their sentences
-    Column("baseline_flags", JSONB, nullable=False),
-    Column("baseline_notes", JSONB, nullable=False),
+    Column("baseline_flags", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("baseline_notes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     PrimaryKeyConstraint("trial_id", "site_id", "patient_id", "criterion"),
 )
 
@@ -130,6 +132,7 @@ adtte = Table(
     Column("srcseqs", JSONB, nullable=False),
     *_stamp_columns(),
     PrimaryKeyConstraint("trial_id", "site_id", "patient_id", "paramcd"),
+    Index("ix_adtte_trial_paramcd", "trial_id", "paramcd"),
 )
 
 adam_record = Table(
@@ -140,6 +143,7 @@ adam_record = Table(
     Column("line", Integer, nullable=False),
     Column("cells", JSONB, nullable=False),
     PrimaryKeyConstraint("trial_id", "site_id", "patient_id", "dataset", "line"),
+    Index("ix_adam_record_dataset", "trial_id", "dataset"),
 )
 
 PATIENT_TABLES = (clinical_patient, response_timepoint, best_response, adtte, adam_record)

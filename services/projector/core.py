@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import SPONSOR_SITE
 from projections.audit import audit_trail
+from projections.calendar import parse_instant
 from projections.history import Recorded, effective_history
 from projections.patient import fold_ledger
 from services.db import audit_trail as audit_table
@@ -52,7 +53,7 @@ STATE_COLUMNS = (
 
 
 def _parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parse_instant(value)
 
 
 def index_row(item: Decoded) -> dict[str, Any]:

@@ -8,7 +8,6 @@ replay "as of" an instant all see exactly the events the read model has applied.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from events import NewerSchemaVersion, UnknownEventType, decode
 from events.subjects import patient_wildcard
 from projections.history import Recorded
+from projections.lru import Lru
 from services.ledger_io import read_stream
 
 log = structlog.get_logger("projector")
@@ -83,8 +83,6 @@ class PatientHistories:
         max_events: int = CACHE_EVENTS,
     ) -> None:
         self.js = js
-        self.capacity = capacity
-        self.max_events = max_events
         self.include = include
         # Fed from seq 1 (a rebuild, a new build): a patient never seen has no earlier events,
         # so only an evicted patient needs reading back from the ledger.
@@ -96,14 +94,16 @@ class PatientHistories:
         # set by the Applier when it runs one partition of the patients
         self.partition: Any = None
         self.position: str = ""
-        self._cache: OrderedDict[PatientKey, list[Recorded]] = OrderedDict()
-        self._events = 0  # cached entries in all, kept as entries come and go
+        # Bounded by patients and by cached events, so memory does not grow with the ledger;
+        # the patients of the batch being applied are never evicted.
+        self._cache: Lru[PatientKey, list[Recorded]] = Lru(
+            capacity, max_weight=max_events, weight=len, pinned=lambda key: key in self.pinned
+        )
         self.loads = 0
 
     async def ensure(self, key: PatientKey, upto_seq: int) -> None:
         """Have `key`'s history up to `upto_seq` in the cache (read from the ledger if not)."""
-        if key in self._cache:
-            self._cache.move_to_end(key)
+        if self._cache.get(key) is not None:  # now the most recently used
             return
         entries: list[Recorded] = []
         known_empty = self.from_start and key not in self._seen
@@ -120,37 +120,27 @@ class PatientHistories:
                     entries.append(decode_stored(msg.seq, stored))
                 except Undecodable:
                     continue  # parked when it was first seen
-        self._cache[key] = entries
-        self._events += len(entries)
-        self._evict()
-
-    def _evict(self) -> None:
-        """Bounded by patients and by cached events, so memory does not grow with the ledger."""
-        if len(self._cache) <= self.capacity and self._events <= self.max_events:
-            return
-        for key in list(self._cache):
-            if not (len(self._cache) > self.capacity or self._events > self.max_events):
-                break
-            if key in self.pinned:
-                continue  # needed by the batch being applied
-            self._events -= len(self._cache.pop(key))
+        self._cache.put(key, entries)
 
     def owns(self, key: PatientKey) -> bool:
         """Whether this partition applies `key`'s rows (always, when not partitioned)."""
         return self.partition is None or bool(self.partition.owns(key))
 
     def append(self, item: Decoded) -> None:
-        self._cache.setdefault(item.key, []).append(item.recorded)
-        self._events += 1
+        entries = self._cache.peek(item.key)
+        if entries is None:
+            entries = []
+            self._cache.put(item.key, entries, evict=False)  # evicted at the next load
+        entries.append(item.recorded)
+        self._cache.grow(item.key, 1)
 
     def get(self, key: PatientKey) -> list[Recorded]:
-        return self._cache.get(key, [])
+        return self._cache.peek(key) or []
 
     def forget(self, keys: set[PatientKey]) -> None:
         """After a failed transaction: what the cache appended never reached the database."""
         for key in keys:
-            self._events -= len(self._cache.pop(key, ()))
+            self._cache.pop(key)
 
     def clear(self) -> None:
         self._cache.clear()
-        self._events = 0

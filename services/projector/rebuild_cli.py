@@ -9,18 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from projections.calendar import parse_instant
 from services.migrate import active_build, make_engine, switch_build
 from services.nats_conn import connect
 from services.projector.app import all_projections
 from services.projector.replay import Helpers, compare, default_workers, digests, rebuild
 from services.settings import Settings
-
-
-def parse_instant(value: str) -> dt.datetime:
-    instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if instant.tzinfo is None:
-        raise ValueError("--as-of needs a time zone, e.g. 2025-03-01T12:00:00Z")
-    return instant
 
 
 async def run_replay(

@@ -15,11 +15,11 @@ import json
 import os
 import sys
 
+from projections.calendar import parse_instant
 from services.logs import configure_logging
 from services.migrate import make_engine
 from services.nats_conn import connect
 from services.projector.app import all_projections
-from services.projector.rebuild_cli import parse_instant
 from services.projector.replay import fill
 from services.projector.runner import Partition
 from services.runtime import tune_gc_for_service

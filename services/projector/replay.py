@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import memo
+from projections.calendar import parse_instant
 from services.db import NOT_DIGESTED, NOT_DIGESTED_COLUMNS
 from services.ledger_io import ledger_head, read_ordered
 from services.migrate import check_schema_name, migrate
@@ -56,7 +57,7 @@ def _recorded_by(as_of: dt.datetime | None) -> Callable[[dict[str, Any]], bool] 
         recorded = stored.get("recorded_at")
         if not isinstance(recorded, str):
             return False
-        return dt.datetime.fromisoformat(recorded.replace("Z", "+00:00")) <= limit
+        return parse_instant(recorded) <= limit
 
     return include
 

@@ -31,6 +31,7 @@ from services.db import parked_events
 from services.projector.core import SEARCH_SCHEMA
 from services.projector.failures import GaveUp, is_transient, reason, retrying, storable
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.retry import retried
 
 log = structlog.get_logger("projector")
 # How often an idle projection makes sure its durable is still there and still its own.
@@ -409,18 +410,13 @@ class LiveProjector:
     async def _subscribe_retrying(self, stop: asyncio.Event, reset: bool = False) -> Any:
         """`_subscribe`, retried while NATS is away or electing a new leader (a failover can
         answer a consumer request with an error for a few seconds)."""
-        delay = 0.2
-        while True:
-            try:
-                return await self._subscribe(reset)
-            except Exception as exc:
-                if stop.is_set():
-                    raise
-                log.warning(
-                    "projection_subscribe_retry", projection=self._names, error=str(exc)[:200]
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return await retried(
+            lambda: self._subscribe(reset),
+            stop=stop,
+            on_retry=lambda exc, _n: log.warning(
+                "projection_subscribe_retry", projection=self._names, error=str(exc)[:200]
+            ),
+        )
 
     @property
     def _names(self) -> str:

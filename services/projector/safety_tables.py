@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 from events import Attribution
@@ -25,8 +25,7 @@ from projections.safety import (
     SeriousOnset,
     TreatmentDates,
 )
-
-metadata = MetaData()
+from services.db import metadata
 
 safety_parameters = Table(
     "safety_parameters",

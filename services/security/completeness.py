@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from projections.calendar import parse_instant
 from services.security.evidence import Mark
 from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS
 from services.security.verify_report import Problem, Report
@@ -73,7 +74,7 @@ def unsealed_tails(
 
 def _age_seconds(recorded_at: str, now: dt.datetime) -> float | None:
     try:
-        moment = dt.datetime.fromisoformat(recorded_at)
+        moment = parse_instant(recorded_at)
     except ValueError:
         return None
-    return None if moment.tzinfo is None else (now - moment).total_seconds()
+    return (now - moment).total_seconds()

@@ -97,7 +97,8 @@ async def create_app(
     the data dir's key (made at first start; issue 14, item 16). The highest acknowledged seq
     is recorded in the data dir (services.writer.high_water).
     """
-    assert settings.nats_url, "LEDGER_NATS_URL is not set and no runtime.json was found"
+    settings.require("writer")
+    assert settings.nats_url  # for the type checker: require() checked it
     creds = settings.creds_for("writer")
     nc = await connect(settings.nats_url, creds, name="writer")
     js = nc.jetstream()

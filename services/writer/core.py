@@ -59,6 +59,7 @@ from projections.intake_rules import (
 from projections.intake_warnings import baseline_warnings
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
+from services.logs import message_context
 from services.security.seals import SIGNATURE_HEADER
 from services.writer.event_ids import EventIdIndex
 from services.writer.intake_json import SubmissionUnreadable, json_problems, parse_submission
@@ -254,7 +255,8 @@ class Writer:
             return {
                 "results": await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))
             }
-        return await self._judge(trial_id, site_id, body, _may_be_large(payload))
+        with message_context(trial_id=trial_id, site_id=site_id, event=body):
+            return await self._judge(trial_id, site_id, body, _may_be_large(payload))
 
     async def _judge_batch(
         self, trial_id: str, site_id: str, items: list[Any], measure: bool = True
@@ -268,7 +270,11 @@ class Writer:
 
         async def run(positions: list[int]) -> None:
             for position in positions:
-                results[position] = await self._judge(trial_id, site_id, items[position], measure)
+                # each event's log lines name it (STYLE.md rule 9), in its own task's context
+                with message_context(trial_id=trial_id, site_id=site_id, event=items[position]):
+                    results[position] = await self._judge(
+                        trial_id, site_id, items[position], measure
+                    )
 
         await asyncio.gather(*(run(positions) for positions in groups.values()))
         return results

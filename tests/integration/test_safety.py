@@ -34,8 +34,8 @@ from projections.safety import patient_safety
 from services.alerter.app import DURABLE, AlerterApp
 from services.alerter.app import create_app as create_alerter
 from services.alerter.follow import Follower, follow_alerts, run_follow
-from services.api.app import Builds
 from services.api.app import create_app as create_api
+from services.api.reading import Builds
 from services.client import SiteClient
 from services.ledger_io import alerts_config, ensure_streams, ledger_head, read_stream
 from services.migrate import make_engine
