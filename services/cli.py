@@ -339,7 +339,8 @@ def replay(
 ) -> None:
     """Rebuild every read model from the ledger into a fresh schema and print per-table digests."""
     configure_logging("WARNING")
-    from services.projector.rebuild_cli import parse_instant, run_replay
+    from projections.calendar import parse_instant
+    from services.projector.rebuild_cli import run_replay
 
     if as_of is not None:  # a bad value is a usage error, whether or not the system runs
         try:

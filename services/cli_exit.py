@@ -135,11 +135,14 @@ def explain(exc: BaseException) -> CommandFailed | None:
 
     from services.nats_conn import NatsUnreachable
     from services.runtime import StartFailed
+    from services.settings import SettingsError
 
     for link in _chain(exc):
         if isinstance(link, CommandFailed):
             return link
     for link in _chain(exc):
+        if isinstance(link, SettingsError):  # a setting missing or malformed: nothing started
+            return CommandFailed(f"not configured: {link}", START_FAILED)
         if isinstance(link, StartFailed):
             return CommandFailed(f"the system could not start: {link}", START_FAILED)
         if isinstance(link, NatsUnreachable):
