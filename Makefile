@@ -25,6 +25,7 @@ test-integration: $(STAMP)
 	$(PY) -m pytest -m "integration or fault"
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
@@ -32,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy events projections
+	$(VENV)/bin/mypy events projections services
 
 schema: $(STAMP)
 	$(VENV)/bin/trial-ledger schema --out docs/schema

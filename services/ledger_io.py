@@ -142,7 +142,7 @@ async def read_ordered(
     try:
         if not buffer:
             info = await sub.consumer_info()
-            if int(info.num_pending) == 0 and not (info.delivered and info.delivered.consumer_seq):
+            if int(info.num_pending or 0) == 0 and not (info.delivered and info.delivered.consumer_seq):
                 return  # nothing to read (what was delivered may still be on its way to us)
         last_seq = 0
         while True:
@@ -217,7 +217,7 @@ async def read_stream(
         max_waiting=1,
     )
     info = await js.add_consumer(stream, config)
-    remaining = int(info.num_pending)
+    remaining = int(info.num_pending or 0)
     if remaining == 0:
         with contextlib.suppress(Exception):
             await js.delete_consumer(stream, info.name)

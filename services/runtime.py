@@ -227,6 +227,8 @@ def _prepare_pg_user(path: Path) -> str | None:
     ensure_prefix_permissions(POSTGRES_BIN_PATH)
     ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
     ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+    if entry is None:
+        raise RuntimeError(f"could not make the system user {PG_SYSTEM_USER}")
     os.chown(path, entry.pw_uid, entry.pw_gid)
     return PG_SYSTEM_USER
 

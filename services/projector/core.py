@@ -194,7 +194,9 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, An
     schema = SEARCH_SCHEMA.get()
     if schema is None:
         schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-    await raw.driver_connection.copy_records_to_table(
+    driver = raw.driver_connection
+    assert driver is not None, "an asyncpg connection"
+    await driver.copy_records_to_table(
         table.name, records=records, columns=columns, schema_name=schema
     )
 

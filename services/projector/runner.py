@@ -514,7 +514,9 @@ class LiveProjector:
                     return
                 sub = await self._subscribe_retrying(stop, reset=True)
                 continue
-            self.last_applied = min(int(outcome) for outcome in outcomes)
+            self.last_applied = min(
+                outcome for outcome in outcomes if not isinstance(outcome, BaseException)
+            )
             # ack only what every committed checkpoint covers (one ack acknowledges everything
             # up to it); anything beyond was not applied everywhere, so the consumer is
             # re-positioned to deliver it again rather than acked away
