@@ -142,7 +142,9 @@ async def read_ordered(
     try:
         if not buffer:
             info = await sub.consumer_info()
-            if int(info.num_pending or 0) == 0 and not (info.delivered and info.delivered.consumer_seq):
+            if int(info.num_pending or 0) == 0 and not (
+                info.delivered and info.delivered.consumer_seq
+            ):
                 return  # nothing to read (what was delivered may still be on its way to us)
         last_seq = 0
         while True:
