@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -160,7 +161,7 @@ class Writer:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         cache_patients: int = 4096,
         cache_events: int = 100_000,
-        max_retries: int = 20,
+        max_retries: int = 64,
     ) -> None:
         self.js = js
         self.check_ae = check_ae
@@ -447,7 +448,7 @@ class Writer:
         lock = self.locks.setdefault(key, asyncio.Lock())
         unacknowledged = False
         async with lock:
-            for _attempt in range(self.max_retries):
+            for attempt in range(self.max_retries):
                 patient = await self._patient(key)
                 stored = patient.event(event_id)
                 if stored is not None:
@@ -484,6 +485,9 @@ class Writer:
                         outcome["warnings"] = [w.as_dict() for w in warnings]
                     return outcome
                 patient.stale = True  # another writer appended: read what it added
+                # a random pause, growing a little with each lost race, so two replicas that
+                # keep appending to one patient take turns instead of one starving
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
         return rejected(
             event_id, [FieldError("event", "the patient's history kept changing; retry")]
         )
