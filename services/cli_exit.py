@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-try:  # Typer ≥ 0.20 carries its own copy of Click, whose exceptions it raises
-    from typer._click import exceptions as click_errors
-except ImportError:  # pragma: no cover - an older Typer on the installed Click
-    from click import exceptions as click_errors  # type: ignore[no-redef]
-
 import typer
+
+# The Typer pinned in pyproject.toml carries its own copy of Click and raises that copy's
+# exceptions; a Typer without it fails here, at import, rather than mapping no usage errors.
+from typer._click import exceptions as click_errors
 
 from services.nats_conn import server_urls
 from services.settings import Settings, redacted_url
