@@ -59,6 +59,11 @@ class SaeAlertMessage(BaseModel):
         """The message as JSON: every field, in this order."""
         return self.model_dump(mode="json")
 
+    def as_sent(self) -> dict[str, Any]:
+        """A message read from ALERTS as its alerter sent it: only the fields it carried (an
+        older alerter's carries fewer; their defaults are the model's to give)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
 
 class NotAnAlert(ValueError):
     """An ALERTS message that is not an alert of the contract."""

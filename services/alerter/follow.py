@@ -161,7 +161,7 @@ async def follow_alerts(
                 continue
             for msg in msgs:
                 try:
-                    alert = read_alert(msg.data).wire()
+                    alert = read_alert(msg.data).as_sent()
                 except NotAnAlert:
                     await msg.term()  # not an alert at all: showing it again would not help
                     continue

@@ -164,7 +164,7 @@ async def _in_alerts(js: Any, alert_id: str) -> dict[str, Any] | None:
     async for msg in read_stream(js, ALERTS_SUBJECTS, stream=ALERTS_STREAM):
         if str((msg.headers or {}).get("Nats-Msg-Id", "")).lower() == wanted:
             with contextlib.suppress(NotAnAlert):  # a message that is no alert acknowledges nothing
-                return read_alert(msg.body).wire()
+                return read_alert(msg.body).as_sent()
     return None
 
 

@@ -111,7 +111,7 @@ def _alert_body() -> dict[str, Any]:
 def test_the_alerter_publishes_the_message_model_field_for_field_in_its_order() -> None:
     body = _alert_body()
     assert list(body) == list(SaeAlertMessage.model_fields)
-    assert read_alert(json.dumps(body)).wire() == body
+    assert read_alert(json.dumps(body)).wire() == read_alert(json.dumps(body)).as_sent() == body
     assert body["raised_at"] == "2025-02-21T08:00:01.000500Z"
 
 
@@ -137,6 +137,7 @@ def test_an_alert_from_an_older_alerter_is_still_read_as_an_initial_alert() -> N
     older = {key: body[key] for key in DESIGN_ALERT_FIELDS}
     alert = read_alert(json.dumps(older))
     assert (alert.kind, alert.follows, alert.reasons, alert.susar) == ("initial", None, [], False)
+    assert alert.as_sent() == older
 
 
 @pytest.mark.parametrize(
