@@ -155,7 +155,7 @@ THE_BUILDER = "events/subjects.py"
 def _sources() -> list[Path]:
     return sorted(
         path
-        for folder in ("services", "projections", "events")
+        for folder in ("services", "projections", "events", "tests/bench")
         for path in (ROOT / folder).rglob("*.py")
         if path.relative_to(ROOT).as_posix() != THE_BUILDER
     )
