@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from events import (
     AeReported,
@@ -35,6 +35,7 @@ from events import (
     ProtocolParameters,
     SaeAcknowledged,
 )
+from events.alert_message import ExpeditedDays, SaeAlertMessage
 from projections.clocks import SaeClock, alert_clock, expedited_days, sae_clock
 from projections.history import Effective, Recorded, effective_history
 from projections.intake_rules import FieldError
@@ -105,44 +106,33 @@ class SaeAlert:
     def message(self, raised_at: dt.datetime) -> dict[str, Any]:
         """The JSON body of the ALERTS message; `raised_at` is the alerter's own clock."""
         clock = self.clock
-        return {
-            "alert_id": clock.alert_id,
-            "kind": clock.kind,
-            "follows": clock.follows,
-            "reasons": list(clock.reasons),
-            "trial_id": self.trial_id,
-            "site_id": self.site_id,
-            "patient_id": self.patient_id,
-            "ae_event_id": clock.ae_event_id,
-            "seq": clock.ae_seq,
-            "term": self.term,
-            "grade": self.grade,
-            "seriousness": list(self.seriousness),
-            "susar": clock.susar,
-            "expedited_days": clock.expedited_days,
-            "report_due": _day(clock.report_due),
-            "acknowledgement_due": _day(clock.acknowledgement_due),
-            "awareness_at": _iso(clock.awareness_at),
-            "late_entry": clock.late_entry,
-            "clock_unknown": clock.clock_unknown,
-            "data_quality": list(clock.data_quality),
-            "not_yet_assessed": list(clock.not_yet_assessed),
-            "trigger": clock.trigger,
-            "trigger_seq": clock.trigger_seq,
-            "raised_at": _iso(raised_at),
-        }
-
-
-def _day(day: dt.date | None) -> str | None:
-    return None if day is None else day.isoformat()
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        return SaeAlertMessage(
+            alert_id=clock.alert_id,
+            kind=clock.kind,
+            follows=clock.follows,
+            reasons=list(clock.reasons),
+            trial_id=self.trial_id,
+            site_id=self.site_id,
+            patient_id=self.patient_id,
+            ae_event_id=clock.ae_event_id,
+            seq=clock.ae_seq,
+            term=self.term,
+            grade=self.grade,
+            seriousness=list(self.seriousness),
+            susar=clock.susar,
+            # checked by the model: the clock only ever says 7, 15 or None
+            expedited_days=cast("ExpeditedDays | None", clock.expedited_days),
+            report_due=clock.report_due,
+            acknowledgement_due=clock.acknowledgement_due,
+            awareness_at=clock.awareness_at,
+            late_entry=clock.late_entry,
+            clock_unknown=clock.clock_unknown,
+            data_quality=list(clock.data_quality),
+            not_yet_assessed=list(clock.not_yet_assessed),
+            trigger=clock.trigger,
+            trigger_seq=clock.trigger_seq,
+            raised_at=raised_at,
+        ).wire()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
 
+from events.intake_reply import read_reply
 from events.subjects import intake_subject
 from services.retry import retried
 
@@ -52,10 +53,7 @@ class SiteClient:
 
         async def ask() -> dict[str, Any]:
             reply = await self.nc.request(self.subject, payload, timeout=self.timeout)
-            value = json.loads(reply.data)
-            if not isinstance(value, dict):
-                raise ValueError("the intake answered something that is not a JSON object")
-            return value
+            return read_reply(reply.data).wire()  # NotAReply (a ValueError) if off-contract
 
         return await retried(
             ask, retry_on=RETRYABLE, attempts=self.attempts, first_wait=self.backoff

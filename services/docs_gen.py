@@ -5,7 +5,10 @@ files, so the documents cannot drift from the code. The AsyncAPI document is Fas
 rendering of the writer's broker (the real `intake.*.*` subscriber of `services.writer.app`),
 plus publisher declarations for what the system publishes outside FastStream: the ledger
 entries (`ledger.<trial>.<site>.<patient>.<type>`, JetStream stream LEDGER) and the SAE alerts
-(`alerts.sae.<trial>.<site>`, stream ALERTS).
+(`alerts.sae.<trial>.<site>`, stream ALERTS). What FastStream cannot say is added to its
+rendering: the intake's payload and reply and the safety officers' intake. Every schema is
+a real type's own JSON Schema (`events.intake_reply`, `events.alert_message`, the event
+catalogue) and every address a pattern of `events.subjects`.
 """
 
 from __future__ import annotations
@@ -14,14 +17,23 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
 
-from events import LedgerEvent
-from events.subjects import ALERTS_STREAM, LEDGER_STREAM
+from events import LedgerEvent, SaeAcknowledged
+from events.alert_message import SaeAlertMessage
+from events.intake_reply import BatchReply, EventVerdict
+from events.subjects import (
+    ALERT_PATTERN,
+    ALERTS_STREAM,
+    LEDGER_PATTERN,
+    LEDGER_STREAM,
+    SAFETY_INTAKE_PATTERN,
+    intake_wildcard,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOCUMENTED_NATS = "localhost:4222"
@@ -39,42 +51,10 @@ ASYNCAPI_DESCRIPTION = (
 )
 
 
-class SaeAlertMessage(BaseModel):
-    """The JSON body of an ALERTS message (`projections.sae_alerts.SaeAlert.message`): an
-    initial alert or a follow-up raised by an escalation of the case."""
-
-    model_config = ConfigDict(extra="forbid", title="SaeAlertMessage")
-
-    alert_id: str
-    kind: Literal["initial", "follow_up"]
-    follows: str | None
-    reasons: list[str]
-    trial_id: str
-    site_id: str
-    patient_id: str
-    ae_event_id: str
-    seq: int
-    term: str
-    grade: int
-    seriousness: list[str]
-    susar: bool
-    expedited_days: Literal[7, 15] | None
-    report_due: str | None
-    acknowledgement_due: str | None
-    awareness_at: str | None
-    late_entry: bool | None
-    clock_unknown: bool
-    data_quality: list[str]
-    not_yet_assessed: list[str]
-    trigger: str
-    trigger_seq: int
-    raised_at: str
-
-
 def declare_publications(broker: NatsBroker) -> None:
     """What the ledger and the alerter publish (they use nats-py directly, not FastStream)."""
     broker.publisher(
-        "ledger.{trial_id}.{site_id}.{patient_id}.{event_type}",
+        LEDGER_PATTERN,
         title="ledger",
         description=(
             f"Every accepted event, appended once to the stream {LEDGER_STREAM} "
@@ -83,7 +63,7 @@ def declare_publications(broker: NatsBroker) -> None:
         schema=LedgerEvent,
     )
     broker.publisher(
-        "alerts.sae.{trial_id}.{site_id}",
+        ALERT_PATTERN,
         title="alerts",
         description=(
             f"One message per AE that became serious, in the stream {ALERTS_STREAM} "
@@ -103,7 +83,77 @@ def asyncapi_document(broker: NatsBroker) -> dict[str, Any]:
     document: dict[str, Any] = spec.to_jsonable()
     for server in document.get("servers", {}).values():
         server["host"] = DOCUMENTED_NATS
+    declare_intake(document)
     return _in_stable_order(document)
+
+
+SCHEMAS = "#/components/schemas/"
+REPLY_MESSAGE = "intake:Reply"
+REPLY_SCHEMAS = (EventVerdict, BatchReply)
+
+
+def _component_schemas(*models: Any) -> dict[str, Any]:
+    """The models' JSON Schemas (validation mode: what a reader accepts), by title, with
+    their references pointing into `components/schemas`."""
+    _, top = models_json_schema(
+        [(model, "validation") for model in models], ref_template=SCHEMAS + "{model}"
+    )
+    return dict(top["$defs"])
+
+
+def declare_intake(document: dict[str, Any]) -> None:
+    """What FastStream's rendering of the intake leaves out: the submission (FastStream sees
+    raw bytes), the reply (`events.intake_reply`), and the safety officers' intake."""
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.update(_component_schemas(*REPLY_SCHEMAS))
+    messages = components.setdefault("messages", {})
+    reply_ref = "#/components/messages/" + REPLY_MESSAGE.replace("*", "%2A")
+    messages[REPLY_MESSAGE] = {
+        "title": REPLY_MESSAGE,
+        "summary": "One verdict per event; for a batch, one per event in submitted order.",
+        "payload": {"oneOf": [{"$ref": SCHEMAS + model.__name__} for model in REPLY_SCHEMAS]},
+    }
+    channels = document.setdefault("channels", {})
+    channels["intake:Reply"] = {
+        "address": None,  # the submitter's own reply inbox
+        "description": "The writer's reply to one submission, sent to its reply subject.",
+        "messages": {"Reply": {"$ref": reply_ref}},
+    }
+    operations = document.setdefault("operations", {})
+    reply = {
+        "channel": {"$ref": "#/channels/intake:Reply"},
+        "messages": [{"$ref": "#/channels/intake:Reply/messages/Reply"}],
+    }
+    for operation in operations.values():
+        address = _channel_of(document, operation)
+        if address == intake_wildcard():
+            operation["reply"] = reply
+    channels["safety_intake"] = {
+        "address": SAFETY_INTAKE_PATTERN,
+        "description": (
+            "The safety officers' intake (a subject of `intake.*.*`): `sae_acknowledged` "
+            "events only, answered like any submission."
+        ),
+        "messages": {"Acknowledgement": {"$ref": "#/components/messages/safety_intake:Message"}},
+    }
+    messages["safety_intake:Message"] = {
+        "title": "safety_intake:Message",
+        "payload": {"$ref": SCHEMAS + SaeAcknowledged.__name__},
+    }
+    operations["safety_intake"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/safety_intake"},
+        "messages": [{"$ref": "#/channels/safety_intake/messages/Acknowledgement"}],
+        "reply": reply,
+    }
+
+
+def _channel_of(document: dict[str, Any], operation: dict[str, Any]) -> str | None:
+    ref = str(operation.get("channel", {}).get("$ref", ""))
+    name = ref.removeprefix("#/channels/").replace("%2A", "*")
+    address = document.get("channels", {}).get(name, {}).get("address")
+    return None if address is None else str(address)
 
 
 def _in_stable_order(document: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,16 @@ class StoredMessage:
         return value
 
 
+def ack_position(reply: str) -> tuple[int, int]:
+    """(stream seq, messages pending) from a JetStream message's ack subject
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>`
+    (the newer form inserts a domain and an account hash after `$JS.ACK`), read without
+    building nats-py's whole metadata object. JetStream's subject, not the ledger's contract."""
+    parts = reply.split(".")
+    short = len(parts) == 9
+    return int(parts[5] if short else parts[7]), int(parts[8] if short else parts[10])
+
+
 async def read_ordered(
     js: JetStreamContext,
     filter_subject: str = LEDGER_SUBJECTS,
@@ -113,16 +123,8 @@ async def read_ordered(
     pending = [-1]  # matching messages after the newest one delivered
 
     async def collect(msg: Any) -> None:
-        parts = msg.reply.split(".")
-        short = (
-            len(parts) == 9
-        )  # `$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<ts>.<pending>`
-        buffer.append(
-            StoredMessage(
-                int(parts[5] if short else parts[7]), msg.subject, msg.data, msg.headers or None
-            )
-        )
-        pending[0] = int(parts[8] if short else parts[10])
+        seq, pending[0] = ack_position(msg.reply)
+        buffer.append(StoredMessage(seq, msg.subject, msg.data, msg.headers or None))
         arrived.set()
 
     config = js_api.ConsumerConfig(

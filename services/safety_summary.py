@@ -8,7 +8,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from events.subjects import ALERTS_STREAM
+from events.subjects import ALERTS_STREAM, alerts_wildcard
 
 
 def _cell(count: dict[str, Any], *, ci: bool = False) -> str:
@@ -98,7 +98,7 @@ async def _alerts_in_stream(system: Any, trial_id: str) -> int | None:
     if alerter is None:
         return None
     await alerter.wait_caught_up(60)
-    info = await alerter.js.stream_info(ALERTS_STREAM, subjects_filter=f"alerts.sae.{trial_id}.>")
+    info = await alerter.js.stream_info(ALERTS_STREAM, subjects_filter=alerts_wildcard(trial_id))
     return int(sum((info.state.subjects or {}).values()))
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events import canonical_json
+from events.intake_reply import EventVerdict
 
 # Fixed for ever: changing it would give every id-less line of an old file a new id.
 SUBMIT_NAMESPACE = uuid.UUID("6f1d3c52-9a0e-5b7e-8c41-2d9e7a0b5f13")
@@ -66,20 +67,15 @@ def verdict(line: FileLine, result: dict[str, Any] | None) -> tuple[str, str]:
     """(status, the line a coordinator reads) for one line of the file."""
     if result is None:
         return "rejected", f"line {line.number}: rejected: {line.problem}"
-    status = str(result.get("status", "rejected"))
-    event_id = result.get("event_id") or (line.event or {}).get("event_id")
-    if status == "accepted":
-        return status, f"line {line.number}: accepted as seq {result.get('seq')} ({event_id})"
-    if status == "duplicate":
-        return status, (
-            f"line {line.number}: duplicate: already recorded as seq {result.get('seq')} "
-            f"({event_id})"
+    reply = EventVerdict.model_validate(result)  # the client read it as one already
+    event_id = reply.event_id or (line.event or {}).get("event_id")
+    if reply.status == "accepted":
+        return reply.status, f"line {line.number}: accepted as seq {reply.seq} ({event_id})"
+    if reply.status == "duplicate":
+        return reply.status, (
+            f"line {line.number}: duplicate: already recorded as seq {reply.seq} ({event_id})"
         )
-    errors = "; ".join(
-        f"{e.get('field')}: {e.get('message')}"
-        for e in result.get("errors", [])
-        if isinstance(e, dict)
-    )
+    errors = "; ".join(f"{e.field}: {e.message}" for e in reply.errors or [])
     return "rejected", f"line {line.number}: rejected ({event_id}): {errors}"
 
 

@@ -31,7 +31,13 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from events import ProtocolParametersSet, decode
-from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, alert_subject
+from events.subjects import (
+    ALERTS_STREAM,
+    ALERTS_SUBJECTS,
+    LEDGER_STREAM,
+    alert_subject,
+    type_wildcard,
+)
 from projections.sae_fallback import fallback_alert
 from services.alerter.core import (
     AE_HEADER,
@@ -146,7 +152,7 @@ class AlerterApp:
             )
 
     async def _load_parameters(self) -> None:
-        async for msg in read_stream(self.js, f"ledger.*.*.*.{PARAMETERS_TYPE}"):
+        async for msg in read_stream(self.js, type_wildcard(PARAMETERS_TYPE)):
             self._learn_parameters(msg.seq, msg.json())
 
     def _learn_parameters(self, seq: int, stored: dict[str, Any]) -> None:

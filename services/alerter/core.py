@@ -14,16 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import ProtocolParameters
+from events.subjects import type_wildcard
 from projections.history import Recorded
 from projections.sae_alerts import ParametersAt, SaeAlert, alert_log, touched_aes
 
 # The ledger entries that can make an AE serious, escalate it or change what its alert says.
 ALERT_EVENT_TYPES = ("ae_reported", "ae_updated", "death", "event_corrected", "event_retracted")
 PARAMETERS_TYPE = "protocol_parameters_set"
-ALERT_FILTER_SUBJECTS = [
-    *(f"ledger.*.*.*.{kind}" for kind in ALERT_EVENT_TYPES),
-    f"ledger.*.*.*.{PARAMETERS_TYPE}",
-]
+ALERT_FILTER_SUBJECTS = [type_wildcard(kind) for kind in (*ALERT_EVENT_TYPES, PARAMETERS_TYPE)]
 # Carried on every ALERTS message so a restart can index alerts per AE from headers alone.
 AE_HEADER = "Ledger-Ae-Event-Id"
 KIND_HEADER = "Ledger-Alert-Kind"  # "initial" or "follow_up"; absent on older initial alerts

@@ -25,12 +25,12 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from rich.console import Console
 
-from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS
+from events.alert_message import NotAnAlert, read_alert
+from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, SAFETY_SITE
 from services.client import SiteClient
 from services.ledger_io import ensure_streams
 from services.nats_conn import connect
 from services.settings import Settings
-from services.writer.core import SAFETY_INTAKE
 
 DURABLE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ACK_NAMESPACE = uuid.UUID("6f1c3c55-6b0e-4d55-9a57-2b8f5a7c1e01")
@@ -161,8 +161,8 @@ async def follow_alerts(
                 continue
             for msg in msgs:
                 try:
-                    alert = json.loads(msg.data)
-                except ValueError:
+                    alert = read_alert(msg.data).as_sent()
+                except NotAnAlert:
                     await msg.term()  # not an alert at all: showing it again would not help
                     continue
                 await on_alert(alert)
@@ -198,7 +198,7 @@ async def run_follow(
             handled.append(sig)
 
     async def submit(trial_id: str, event: dict[str, Any]) -> dict[str, Any]:
-        return await SiteClient(nc, trial_id, SAFETY_INTAKE).submit(event)
+        return await SiteClient(nc, trial_id, SAFETY_SITE).submit(event)
 
     follower = Follower(console, officer, submit if ack else None)
     try:

@@ -9,6 +9,7 @@ record of what was raised), and the writer checks again that the ledger called f
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any
@@ -17,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS
+from events.alert_message import NotAnAlert, read_alert
+from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, SAFETY_SITE
 from services.alerter.follow import acknowledgement
 from services.client import SiteClient
 from services.ledger_io import ensure_streams, read_stream
@@ -25,7 +27,6 @@ from services.migrate import active_build, make_engine
 from services.nats_conn import connect
 from services.projector.safety_tables import clock_from_row, sae_clock
 from services.settings import Settings
-from services.writer.core import SAFETY_INTAKE
 
 LIST_FIELDS = (
     "alert_id",
@@ -162,8 +163,8 @@ async def _in_alerts(js: Any, alert_id: str) -> dict[str, Any] | None:
     wanted = alert_id.lower()
     async for msg in read_stream(js, ALERTS_SUBJECTS, stream=ALERTS_STREAM):
         if str((msg.headers or {}).get("Nats-Msg-Id", "")).lower() == wanted:
-            body: dict[str, Any] = msg.json()
-            return body
+            with contextlib.suppress(NotAnAlert):  # a message that is no alert acknowledges nothing
+                return read_alert(msg.body).as_sent()
     return None
 
 
@@ -198,7 +199,7 @@ async def run_ack(
             note=note,
             reported_on=reported_on,
         )
-        reply = await SiteClient(nc, alert["trial_id"], SAFETY_INTAKE).submit(event)
+        reply = await SiteClient(nc, alert["trial_id"], SAFETY_SITE).submit(event)
     finally:
         await nc.close()
     status = reply.get("status")

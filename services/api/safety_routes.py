@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import Attribution, ProtocolParameters
 from events.envelope import TOKEN_RE
+from events.subjects import alerts_wildcard
 from projections.clocks import SaeClock
 from projections.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
 from projections.safety import missing_assessments
@@ -285,14 +286,15 @@ async def alert_stream(
     nc = request.app.state.nc
     if nc is None:
         raise HTTPException(503, "no NATS connection configured")
-    site = "*" if principal.reads_all_sites else principal.site_id or "-"
+    own = principal.site_id if TOKEN_RE.fullmatch(principal.site_id or "") else None
+    site = None if principal.reads_all_sites else own or "-"  # "-": no site, no alerts
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
 
     async def received(msg: Any) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(msg.data)
 
-    sub = await nc.subscribe(f"alerts.sae.{trial}.{site}", cb=received)
+    sub = await nc.subscribe(alerts_wildcard(trial, site), cb=received)
 
     async def events() -> AsyncIterator[str]:
         try:

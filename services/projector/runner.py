@@ -26,8 +26,9 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events import SPONSOR_SITE
-from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
+from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS, parse_ledger_subject
 from services.db import parked_events
+from services.ledger_io import ack_position
 from services.projector.core import SEARCH_SCHEMA
 from services.projector.failures import GaveUp, is_transient, reason, retrying, storable
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
@@ -72,8 +73,7 @@ def stream_seq(msg: Any) -> int:
     """The stream seq from a JetStream message's ack subject
     (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…`, with an optional domain and
     account hash in the newer form), read without building the whole metadata object."""
-    parts = msg.reply.split(".")
-    return int(parts[5] if len(parts) == 9 else parts[7])
+    return ack_position(msg.reply)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +95,13 @@ class Partition:
     def owns_subject(self, subject: str, *, keep_trial: bool = False) -> bool:
         """Whether the subject's patient is in this slice (with `keep_trial`, trial-level
         events count too: every partition follows the trial's parameters)."""
-        parts = subject.split(".")
-        if len(parts) != 5:
+        try:
+            trial_id, site_id, patient_id, _ = parse_ledger_subject(subject)
+        except ValueError:
             return True
-        if keep_trial and parts[2] == SPONSOR_SITE:
+        if keep_trial and site_id == SPONSOR_SITE:
             return True
-        return self.owns((parts[1], parts[2], parts[3]))
+        return self.owns((trial_id, site_id, patient_id))
 
 
 class Gap(RuntimeError):
@@ -237,14 +238,17 @@ class Applier:
         """The operator's alert: one error-level line per parked event (its error, never the
         event's content); `/api/trials/{trial}/projections` counts them."""
         self.histories.parked.add(row["seq"])
-        parts = row["subject"].split(".")
+        trial_id: str | None = None
+        patient_id: str | None = None
+        with contextlib.suppress(ValueError):  # parked for its subject, perhaps
+            trial_id, _, patient_id, _ = parse_ledger_subject(row["subject"])
         log.error(
             "event_parked",
             projection=self.projection.name,
             seq=row["seq"],
             event_id=row["event_id"],
-            trial_id=parts[1] if len(parts) == 5 else None,
-            patient_id=parts[3] if len(parts) == 5 else None,
+            trial_id=trial_id,
+            patient_id=patient_id,
             reason=row["reason"][:300],
         )
 

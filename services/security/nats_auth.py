@@ -21,7 +21,15 @@ from pathlib import Path
 import nkeys
 
 from events import SPONSOR_SITE
-from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
+from events.subjects import (
+    ALERTS_STREAM,
+    ALERTS_SUBJECTS,
+    LEDGER_STREAM,
+    LEDGER_SUBJECTS,
+    SAFETY_SITE,
+    intake_wildcard,
+    site_intake_wildcard,
+)
 
 SEED_SUFFIX = ".nk"
 SERVICE_ROLES = ("admin", "writer", "projector", "alerter", "api", "auditor", "safety")
@@ -135,14 +143,14 @@ def permissions_for(role: str) -> Permissions:
     if role.startswith("site:"):
         site = role.split(":", 1)[1]
         # No JetStream API at all: a site talks to the writer and hears only its own replies.
-        return Permissions(publish=(f"intake.*.{site}",), subscribe=(own_inbox,))
+        return Permissions(publish=(site_intake_wildcard(site),), subscribe=(own_inbox,))
     match role:
         case "admin":
             return Permissions(publish=(">",), subscribe=(">",), allow_responses=True)
         case "writer":
             return Permissions(
                 publish=(LEDGER_SUBJECTS, *ledger, *_info(ALERTS_STREAM)),
-                subscribe=("intake.*.*", own_inbox),
+                subscribe=(intake_wildcard(), own_inbox),
                 allow_responses=True,  # the verdict goes to the submitting site's inbox
                 deny=not_alerters,
             )
@@ -177,7 +185,7 @@ def permissions_for(role: str) -> Permissions:
             # Officers' durables on ALERTS (`alerts follow --durable NAME`) are this role's.
             return Permissions(
                 publish=(
-                    "intake.*._safety",
+                    site_intake_wildcard(SAFETY_SITE),
                     *alerts,
                     *any_durable_subjects(ALERTS_STREAM),
                     *_info(LEDGER_STREAM),

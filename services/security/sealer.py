@@ -19,6 +19,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events import SPONSOR_SITE, TRIAL_PATIENT, decode
+from events.subjects import parse_ledger_subject
 from services.ledger_io import StoredMessage, read_stream
 from services.security.seals import seal_data, sign_event_hash
 from services.writer.core import Writer
@@ -127,10 +128,10 @@ class Sealer:
 
     def _learn(self, msg: StoredMessage) -> None:
         self.upto = msg.seq
-        parts = msg.subject.split(".")
-        if len(parts) != 5:
+        try:
+            trial_id, site_id, patient_id, event_type = parse_ledger_subject(msg.subject)
+        except ValueError:
             return
-        _, trial_id, site_id, patient_id, event_type = parts
         stored = msg.json()
         chains = self.trials.setdefault(trial_id, TrialChains())
         chains.heads[f"{trial_id}.{site_id}.{patient_id}"] = str(stored.get("hash"))

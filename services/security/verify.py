@@ -33,7 +33,7 @@ from nats.js.errors import NotFoundError
 from rich.console import Console
 
 from events import ZERO_HASH, event_hash
-from events.subjects import LEDGER_STREAM
+from events.subjects import LEDGER_STREAM, parse_ledger_subject
 from services.ledger_io import Sleep, StoredMessage, fetch_available
 from services.nats_conn import connect
 from services.security.completeness import UNSEALED_GRACE_SECONDS, missing_beyond, unsealed_tails
@@ -91,11 +91,11 @@ class LedgerCheck:
             self.problem(self.expected, "missing", f"seqs {self.expected}..{seq - 1} are missing")
         self.expected = seq + 1
         self.report.events += 1
-        parts = msg.subject.split(".")
-        if len(parts) != 5:
-            self.problem(seq, "bad_subject", f"{msg.subject!r} is not a ledger subject")
+        try:
+            trial, site, patient, event_type = parse_ledger_subject(msg.subject)
+        except ValueError as exc:
+            self.problem(seq, "bad_subject", str(exc))
             return
-        _, trial, site, patient, event_type = parts
         key = f"{trial}.{site}.{patient}"
         try:
             stored = msg.json()

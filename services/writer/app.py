@@ -11,6 +11,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
 from nats.js import api as js_api
 
+from events.subjects import LEDGER_SUBJECTS, intake_wildcard
 from projections.ctcae import check_ae
 from services.ledger_io import ensure_streams
 from services.nats_conn import broker_options, connect, server_urls
@@ -22,7 +23,7 @@ from services.writer.high_water import HighWaterRecorder
 
 log = structlog.get_logger("writer")
 
-INTAKE_SUBJECT = "intake.*.*"
+INTAKE_SUBJECT = intake_wildcard()
 QUEUE_GROUP = "writers"
 
 
@@ -62,7 +63,7 @@ class WriterApp:
             )
 
         self.tail = await js.subscribe(
-            "ledger.>",
+            LEDGER_SUBJECTS,
             cb=seen,
             ordered_consumer=True,
             headers_only=True,

@@ -13,6 +13,7 @@ identical resubmission is "duplicate" and anything else under a used id is rejec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import random
@@ -44,7 +45,17 @@ from events import (
 )
 from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
 from events.envelope import WRITER_FIELDS, text_problem
-from events.subjects import LEDGER_STREAM, ledger_subject, parse_intake_subject, patient_wildcard
+from events.intake_reply import BatchReply, EventVerdict, FieldProblem
+from events.subjects import (
+    LEDGER_STREAM,
+    SAFETY_SITE,
+    ledger_subject,
+    parse_intake_subject,
+    parse_ledger_subject,
+    patient_wildcard,
+    safety_intake_subject,
+    trial_level_wildcard,
+)
 from projections.endpoints import DEFAULT_PARAMETERS, newest_parameters
 from projections.history import Recorded
 from projections.intake_rules import (
@@ -88,7 +99,9 @@ EARLIEST_OFFSET = dt.timedelta(hours=14)
 
 PatientKey = tuple[str, str, str]
 # Safety officers submit acknowledgements on intake.<trial>._safety (never a site's intake).
-SAFETY_INTAKE = "_safety"
+SAFETY_INTAKE = SAFETY_SITE
+# Where each trial's protocol parameters are: its trial-level entries of this type.
+PARAMETERS_TYPE = "protocol_parameters_set"
 
 
 @dataclass
@@ -131,11 +144,13 @@ class Counters:
 def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
     # echoed only when it could be an id: never a megabyte, never text no encoder can write
     echo = isinstance(event_id, str) and len(event_id) <= 64 and text_problem(event_id) is None
-    return {
-        "event_id": event_id if echo else None,
-        "status": "rejected",
-        "errors": [e.as_dict() for e in errors],
-    }
+    return EventVerdict(
+        event_id=event_id if echo else None, status="rejected", errors=problems(errors)
+    ).wire()
+
+
+def problems(errors: list[FieldError]) -> list[FieldProblem]:
+    return [FieldProblem(field=e.field, message=e.message) for e in errors]
 
 
 def validation_errors(exc: ValidationError) -> list[FieldError]:
@@ -146,7 +161,7 @@ def same_event(event: LedgerEvent, seq: int, stored: LedgerEvent) -> dict[str, A
     """The verdict on `event` whose id the ledger already holds at `seq` as `stored`."""
     event_id = str(event.event_id)
     if submission_digest(event) == submission_digest(stored):
-        return {"event_id": event_id, "status": "duplicate", "seq": seq}
+        return EventVerdict(event_id=event_id, status="duplicate", seq=seq).wire()
     return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
 
 
@@ -193,9 +208,7 @@ class Writer:
             if event_id:
                 self.index.add(event_id, msg.seq)
             self.loaded_upto = msg.seq
-        async for msg in read_stream(
-            self.js, f"ledger.*.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"
-        ):
+        async for msg in read_stream(self.js, trial_level_wildcard(PARAMETERS_TYPE)):
             self._learn_trial(decode(msg.json()))
         log.info("writer_loaded", events=len(self.index), trials=sorted(self.trials))
 
@@ -207,7 +220,10 @@ class Writer:
         self._trial_misses[trial_id] = now
         if len(self._trial_misses) > 10_000:
             self._trial_misses.clear()
-        subject = f"ledger.{trial_id}.{SPONSOR_SITE}.{TRIAL_PATIENT}.protocol_parameters_set"
+        try:
+            subject = ledger_subject(trial_id, SPONSOR_SITE, TRIAL_PATIENT, PARAMETERS_TYPE)
+        except ValueError:
+            return  # not a trial id at all: no parameters to read
         async for msg in read_stream(self.js, subject):
             self._learn_trial(decode(msg.json()))
 
@@ -219,9 +235,8 @@ class Writer:
             self.index.add(event_id, seq)
             if own:
                 return  # already reflected in the cache
-        parts = subject.split(".")
-        if len(parts) == 5:
-            key = (parts[1], parts[2], parts[3])
+        with contextlib.suppress(ValueError):  # not a ledger subject: no patient of ours
+            key = parse_ledger_subject(subject)[:3]
             cached = self.patients.get(key)
             if cached is not None and seq > cached.last_seq:
                 cached.stale = True
@@ -253,9 +268,8 @@ class Writer:
                 return rejected(
                     None, [FieldError("events", f"a batch holds at most {MAX_BATCH} events")]
                 )
-            return {
-                "results": await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))
-            }
+            results = await self._judge_batch(trial_id, site_id, items, _may_be_large(payload))
+            return BatchReply.model_validate({"results": results}).wire()
         with message_context(trial_id=trial_id, site_id=site_id, event=body):
             return await self._judge(trial_id, site_id, body, _may_be_large(payload))
 
@@ -395,7 +409,7 @@ class Writer:
             errors.append(
                 FieldError(
                     "type",
-                    f"acknowledgements come from safety officers, on intake.{trial_id}.{SAFETY_INTAKE}",
+                    f"acknowledgements come from safety officers, on {safety_intake_subject(trial_id)}",
                 )
             )
         elif event.site_id != site_id:
@@ -455,7 +469,12 @@ class Writer:
                     verdict = same_event(event, patient.seqs[event_id], stored)
                     if unacknowledged and verdict["status"] == "duplicate":
                         # our append landed though its acknowledgement was lost
-                        return {**verdict, "status": "accepted", "hash": stored.hash}
+                        return EventVerdict(
+                            event_id=event_id,
+                            status="accepted",
+                            seq=verdict["seq"],
+                            hash=stored.hash,
+                        ).wire()
                     return verdict
                 warnings: list[FieldError] = []
                 if isinstance(event, ProtocolParametersSet):
@@ -482,7 +501,7 @@ class Writer:
                     continue
                 if outcome is not None:
                     if warnings and outcome["status"] == "accepted":  # additive to the reply
-                        outcome["warnings"] = [w.as_dict() for w in warnings]
+                        outcome = EventVerdict(**outcome, warnings=problems(warnings)).wire()
                     return outcome
                 patient.stale = True  # another writer appended: read what it added
                 # a random pause, growing a little with each lost race, so two replicas that
@@ -563,12 +582,9 @@ class Writer:
             log.debug(
                 "event_appended", event_id=event_id, seq=ack.seq, trial_id=key[0], patient_id=key[2]
             )
-            return {
-                "event_id": event_id,
-                "status": "accepted",
-                "seq": ack.seq,
-                "hash": stored["hash"],
-            }
+            return EventVerdict(
+                event_id=event_id, status="accepted", seq=ack.seq, hash=stored["hash"]
+            ).wire()
         finally:
             self._inflight.discard(event_id)
 

@@ -21,7 +21,7 @@ from typing import Any
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from events.subjects import ALERTS_STREAM, LEDGER_STREAM
+from events.subjects import ALERTS_STREAM, LEDGER_STREAM, alerts_wildcard
 from services.alerter.app import DURABLE as SERVICE_DURABLE
 from services.alerter.app import consumer_config as alerter_consumer
 from services.alerter.app import create_app as create_alerter
@@ -242,7 +242,7 @@ async def bench_alert_latency(
             future.set_result(at)
 
     officer = await js.subscribe(
-        f"alerts.sae.{trial}.>",
+        alerts_wildcard(trial),
         cb=received,
         ordered_consumer=True,
         deliver_policy=js_api.DeliverPolicy.NEW,

@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from events.subjects import intake_subject
 from services.client import SiteClient
 from services.db import event_index
 from services.ledger_io import ensure_streams, ledger_config, ledger_head, read_ordered, read_stream
@@ -121,7 +122,7 @@ def start_projectors(settings: Settings, log_dir: Path) -> dict[str, ServiceProc
 async def wait_for_writer(nc: Any, trial: str) -> None:
     for _ in range(400):
         try:
-            await nc.request(f"intake.{trial}.site01", b"{}", timeout=0.5)
+            await nc.request(intake_subject(trial, "site01"), b"{}", timeout=0.5)
             return
         except Exception:
             await asyncio.sleep(0.05)
