@@ -3,7 +3,7 @@ escalation of it) out.
 
 A durable JetStream consumer reads the AE-relevant ledger entries in seq order. For each one
 the patient's history as of that entry decides which alerts must exist
-(`services.alerter.core`); each missing alert is published with Nats-Msg-Id = alert_id and
+(`services.alerter.decisions`); each missing alert is published with Nats-Msg-Id = alert_id and
 its PubAck awaited BEFORE the ledger message is acked. A crash between the two re-delivers
 the entry, and the re-derived alert is recognised (index of ALERTS rebuilt at start, plus the
 stream's duplicate window), so an alert is never lost and never sent twice.
@@ -38,8 +38,8 @@ from events.subjects import (
     alert_subject,
     type_wildcard,
 )
-from projections.sae_fallback import fallback_alert
-from services.alerter.core import (
+from projections.safety.sae_fallback import fallback_alert
+from services.alerter.decisions import (
     AE_HEADER,
     ALERT_FILTER_SUBJECTS,
     KIND_HEADER,
@@ -52,14 +52,14 @@ from services.alerter.core import (
     new_alerts,
     touched_aes,
 )
-from services.ledger_io import ensure_streams, read_stream
-from services.logs import message_context
-from services.nats_conn import connect
-from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
-from services.retry import retried
-from services.security.ledger_backwards import refuse_alerts_ahead
+from services.config.logs import message_context
+from services.config.retry import retried
+from services.config.settings import Settings
+from services.ledger.backwards import refuse_alerts_ahead
+from services.ledger.connection import connect
+from services.ledger.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.ledger.io import ensure_streams, read_stream
 from services.security.nats_auth import ALERTER_DURABLE
-from services.settings import Settings
 
 log = structlog.get_logger("alerter")
 

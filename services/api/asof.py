@@ -16,8 +16,8 @@ from fastapi import HTTPException
 from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.calendar import parse_instant
-from services.projector.replay import drop_schema, rebuild
+from projections.common.calendar import parse_instant
+from services.projector.rebuild import drop_schema, rebuild
 
 
 def parse_as_of(value: str) -> dt.datetime:

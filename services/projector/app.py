@@ -12,18 +12,18 @@ from nats.aio.client import Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections import memo
-from services.ledger_io import ensure_streams, ledger_head
-from services.migrate import active_build, make_engine, migrate
-from services.nats_conn import connect
-from services.projector.clinical import ClinicalProjection
-from services.projector.core import CoreProjection
-from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
+from projections.common import memo
+from services.config.settings import Settings
+from services.db.migrate import active_build, make_engine, migrate
+from services.ledger.connection import connect
+from services.ledger.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
+from services.ledger.io import ensure_streams, ledger_head
+from services.projector.clinical_view import ClinicalProjection
 from services.projector.partitions import PartitionSupervisor
+from services.projector.patient_view import CoreProjection
 from services.projector.runner import Applier, LiveProjector, Projection
 from services.projector.safety_view import SafetyProjection
 from services.security.checkpoints import refuse_checkpoints_ahead
-from services.settings import Settings
 
 log = structlog.get_logger("projector")
 

@@ -27,12 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS, parse_ledger_subject
-from services.db import parked_events
-from services.ledger_io import ack_position
-from services.projector.core import SEARCH_SCHEMA
+from services.config.retry import retried
+from services.db.tables import parked_events
+from services.ledger.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.ledger.io import ack_position
 from services.projector.failures import GaveUp, is_transient, reason, retrying, storable
-from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
-from services.retry import retried
+from services.projector.patient_view import SEARCH_SCHEMA
 
 log = structlog.get_logger("projector")
 # How often an idle projection makes sure its durable is still there and still its own.

@@ -30,6 +30,7 @@ from events.subjects import (
     intake_wildcard,
     site_intake_wildcard,
 )
+from services.ledger.connection import inbox_prefix
 
 SEED_SUFFIX = ".nk"
 SERVICE_ROLES = ("admin", "writer", "projector", "alerter", "api", "auditor", "safety")
@@ -55,10 +56,6 @@ def all_roles(sites: Iterable[str]) -> tuple[str, ...]:
 def user_name(role: str) -> str:
     """The NATS user of a role: `site:site01` → `site-site01` (subject-token safe)."""
     return role.replace(":", "-")
-
-
-def inbox_prefix(user: str) -> str:
-    return f"_INBOX_{user}"
 
 
 @dataclass(frozen=True)
@@ -233,7 +230,7 @@ def credentials_dir(data_dir: Path) -> Path:
 
 def seed_file_name(role: str) -> str:
     """A role's seed file is named after its NATS user: the clients take their inbox prefix
-    from it (services/nats_conn.py)."""
+    from it (services/ledger/connection.py)."""
     return f"{user_name(role)}{SEED_SUFFIX}"
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.cli_exit import REFUSED, UNREACHABLE, USAGE
-from services.migrate import make_engine, migrate
-from services.runtime import free_port
+from services.cli.errors import REFUSED, UNREACHABLE, USAGE
+from services.db.migrate import make_engine, migrate
+from services.runtime.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ PROMISED_S = 5.0
 def cli(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[int, str, str, float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "services.cli.commands", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

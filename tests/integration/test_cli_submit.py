@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from services.client import SiteClient
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
 from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import event, parameters, submitted_of, unique_trial
 
@@ -41,7 +41,7 @@ async def submit(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env["LEDGER_NATS_URL"] = nats_url
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "submit", str(file), "--trial", trial,
+        sys.executable, "-m", "services.cli.commands", "submit", str(file), "--trial", trial,
         "--site", site, "--data-dir", str(data_dir), "--batch", "3",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -23,7 +23,7 @@ import pytest
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
-from services.system import System
+from services.runtime.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +181,7 @@ def started_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     env["LEDGER_SITES"] = ",".join(SITES)
     with output.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "services.cli.commands", "up", "--data-dir", str(data_dir)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,

@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 
-from services.db import read_model_metadata
-from services.migrate import make_engine, migrate
-from services.runtime import EmbeddedPostgres
+from services.db.migrate import make_engine, migrate
+from services.db.tables import read_model_metadata
+from services.runtime.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 

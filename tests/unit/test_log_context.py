@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import structlog
 
-from services.logs import message_context
-from services.writer.core import Writer
+from services.config.logs import message_context
+from services.writer.intake import Writer
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.retry import retried
+from services.config.retry import retried
 
 pytestmark = pytest.mark.unit
 

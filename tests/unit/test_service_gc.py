@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 
-from services import cli
-from services.runtime import SERVICE_GC_THRESHOLDS
+from services.cli import commands as cli
+from services.runtime.embedded import SERVICE_GC_THRESHOLDS
 
 
 async def _thresholds() -> tuple[int, int, int]:

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 
 from events import decode
-from projections.ctcae import check_ae
-from projections.history import Recorded
-from projections.intake_rules import check_event, patient_facts
-from services.simulator import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
-from services.simulator_scans import overall_response, pvtt_response, target_response
+from projections.fold.history import Recorded
+from projections.intake.rules import check_event, patient_facts
+from projections.safety.ctcae import check_ae
+from services.simulator.scans import overall_response, pvtt_response, target_response
+from services.simulator.trial import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
 
 pytestmark = pytest.mark.unit
 
 Event = dict[str, Any]
 
-CTCAE_CSV = Path(__file__).parents[2] / "projections" / "data" / "ctcae_v5_terms.csv"
+CTCAE_CSV = Path(__file__).parents[2] / "projections" / "safety" / "data" / "ctcae_v5_terms.csv"
 SCREENING_WINDOW_DAYS = 28
 SITE_TYPES = {
     "protocol_parameters_set", "enrolled", "infusion_given", "dose_modified", "scan_read",

@@ -12,7 +12,7 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import ServiceUnavailableError
 
-from services import ledger_io
+from services.ledger import io as ledger_io
 from services.security import verify
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.writer.core import MAX_EVENT_BYTES, Writer, _may_be_large
+from services.writer.intake import MAX_EVENT_BYTES, Writer, _may_be_large
 
 pytestmark = pytest.mark.unit
 
