@@ -32,7 +32,7 @@ metadata = MetaData()
 def read_model_metadata() -> MetaData:
     """Every read-model table, whichever modules the caller has imported so far."""
     # the projections' table modules add their tables to `metadata` when imported
-    from services.db import safety_tables  # noqa: F401
+    from services.db import clinical_tables, safety_tables  # noqa: F401
 
     return metadata
 
