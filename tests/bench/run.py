@@ -61,7 +61,7 @@ class ServiceProcess:
         }
         self.log = open(log_dir / f"{role}{'-'.join(('', *args[1::2]))}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.commands", "serve", role, *args],
+            [sys.executable, "-m", "services.cli", "serve", role, *args],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

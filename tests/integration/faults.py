@@ -188,7 +188,7 @@ def serve(
         env["LEDGER_DATABASE_URL"] = settings.database_url
     log = open(data_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli.commands", "serve", role],
+        [sys.executable, "-m", "services.cli", "serve", role],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

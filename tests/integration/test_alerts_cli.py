@@ -37,7 +37,7 @@ def system(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     data_dir = tmp_path / "ledger"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     up = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.commands", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

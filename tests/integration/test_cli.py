@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.commands", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "services.cli", *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -34,7 +34,7 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "ledger"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     up = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.commands", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -92,7 +92,7 @@ def test_schema_writes_every_type(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "services.cli.commands",
+            "services.cli",
             "schema",
             "--out",
             str(tmp_path / "schema"),

@@ -27,7 +27,7 @@ PROMISED_S = 5.0
 def cli(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[int, str, str, float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli.commands", *args],
+        [sys.executable, "-m", "services.cli", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -41,7 +41,7 @@ async def submit(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env["LEDGER_NATS_URL"] = nats_url
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli.commands", "submit", str(file), "--trial", trial,
+        sys.executable, "-m", "services.cli", "submit", str(file), "--trial", trial,
         "--site", site, "--data-dir", str(data_dir), "--batch", "3",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

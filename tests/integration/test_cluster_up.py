@@ -43,7 +43,7 @@ def up_cluster(data_dir: Path) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "services.cli.commands",
+            "services.cli",
             "up",
             "--cluster",
             "3",

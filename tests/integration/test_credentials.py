@@ -181,7 +181,7 @@ def started_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     env["LEDGER_SITES"] = ",".join(SITES)
     with output.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.commands", "up", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,

@@ -221,7 +221,7 @@ async def test_the_replay_command_uses_helper_processes_and_matches_one_process(
         done = await asyncio.to_thread(
             subprocess.run,
             [
-                *(sys.executable, "-m", "services.cli.commands", "replay", "--json"),
+                *(sys.executable, "-m", "services.cli", "replay", "--json"),
                 *("--schema", f"cli_{workers}", "--workers", str(workers)),
             ],
             env=env,

@@ -52,7 +52,7 @@ def projector(settings: Settings, data_dir: Path, instance: int | None) -> subpr
         else ["--partitions", str(PARTITIONS), "--instance", str(instance), "--instances", "2"]
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli.commands", "serve", "projector", *partitioned],
+        [sys.executable, "-m", "services.cli", "serve", "projector", *partitioned],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

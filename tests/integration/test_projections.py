@@ -132,7 +132,7 @@ def _projector_process(settings: Settings, data_dir: Path) -> subprocess.Popen[b
     }
     log = open(data_dir / "projector.log", "ab")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli.commands", "serve", "projector"],
+        [sys.executable, "-m", "services.cli", "serve", "projector"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -174,7 +174,7 @@ def cli_verify(copy: Copy, *args: str) -> tuple[int, dict[str, Any]]:
         [
             sys.executable,
             "-m",
-            "services.cli.commands",
+            "services.cli",
             "verify",
             "--json",
             "--data-dir",
@@ -431,7 +431,7 @@ def test_serve_writer_on_a_ledger_that_went_backwards_exits_with_a_clear_error(
         [
             sys.executable,
             "-m",
-            "services.cli.commands",
+            "services.cli",
             "serve",
             "writer",
             "--data-dir",
