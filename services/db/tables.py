@@ -1,4 +1,4 @@
-"""Read-model schema (SQLAlchemy Core). Alembic migrations in services/migrations create it.
+"""Read-model schema (SQLAlchemy Core). Alembic migrations in services/db/migrations create it.
 
 Every read model lives in one PostgreSQL schema (a "build"); `ledger_meta.active_build`
 names the one the API reads. A rebuild fills a fresh schema aside, then switches the pointer.
