@@ -74,8 +74,8 @@ def _run_service(coro: Any) -> Any:
     """`_run` for what holds many decoded entries for long: services, `up`, the demo's system
     and `replay` (a rebuild keeps 50,000-event batches; measured 20-30 % faster with these
     thresholds than with CPython's defaults)."""
+    from services.config.service_gc import tune_gc_for_service
     from services.ledger.backwards import LedgerWentBackwards
-    from services.runtime.embedded import tune_gc_for_service
 
     tune_gc_for_service()
     try:

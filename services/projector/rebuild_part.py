@@ -17,12 +17,12 @@ import sys
 
 from projections.common.calendar import parse_instant
 from services.config.logs import configure_logging
+from services.config.service_gc import tune_gc_for_service
 from services.db.migrate import make_engine
 from services.ledger.connection import connect
 from services.projector.app import all_projections
 from services.projector.rebuild import fill
 from services.projector.runner import Partition
-from services.runtime.embedded import tune_gc_for_service
 
 
 def parse_partition(value: str) -> Partition:

@@ -30,6 +30,7 @@ import psutil
 from events.subjects import intake_subject
 from services.client.site import SiteClient
 from services.config.logs import configure_logging
+from services.config.service_gc import tune_gc_for_service
 from services.config.settings import Settings
 from services.db.migrate import make_engine
 from services.db.tables import event_index
@@ -39,7 +40,7 @@ from services.projector.app import all_projections
 from services.projector.patient_view import copy_rows, index_row
 from services.projector.rebuild import Helpers, default_workers, rebuild
 from services.projector.runner import Message, decode_message
-from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, tune_gc_for_service
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from tests.bench.alerts import bench_alert_latency
 from tests.bench.cpu import CpuMeter, budget_us_per_event
 from tests.bench.peer import run_peer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from services.cli import commands as cli
-from services.runtime.embedded import SERVICE_GC_THRESHOLDS
+from services.config.service_gc import SERVICE_GC_THRESHOLDS
 
 
 async def _thresholds() -> tuple[int, int, int]:
