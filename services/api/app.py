@@ -20,10 +20,10 @@ from services.api.patient_site import install as install_patient_site
 from services.api.reading import Builds, jsonable, reading
 from services.config.settings import Settings
 from services.db.migrate import make_engine, migrate
+from services.db.projection_health import parked_events, projection_status
 from services.db.tables import audit_trail, event_index, patient_state
 from services.ledger.connection import connect
 from services.ledger.io import ledger_head
-from services.projector.app import parked_events, projection_status
 
 # Modules that add their routes (and patient-page extras) with `install(app)`, in this order.
 # Imported by name: a route module that fails to import stops the start.

@@ -27,10 +27,11 @@ from events.subjects import ledger_subject
 from services.api.app import create_app as create_api
 from services.config.settings import Settings
 from services.db.migrate import make_engine, migrate
+from services.db.projection_health import parked_events, projection_status
 from services.ledger.connection import connect
 from services.ledger.histories import Decoded, PatientHistories
 from services.ledger.io import ensure_streams, ledger_head
-from services.projector.app import all_projections, parked_events, projection_status
+from services.projector.app import all_projections
 from services.projector.app import create_app as create_projector
 from services.projector.failures import GaveUp
 from services.projector.patient_view import CoreProjection
