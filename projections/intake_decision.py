@@ -18,23 +18,30 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from events import (
+    EVENT_CLASSES,
     SPONSOR_SITE,
     TRIAL_PATIENT,
     LedgerEvent,
+    NewerSchemaVersion,
     ProtocolParameters,
     ProtocolParametersSet,
     SaeAcknowledged,
+    UnknownEventType,
+    decode,
     submission_digest,
 )
-from events.catalogue import TRIAL_LEVEL_TYPES
+from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
+from events.envelope import WRITER_FIELDS
 from events.subjects import SAFETY_SITE, safety_intake_subject
 from projections.ctcae import check_ae as ctcae_check
 from projections.endpoints import DEFAULT_PARAMETERS, newest_parameters
 from projections.history import Recorded
-from projections.intake_rules import AeCheck, FieldError, PatientFacts, check_event
+from projections.intake_rules import AeCheck, FieldError, PatientFacts, check_event, error_path
 from projections.intake_rules import trial_date_errors as _trial_date_errors
 from projections.intake_warnings import baseline_warnings
 from projections.sae_alerts import acknowledgement_errors
@@ -90,6 +97,35 @@ class LedgerFacts(Protocol):
     def patient(self) -> PatientFacts:
         """The per-patient rules' view of `history()`."""
         ...
+
+
+def validation_errors(exc: ValidationError) -> list[FieldError]:
+    return [FieldError(error_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+
+
+def admit(raw: dict[str, Any]) -> LedgerEvent | Rejected:
+    """A submitted JSON object as the event it claims to be, strictly (STYLE.md rule 5):
+    never with a field only the writer sets, never of a type only the writer writes, never
+    of an unknown type or a schema version newer than the code knows."""
+    forbidden = [
+        FieldError(name, "set by the writer, never by a site")
+        for name in WRITER_FIELDS
+        if name in raw
+    ]
+    if forbidden:
+        return Rejected(tuple(forbidden))
+    kind = raw.get("type")
+    if isinstance(kind, str) and kind in WRITER_ONLY_TYPES:
+        return Rejected((FieldError("type", f"{kind} events are written by the writer only"),))
+    try:
+        return decode(raw, mode="strict")
+    except UnknownEventType:
+        known = ", ".join(sorted(EVENT_CLASSES))
+        return Rejected((FieldError("type", f"unknown event type {kind!r}; known: {known}"),))
+    except NewerSchemaVersion as exc:
+        return Rejected((FieldError("schema_version", str(exc)),))
+    except ValidationError as exc:
+        return Rejected(tuple(validation_errors(exc)))
 
 
 def by_identity(event: LedgerEvent, seq: int, stored: LedgerEvent) -> Duplicate | Rejected:

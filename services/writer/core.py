@@ -26,18 +26,14 @@ from typing import Any
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
-from pydantic import ValidationError
 
 from events import (
-    EVENT_CLASSES,
     SPONSOR_SITE,
     TRIAL_PATIENT,
     ZERO_HASH,
     LedgerEvent,
-    NewerSchemaVersion,
     ProtocolParameters,
     ProtocolParametersSet,
-    UnknownEventType,
     decode,
     seal_stored,
 )
@@ -61,6 +57,7 @@ from projections.intake_decision import (
     Duplicate,
     Rejected,
     Submission,
+    admit,
     by_identity,
     envelope_decision,
     history_decision,
@@ -69,7 +66,6 @@ from projections.intake_rules import (
     AeCheck,
     FieldError,
     PatientFacts,
-    error_path,
     extend_facts,
     patient_facts,
 )
@@ -173,10 +169,6 @@ def rejected(event_id: Any, errors: list[FieldError]) -> dict[str, Any]:
 
 def problems(errors: list[FieldError]) -> list[FieldProblem]:
     return [FieldProblem(field=e.field, message=e.message) for e in errors]
-
-
-def validation_errors(exc: ValidationError) -> list[FieldError]:
-    return [FieldError(error_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
 
 
 def same_event(event: LedgerEvent, seq: int, stored: LedgerEvent) -> dict[str, Any]:
@@ -357,30 +349,9 @@ class Writer:
             return rejected(
                 event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")]
             )
-        forbidden = [
-            FieldError(name, "set by the writer, never by a site")
-            for name in WRITER_FIELDS
-            if name in raw
-        ]
-        if forbidden:
-            return rejected(event_id, forbidden)
-        if isinstance(raw.get("type"), str) and raw["type"] in WRITER_ONLY_TYPES:
-            return rejected(
-                event_id,
-                [FieldError("type", f"{raw['type']} events are written by the writer only")],
-            )
-        try:
-            event = decode(raw, mode="strict")
-        except UnknownEventType:
-            known = ", ".join(sorted(EVENT_CLASSES))
-            return rejected(
-                event_id,
-                [FieldError("type", f"unknown event type {raw.get('type')!r}; known: {known}")],
-            )
-        except NewerSchemaVersion as exc:
-            return rejected(event_id, [FieldError("schema_version", str(exc))])
-        except ValidationError as exc:
-            return rejected(event_id, validation_errors(exc))
+        event = admit(raw)
+        if isinstance(event, Rejected):
+            return rejected(event_id, list(event.errors))
         event_id = str(event.event_id)
         if event.trial_id not in self.trials:
             await self._refresh_trial(event.trial_id)  # another writer may have registered it

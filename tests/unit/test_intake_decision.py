@@ -20,6 +20,7 @@ from projections.intake_decision import (
     Duplicate,
     Rejected,
     Submission,
+    admit,
     decide,
 )
 from projections.intake_rules import PatientFacts, patient_facts
@@ -223,3 +224,43 @@ def test_a_baseline_scan_with_a_non_measurable_target_is_accepted_with_a_warning
     decision = judged(scan, ledger(ENROLLED))
     assert isinstance(decision, Accepted)
     assert decision.warnings, "a site learns of the breach at once"
+
+
+# --- admission: the submitted JSON object as the event it claims to be ---------------------
+
+
+def admitted_fields(raw: dict[str, Any]) -> list[str]:
+    decision = admit(raw)
+    assert isinstance(decision, Rejected), decision
+    return [error.field for error in decision.errors]
+
+
+def test_a_site_never_sets_the_writer_s_fields() -> None:
+    raw = {**EXAMPLES["infusion_given"], "hash": "0" * 64, "recorded_at": "2025-02-05T00:00:00Z"}
+    assert admitted_fields(raw) == ["recorded_at", "hash"]
+
+
+def test_a_seal_is_written_by_the_writer_only() -> None:
+    assert admitted_fields({**EXAMPLES["ledger_sealed"]}) == ["type"]
+
+
+def test_an_unknown_type_is_refused_naming_the_known_ones() -> None:
+    decision = admit({**EXAMPLES["infusion_given"], "type": "infusion_planned"})
+    assert isinstance(decision, Rejected)
+    assert "infusion_given" in decision.errors[0].message
+
+
+def test_a_schema_version_newer_than_the_code_knows_is_refused() -> None:
+    assert admitted_fields({**EXAMPLES["infusion_given"], "schema_version": 99}) == [
+        "schema_version"
+    ]
+
+
+def test_an_invalid_field_is_refused_with_its_path() -> None:
+    raw = {**EXAMPLES["infusion_given"], "data": {**EXAMPLES["infusion_given"]["data"], "cycle": 0}}
+    assert admitted_fields(raw) == ["data.cycle"]
+
+
+def test_a_valid_object_is_admitted_as_its_event() -> None:
+    event = admit({**EXAMPLES["infusion_given"]})
+    assert not isinstance(event, Rejected) and event.event_type == "infusion_given"
