@@ -31,20 +31,14 @@ from events import (
     ScanRead,
 )
 from events.trial import EARLIEST_FIRST_ENROLLMENT
+from projections.common.field_error import (
+    FieldError,  # re-exported: the intake's callers name it here
+)
 from projections.criteria.baseline import screening_window_opens
 from projections.fold.history import Recorded, effective_history
 
 ADMINISTRATIVE = (EventCorrected, EventRetracted, SaeAcknowledged)
 _TYPE_TAGS = frozenset(EVENT_CLASSES)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
 
 
 AeCheck = Callable[[str, int, str | None], list[tuple[str, str]]]

@@ -18,10 +18,11 @@ from events import (
     ScanRead,
     ScanReadData,
 )
+from projections.common.field_error import FieldError
 from projections.criteria.baseline import NO_MEASURABLE_DISEASE, describe, unusable_baseline_flag
 from projections.criteria.mrecist import MRecist
 from projections.criteria.recist import Recist, select_baseline
-from projections.intake.rules import FieldError, PatientFacts
+from projections.intake.rules import PatientFacts
 
 
 def baseline_warnings(

@@ -36,8 +36,8 @@ from events import (
     SaeAcknowledged,
 )
 from events.alert_message import ExpeditedDays, SaeAlertMessage
+from projections.common.field_error import FieldError
 from projections.fold.history import Effective, Recorded, effective_history
-from projections.intake.rules import FieldError
 from projections.safety.clocks import SaeClock, alert_clock, expedited_days, sae_clock
 from projections.safety.episodes import AeEpisode, CaseFacts, CaseFold, TreatmentDates, ae_episodes
 

@@ -38,7 +38,6 @@ from events.subjects import (
     alert_subject,
     type_wildcard,
 )
-from projections.safety.sae_fallback import fallback_alert
 from services.alerter.decisions import (
     AE_HEADER,
     ALERT_FILTER_SUBJECTS,
@@ -47,10 +46,9 @@ from services.alerter.decisions import (
     Alert,
     KnownAlerts,
     TrialParameters,
-    alerts_due,
+    decide_entry,
     is_alert_input,
     new_alerts,
-    touched_aes,
 )
 from services.config.logs import message_context
 from services.config.retry import retried
@@ -312,13 +310,12 @@ class AlerterApp:
         await self._histories.ensure(decoded.key, seq - 1)
         self._histories.append(decoded)
         trial_id = decoded.key[0]
-        try:
-            due = alerts_due(
-                self._histories.get(decoded.key),
-                lambda at_seq: self.parameters.at(trial_id, at_seq),
-                touched_aes(decoded.recorded.event),
-            )
-        except Exception as exc:
+        decision = decide_entry(
+            self._histories.get(decoded.key),
+            decoded.recorded,
+            lambda at_seq: self.parameters.at(trial_id, at_seq),
+        )
+        if decision.failure is not None:
             # A history the rules cannot read fails the same way every time: report it loudly
             # (the projector parks the same entry) rather than stall every other patient. The
             # entry is in the history now, so a retry must not run this twice.
@@ -327,11 +324,9 @@ class AlerterApp:
                 seq=seq,
                 trial_id=trial_id,
                 patient_id=decoded.key[2],
-                error=str(exc)[:300],
+                error=decision.failure,
             )
-            # Never silent: a serious entry still alerts on its own facts, clock unknown.
-            fallback = fallback_alert(decoded.recorded.event, seq)
-            due = () if fallback is None else (fallback,)
+        due = decision.due
         return self._decide(seq, due)
 
     def _decide(self, seq: int, due: tuple[Alert, ...]) -> tuple[Alert, ...]:

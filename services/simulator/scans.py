@@ -1,18 +1,20 @@
 """Simulated scan reads: lesion measurements along a per-patient trajectory, with reader calls.
 
-Measurements are kept in integer tenths of a millimetre (the ledger's resolution), so the
-reader calls below compare exactly as DOMAIN.md asks. The calls follow RECIST 1.1, mRECIST and
-the PVTT defaults of DOMAIN.md "Tumour response per timepoint"; now and then a reader gets one
-wrong on purpose, for the response engine to flag.
+Measurements are kept in integer tenths of a millimetre (the ledger's resolution). The reader
+calls are the response engine's own (`projections.criteria.reader_calls`: RECIST 1.1, mRECIST and the
+PVTT defaults of DOMAIN.md "Tumour response per timepoint"), never a copy of its rules; now and
+then a reader gets one wrong on purpose, for the engine to flag.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+
+from events.scans import ScanReadData
+from projections.criteria.reader_calls import engine_calls
 
 VP_ORDER = ("Vp1", "Vp2", "Vp3", "Vp4")
 WRONG_CALL = {"CR": "PR", "PR": "SD", "SD": "PR", "PD": "SD", "NON-CR/NON-PD": "CR"}
@@ -139,10 +141,9 @@ def scan_reads(
         new = _new_lesions(r, kinds)
         pvtt_now = _pvtt_size(r, plan, k, pvtt_base, pvtt_history, "pvtt" in kinds)
         pvtt = _pvtt(pvtt_now[1], pvtt_now[0], branch) if plan.pvtt_vp else None
-        calls = _calls(history, sizes, targets, non_targets, status, new, pvtt_history, pvtt_now)
+        calls: dict[str, str] = {}  # the response engine's, once every read is known
         if r.random() < 0.04:
-            criterion = r.choice(("recist", "mrecist"))
-            calls[criterion] = WRONG_CALL[calls[criterion]]
+            calls[r.choice(("recist", "mrecist"))] = MISCALLED
         reads.append(
             (
                 on,
@@ -162,6 +163,29 @@ def scan_reads(
         )
         history.append(sizes)
         pvtt_history.append(pvtt_now)
+    return with_reader_calls(reads)
+
+
+MISCALLED = "miscalled"  # placeholder: this criterion's call is to be got wrong on purpose
+
+
+def with_reader_calls(
+    reads: list[tuple[date, dict[str, Any]]],
+) -> list[tuple[date, dict[str, Any]]]:
+    """Each follow-up read with the calls a careful reader makes, per criterion: the
+    response engine's own answers (`projections.criteria.reader_calls`), but for a criterion
+    marked MISCALLED, which gets a wrong call for the engine to flag."""
+    measured = [
+        (on, ScanReadData.model_validate({k: v for k, v in data.items() if k != "reader_calls"}))
+        for on, data in reads
+    ]
+    calls = engine_calls(measured)
+    for (_, data), engine in zip(reads[1:], calls, strict=True):
+        wrong = [criterion for criterion, call in data["reader_calls"].items() if call == MISCALLED]
+        data["reader_calls"] = {
+            criterion: WRONG_CALL.get(call, call) if criterion in wrong else call
+            for criterion, call in engine.items()
+        }
     return reads
 
 
@@ -308,87 +332,3 @@ def _read(
     if pvtt is not None:
         data["pvtt"] = pvtt
     return data
-
-
-def target_response(base: int, nadir: int, now: int, *, min_abs: int, complete: bool) -> str:
-    """RECIST 1.1 / mRECIST target response on sums in tenths of a mm (inclusive thresholds)."""
-    if now > nadir and (now - nadir) * 5 >= nadir and now - nadir >= min_abs:
-        return "PD"
-    if complete:
-        return "CR"
-    return "PR" if now * 10 <= base * 7 else "SD"
-
-
-def overall_response(target: str, non_target: str, new: bool) -> str:
-    if new or "PD" in (target, non_target):
-        return "PD"
-    if target == "CR":
-        return "CR" if non_target == "CR" else "PR"
-    return target
-
-
-def _calls(
-    history: list[list[tuple[int, int]]],
-    sizes: list[tuple[int, int]],
-    targets: list[Target],
-    non_targets: list[tuple[str, str, str]],
-    status: str,
-    new: list[dict[str, Any]],
-    pvtt_history: list[tuple[int, str | None]],
-    pvtt_now: tuple[int, str | None],
-) -> dict[str, str]:
-    """What a careful reader calls at this timepoint, per criterion."""
-    ld_sums = [sum(ld for ld, _ in scan) for scan in history]
-    viable_sums = [sum(v for _, v in scan) for scan in history]
-    ld_now, viable_now = sum(ld for ld, _ in sizes), sum(v for _, v in sizes)
-    recist_cr = all(
-        ld < 100 if t.is_lymph_node else ld == 0 for t, (ld, _) in zip(targets, sizes, strict=True)
-    )
-    non_target = (
-        "PD"
-        if status == "unequivocal_progression"
-        else "CR"
-        if status == "absent" or not non_targets
-        else "NON-CR/NON-PD"
-    )
-    # mRECIST: a baseline thrombus is a non-target too, and an enhancing one blocks a CR.
-    thrombus = pvtt_history[0][1] is not None and pvtt_now[1] is not None
-    viable_non_target = "NON-CR/NON-PD" if non_target == "CR" and thrombus else non_target
-    counted_new = [
-        n
-        for n in new
-        if n["location"] == "extrahepatic"
-        or (n["typical_hcc_pattern"] and n["longest_diameter_mm"] >= 10)
-    ]
-    calls = {
-        "recist": overall_response(
-            target_response(ld_sums[0], min(ld_sums), ld_now, min_abs=50, complete=recist_cr),
-            non_target,
-            bool(new),
-        ),
-        "mrecist": overall_response(
-            target_response(
-                viable_sums[0], min(viable_sums), viable_now, min_abs=0, complete=viable_now == 0
-            ),
-            viable_non_target,
-            bool(counted_new),
-        ),
-    }
-    if pvtt_history[0][1] is not None:
-        calls["pvtt"] = pvtt_response(pvtt_history, pvtt_now)
-    return calls
-
-
-def pvtt_response(history: Sequence[tuple[int, str | None]], now: tuple[int, str | None]) -> str:
-    """PVTT response with the DOMAIN.md defaults: CR recanalised, PR ≤ 70 %, PD +20 % or Vp up."""
-    size, grade = now
-    base = history[0][0]
-    nadir = min(point[0] for point in history)
-    nadir_grade = min(VP_ORDER.index(g) for _, g in history if g is not None)
-    if grade is not None and (
-        VP_ORDER.index(grade) > nadir_grade or (size > nadir and (size - nadir) * 5 >= nadir)
-    ):
-        return "PD"
-    if grade is None:
-        return "CR"
-    return "PR" if size * 10 <= base * 7 else "SD"

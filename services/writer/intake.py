@@ -26,24 +26,18 @@ from typing import Any
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
-from pydantic import ValidationError
 
 from events import (
-    EVENT_CLASSES,
     SPONSOR_SITE,
     TRIAL_PATIENT,
     ZERO_HASH,
     LedgerEvent,
-    NewerSchemaVersion,
     ProtocolParameters,
     ProtocolParametersSet,
-    SaeAcknowledged,
-    UnknownEventType,
     decode,
     seal_stored,
-    submission_digest,
 )
-from events.catalogue import TRIAL_LEVEL_TYPES, WRITER_ONLY_TYPES
+from events.catalogue import WRITER_ONLY_TYPES
 from events.envelope import WRITER_FIELDS, text_problem
 from events.intake_reply import BatchReply, EventVerdict, FieldProblem
 from events.subjects import (
@@ -53,23 +47,23 @@ from events.subjects import (
     parse_intake_subject,
     parse_ledger_subject,
     patient_wildcard,
-    safety_intake_subject,
     trial_level_wildcard,
 )
-from projections.endpoints.patient_endpoints import DEFAULT_PARAMETERS, newest_parameters
+from projections.common.field_error import FieldError
 from projections.fold.history import Recorded
-from projections.intake.rules import (
-    AeCheck,
-    FieldError,
-    PatientFacts,
-    check_event,
-    error_path,
-    extend_facts,
-    patient_facts,
-    trial_date_errors,
+from projections.intake.decision import (
+    ID_IN_USE,
+    Accepted,
+    Decision,
+    Duplicate,
+    Rejected,
+    Submission,
+    admit,
+    by_identity,
+    envelope_decision,
+    history_decision,
 )
-from projections.intake.warnings import baseline_warnings
-from projections.safety.sae_alerts import acknowledgement_errors
+from projections.intake.rules import AeCheck, PatientFacts, extend_facts, patient_facts
 from services.config.logs import message_context
 from services.ledger.io import read_stream
 from services.security.seals import SIGNATURE_HEADER
@@ -91,9 +85,6 @@ def _may_be_large(payload: bytes) -> bool:
 
 
 WRONG_LAST_SEQUENCE = 10071
-# One answer for an id already in the ledger with other content, whoever's event holds it:
-# it never tells a site whether that event is its own or another site's, nor what it says.
-ID_IN_USE = "this event_id is already used for other content; give this event a new event_id"
 # The latest calendar date anywhere on Earth (UTC+14): a site's "today" is never in our future.
 EARLIEST_OFFSET = dt.timedelta(hours=14)
 
@@ -133,6 +124,28 @@ class PatientLog:
 
 
 @dataclass
+class GatheredFacts:
+    """The decider's port (`projections.intake.decision.LedgerFacts`), answered from what the
+    writer has read: before the patient's lock, the event stored under the submitted id (the
+    id index); under it, the patient's history, which then also answers for the id."""
+
+    known: tuple[int, LedgerEvent] | None = None
+    log: PatientLog | None = None
+
+    def stored(self, event_id: str) -> tuple[int, LedgerEvent] | None:
+        if self.log is None:
+            return self.known
+        event = self.log.event(event_id)
+        return None if event is None else (self.log.seqs[event_id], event)
+
+    def history(self) -> list[Recorded]:
+        return self.log.recorded if self.log is not None else []
+
+    def patient(self) -> PatientFacts:
+        return self.log.facts() if self.log is not None else patient_facts([])
+
+
+@dataclass
 class Counters:
     accepted: int = 0
     duplicate: int = 0
@@ -153,16 +166,16 @@ def problems(errors: list[FieldError]) -> list[FieldProblem]:
     return [FieldProblem(field=e.field, message=e.message) for e in errors]
 
 
-def validation_errors(exc: ValidationError) -> list[FieldError]:
-    return [FieldError(error_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
-
-
 def same_event(event: LedgerEvent, seq: int, stored: LedgerEvent) -> dict[str, Any]:
     """The verdict on `event` whose id the ledger already holds at `seq` as `stored`."""
-    event_id = str(event.event_id)
-    if submission_digest(event) == submission_digest(stored):
-        return EventVerdict(event_id=event_id, status="duplicate", seq=seq).wire()
-    return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
+    return reply(str(event.event_id), by_identity(event, seq, stored))
+
+
+def reply(event_id: str, decision: Duplicate | Rejected) -> dict[str, Any]:
+    """The wire verdict on a decision that appends nothing."""
+    if isinstance(decision, Duplicate):
+        return EventVerdict(event_id=event_id, status="duplicate", seq=decision.seq).wire()
+    return rejected(event_id, list(decision.errors))
 
 
 class Writer:
@@ -331,56 +344,35 @@ class Writer:
             return rejected(
                 event_id, [FieldError("event", f"an event is at most {MAX_EVENT_BYTES} bytes")]
             )
-        forbidden = [
-            FieldError(name, "set by the writer, never by a site")
-            for name in WRITER_FIELDS
-            if name in raw
-        ]
-        if forbidden:
-            return rejected(event_id, forbidden)
-        if isinstance(raw.get("type"), str) and raw["type"] in WRITER_ONLY_TYPES:
-            return rejected(
-                event_id,
-                [FieldError("type", f"{raw['type']} events are written by the writer only")],
-            )
-        try:
-            event = decode(raw, mode="strict")
-        except UnknownEventType:
-            known = ", ".join(sorted(EVENT_CLASSES))
-            return rejected(
-                event_id,
-                [FieldError("type", f"unknown event type {raw.get('type')!r}; known: {known}")],
-            )
-        except NewerSchemaVersion as exc:
-            return rejected(event_id, [FieldError("schema_version", str(exc))])
-        except ValidationError as exc:
-            return rejected(event_id, validation_errors(exc))
+        event = admit(raw)
+        if isinstance(event, Rejected):
+            return rejected(event_id, list(event.errors))
         event_id = str(event.event_id)
         if event.trial_id not in self.trials:
             await self._refresh_trial(event.trial_id)  # another writer may have registered it
-        errors = self._envelope_rules(trial_id, site_id, event)
-        if errors:
-            if event.site_id == site_id and event.trial_id == trial_id:
-                # a resubmission long after the fact may now fail a rule: the ledger is the
-                # authority on whether this very event is already in it
-                verdict = await self._known(event)
-                if verdict is not None and verdict["status"] == "duplicate":
-                    return verdict
-            return rejected(event_id, errors)
-        verdict = await self._known(event)
-        if verdict is not None:
-            return verdict
+        decision = envelope_decision(
+            Submission(trial_id, site_id, event),
+            GatheredFacts(known=await self._known(event)),
+            self.trials.get(event.trial_id),
+            self._today(),
+        )
+        if decision is not None:
+            assert not isinstance(decision, Accepted)  # decided on history only
+            return reply(event_id, decision)
         return await self._append(event)
 
-    async def _known(self, event: LedgerEvent) -> dict[str, Any] | None:
-        """The verdict on an id the ledger already holds, or None for an id never used."""
+    def _today(self) -> dt.date:
+        return (self.now() + EARLIEST_OFFSET).date()
+
+    async def _known(self, event: LedgerEvent) -> tuple[int, LedgerEvent] | None:
+        """The event stored under this id and its seq, or None for an id never used."""
         seq = self.index.get(str(event.event_id))
         if seq is None:
             return None
         stored = await self._stored_at(seq)
         if stored is None or str(stored.event_id) != str(event.event_id):
             return None  # not where the index says: the patient's history will decide
-        return same_event(event, seq, stored)
+        return seq, stored
 
     async def _stored_at(self, seq: int) -> LedgerEvent | None:
         try:
@@ -388,62 +380,6 @@ class Writer:
         except NotFoundError:
             return None
         return decode(json.loads(msg.data or b"{}"))
-
-    def _envelope_rules(self, trial_id: str, site_id: str, event: LedgerEvent) -> list[FieldError]:
-        errors: list[FieldError] = []
-        if event.trial_id != trial_id:
-            errors.append(
-                FieldError(
-                    "trial_id", f"submitted on trial {trial_id}'s intake but names {event.trial_id}"
-                )
-            )
-        acknowledgement = event.event_type == "sae_acknowledged"
-        if site_id == SAFETY_INTAKE:
-            if not acknowledgement:
-                errors.append(
-                    FieldError(
-                        "type", "the safety officers' intake takes sae_acknowledged events only"
-                    )
-                )
-        elif acknowledgement:
-            errors.append(
-                FieldError(
-                    "type",
-                    f"acknowledgements come from safety officers, on {safety_intake_subject(trial_id)}",
-                )
-            )
-        elif event.site_id != site_id:
-            errors.append(
-                FieldError(
-                    "site_id",
-                    f"site {site_id} may only submit events of its own site, not {event.site_id}",
-                )
-            )
-        trial_level = event.event_type in TRIAL_LEVEL_TYPES
-        if trial_level != (event.site_id == SPONSOR_SITE and event.patient_id == TRIAL_PATIENT):
-            errors.append(
-                FieldError(
-                    "site_id",
-                    f"trial-level events use site {SPONSOR_SITE} and patient {TRIAL_PATIENT}; patient events never do",
-                )
-            )
-        params = self.trials.get(event.trial_id)
-        if trial_level:
-            errors += trial_date_errors(event, (self.now() + EARLIEST_OFFSET).date())
-        if isinstance(event, ProtocolParametersSet):
-            return errors  # its version is judged on the trial's history read for the append
-        if params is None:
-            errors.append(
-                FieldError(
-                    "trial_id",
-                    f"unknown trial {event.trial_id}: its protocol parameters are not in the ledger",
-                )
-            )
-        elif params.data.parameters.sites and event.site_id not in params.data.parameters.sites:
-            errors.append(
-                FieldError("site_id", f"{event.site_id} is not a site of trial {event.trial_id}")
-            )
-        return errors
 
     def parameters(self, trial_id: str) -> ProtocolParameters:
         known = self.trials.get(trial_id)
@@ -464,34 +400,16 @@ class Writer:
         async with lock:
             for attempt in range(self.max_retries):
                 patient = await self._patient(key)
-                stored = patient.event(event_id)
-                if stored is not None:
-                    verdict = same_event(event, patient.seqs[event_id], stored)
-                    if unacknowledged and verdict["status"] == "duplicate":
+                decision = self._decide_on_history(patient, event)
+                if not isinstance(decision, Accepted):
+                    stored = patient.event(event_id)
+                    if unacknowledged and isinstance(decision, Duplicate) and stored is not None:
                         # our append landed though its acknowledgement was lost
                         return EventVerdict(
-                            event_id=event_id,
-                            status="accepted",
-                            seq=verdict["seq"],
-                            hash=stored.hash,
+                            event_id=event_id, status="accepted", seq=decision.seq, hash=stored.hash
                         ).wire()
-                    return verdict
-                warnings: list[FieldError] = []
-                if isinstance(event, ProtocolParametersSet):
-                    errors = self._version_rule(patient, event)
-                    if errors:
-                        return rejected(event_id, errors)
-                elif event.event_type not in TRIAL_LEVEL_TYPES:
-                    today = (self.now() + EARLIEST_OFFSET).date()
-                    facts = patient.facts()
-                    errors = check_event(
-                        facts, event, self.parameters(event.trial_id), today, self.check_ae
-                    )
-                    if isinstance(event, SaeAcknowledged):  # only an alert ever raised
-                        errors += acknowledgement_errors(patient.recorded, event, today)
-                    if errors:
-                        return rejected(event_id, errors)
-                    warnings = baseline_warnings(facts, event, self.parameters(event.trial_id))
+                    return reply(event_id, decision)
+                warnings = list(decision.warnings)
                 try:
                     outcome = await self._publish(key, patient, event)
                 except TimeoutError:
@@ -511,22 +429,19 @@ class Writer:
             event_id, [FieldError("event", "the patient's history kept changing; retry")]
         )
 
-    def _version_rule(self, trial: PatientLog, event: ProtocolParametersSet) -> list[FieldError]:
-        """Versions run 1, 2, 3... without gaps (DOMAIN.md: "versioned, so replay knows which
-        rules applied"), judged against the trial-level history read for this very append,
-        whose expected last sequence makes a replica that read a stale history re-read."""
-        for entry in trial.recorded:
-            self._learn_trial(entry.event)
-        current = newest_parameters(DEFAULT_PARAMETERS, trial.recorded).version
-        if event.data.version != current + 1:
-            return [
-                FieldError(
-                    "data.version",
-                    f"parameters version must be {current + 1}, the next after the current "
-                    f"{current}",
-                )
-            ]
-        return []
+    def _decide_on_history(self, patient: PatientLog, event: LedgerEvent) -> Decision:
+        """The decider's second half on the history read for this very append, whose expected
+        last sequence makes a replica that read a stale history re-read."""
+        if isinstance(event, ProtocolParametersSet):
+            for entry in patient.recorded:
+                self._learn_trial(entry.event)
+        return history_decision(
+            event,
+            GatheredFacts(log=patient),
+            self.trials.get(event.trial_id),
+            self._today(),
+            self.check_ae,
+        )
 
     async def _publish(
         self, key: PatientKey, patient: PatientLog, event: LedgerEvent

@@ -259,7 +259,7 @@ async def test_an_sae_is_alerted_even_when_the_alert_rules_cannot_read_the_histo
     def broken_rules(*_: Any, **__: Any) -> tuple[()]:
         raise RuntimeError("a history no rule foresaw")
 
-    monkeypatch.setattr("services.alerter.app.alerts_due", broken_rules)
+    monkeypatch.setattr("projections.safety.alert_decision.alerts_due", broken_rules)
     nc = await connect(nats_only.nats_url or "")
     try:
         trial = await enrolled_trial(nc, ["P1"])
