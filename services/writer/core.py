@@ -18,8 +18,7 @@ import datetime as dt
 import json
 import random
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +68,7 @@ from projections.intake_rules import (
     trial_date_errors,
 )
 from projections.intake_warnings import baseline_warnings
+from projections.lru import Lru
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.logs import message_context
@@ -183,15 +183,22 @@ class Writer:
         self.now = now
         self.cache_patients = cache_patients
         self.cache_events = cache_events
-        self._cached_events = 0
         self.max_retries = max_retries
         # Every event_id in the ledger → its seq: an id is stored at most once, whatever
         # patient a resubmission names (event_ids.py says why it is complete and compact).
         self.index = EventIdIndex()
         self.loaded_upto = 0
         self.trials: dict[str, ProtocolParametersSet] = {}
-        self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
-        self.locks: dict[PatientKey, asyncio.Lock] = {}
+        # the patients' histories most recently used: at most `cache_patients` of them and
+        # `cache_events` events in all, but always the one just read
+        self.patients: Lru[PatientKey, PatientLog] = Lru(
+            cache_patients,
+            max_weight=cache_events,
+            weight=lambda patient: len(patient.recorded),
+            min_keys=1,
+        )
+        # a lock per patient being appended to, dropped when no append holds or awaits it
+        self.locks: dict[PatientKey, tuple[asyncio.Lock, list[int]]] = {}
         self.counters = Counters()
         self._trial_misses: dict[str, float] = {}
         self._inflight: set[str] = set()
@@ -237,7 +244,7 @@ class Writer:
                 return  # already reflected in the cache
         with contextlib.suppress(ValueError):  # not a ledger subject: no patient of ours
             key = parse_ledger_subject(subject)[:3]
-            cached = self.patients.get(key)
+            cached = self.patients.peek(key)
             if cached is not None and seq > cached.last_seq:
                 cached.stale = True
 
@@ -459,9 +466,8 @@ class Writer:
     async def _append(self, event: LedgerEvent) -> dict[str, Any]:
         key: PatientKey = event.patient_key
         event_id = str(event.event_id)
-        lock = self.locks.setdefault(key, asyncio.Lock())
         unacknowledged = False
-        async with lock:
+        async with self._patient_lock(key):
             for attempt in range(self.max_retries):
                 patient = await self._patient(key)
                 stored = patient.event(event_id)
@@ -552,7 +558,7 @@ class Writer:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     self.counters.conflicts += 1
                     return None
-                self.patients.pop(key, None)
+                self.patients.pop(key)
                 raise
             except Exception:
                 # a timeout may hide a stored append: read the patient's tail before judging
@@ -561,7 +567,7 @@ class Writer:
             if ack.duplicate:
                 # stored within JetStream's window, perhaps for another patient or site
                 self.index.add(event_id, ack.seq)
-                self.patients.pop(key, None)
+                self.patients.pop(key)
                 original = await self._stored_at(ack.seq)
                 if original is None:
                     return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
@@ -593,7 +599,6 @@ class Writer:
         (callers hold the patient's lock)."""
         cached = self.patients.get(key)
         if cached is not None and not cached.stale:
-            self.patients.move_to_end(key)
             return cached
         patient = cached or PatientLog()
         patient.stale = False
@@ -603,14 +608,24 @@ class Writer:
         ):
             stored = msg.json()
             patient.add(Recorded(msg.seq, decode(stored)), str(stored.get("hash", ZERO_HASH)))
-        self.patients[key] = patient
-        self._cached_events = sum(len(p.recorded) for p in self.patients.values())
-        while len(self.patients) > 1 and (
-            len(self.patients) > self.cache_patients or self._cached_events > self.cache_events
-        ):
-            _, evicted = self.patients.popitem(last=False)
-            self._cached_events -= len(evicted.recorded)
+        self.patients.put(key, patient, evict=False)
+        self.patients.recount()  # histories grow as appends land
+        self.patients.evict()
         return patient
+
+    @contextlib.asynccontextmanager
+    async def _patient_lock(self, key: PatientKey) -> AsyncIterator[None]:
+        """One append at a time per patient; the lock lives only while someone holds or
+        awaits it, so the writer keeps no lock per patient it ever saw."""
+        lock, users = self.locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.locks[key]
 
     def stats(self) -> Mapping[str, int]:
         return {
