@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from events.subjects import (
     safety_intake_subject,
     trial_level_wildcard,
 )
+from projections.calendar import parse_instant
 from projections.endpoints import DEFAULT_PARAMETERS, newest_parameters
 from projections.history import Recorded
 from projections.intake_rules import (
@@ -72,6 +72,7 @@ from projections.lru import Lru
 from projections.sae_alerts import acknowledgement_errors
 from services.ledger_io import read_stream
 from services.logs import message_context
+from services.retry import retried
 from services.security.seals import SIGNATURE_HEADER
 from services.writer.event_ids import EventIdIndex
 from services.writer.intake_json import SubmissionUnreadable, json_problems, parse_submission
@@ -163,6 +164,10 @@ def same_event(event: LedgerEvent, seq: int, stored: LedgerEvent) -> dict[str, A
     if submission_digest(event) == submission_digest(stored):
         return EventVerdict(event_id=event_id, status="duplicate", seq=seq).wire()
     return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
+
+
+class LostRace(Exception):
+    """Another writer appended to the patient first: read its tail and judge again."""
 
 
 class Writer:
@@ -467,55 +472,65 @@ class Writer:
         key: PatientKey = event.patient_key
         event_id = str(event.event_id)
         unacknowledged = False
-        async with self._patient_lock(key):
-            for attempt in range(self.max_retries):
-                patient = await self._patient(key)
-                stored = patient.event(event_id)
-                if stored is not None:
-                    verdict = same_event(event, patient.seqs[event_id], stored)
-                    if unacknowledged and verdict["status"] == "duplicate":
-                        # our append landed though its acknowledgement was lost
-                        return EventVerdict(
-                            event_id=event_id,
-                            status="accepted",
-                            seq=verdict["seq"],
-                            hash=stored.hash,
-                        ).wire()
-                    return verdict
-                warnings: list[FieldError] = []
-                if isinstance(event, ProtocolParametersSet):
-                    errors = self._version_rule(patient, event)
-                    if errors:
-                        return rejected(event_id, errors)
-                elif event.event_type not in TRIAL_LEVEL_TYPES:
-                    today = (self.now() + EARLIEST_OFFSET).date()
-                    facts = patient.facts()
-                    errors = check_event(
-                        facts, event, self.parameters(event.trial_id), today, self.check_ae
-                    )
-                    if isinstance(event, SaeAcknowledged):  # only an alert ever raised
-                        errors += acknowledgement_errors(patient.recorded, event, today)
-                    if errors:
-                        return rejected(event_id, errors)
-                    warnings = baseline_warnings(facts, event, self.parameters(event.trial_id))
-                try:
-                    outcome = await self._publish(key, patient, event)
-                except TimeoutError:
-                    # stored or not: the patient's tail (read next) tells, and a second
-                    # publish of an unstored event is deduplicated by JetStream if it lands
-                    unacknowledged = True
-                    continue
-                if outcome is not None:
-                    if warnings and outcome["status"] == "accepted":  # additive to the reply
-                        outcome = EventVerdict(**outcome, warnings=problems(warnings)).wire()
-                    return outcome
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal unacknowledged
+            patient = await self._patient(key)
+            stored = patient.event(event_id)
+            if stored is not None:
+                verdict = same_event(event, patient.seqs[event_id], stored)
+                if unacknowledged and verdict["status"] == "duplicate":
+                    # our append landed though its acknowledgement was lost
+                    return EventVerdict(
+                        event_id=event_id, status="accepted", seq=verdict["seq"], hash=stored.hash
+                    ).wire()
+                return verdict
+            warnings: list[FieldError] = []
+            if isinstance(event, ProtocolParametersSet):
+                errors = self._version_rule(patient, event)
+                if errors:
+                    return rejected(event_id, errors)
+            elif event.event_type not in TRIAL_LEVEL_TYPES:
+                today = (self.now() + EARLIEST_OFFSET).date()
+                facts = patient.facts()
+                errors = check_event(
+                    facts, event, self.parameters(event.trial_id), today, self.check_ae
+                )
+                if isinstance(event, SaeAcknowledged):  # only an alert ever raised
+                    errors += acknowledgement_errors(patient.recorded, event, today)
+                if errors:
+                    return rejected(event_id, errors)
+                warnings = baseline_warnings(facts, event, self.parameters(event.trial_id))
+            try:
+                outcome = await self._publish(key, patient, event)
+            except TimeoutError:
+                # stored or not: the patient's tail (read next) tells, and a second
+                # publish of an unstored event is deduplicated by JetStream if it lands
+                unacknowledged = True
+                raise
+            if outcome is None:
                 patient.stale = True  # another writer appended: read what it added
-                # a random pause, growing a little with each lost race, so two replicas that
-                # keep appending to one patient take turns instead of one starving
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
-        return rejected(
-            event_id, [FieldError("event", "the patient's history kept changing; retry")]
-        )
+                raise LostRace
+            if warnings and outcome["status"] == "accepted":  # additive to the reply
+                outcome = EventVerdict(**outcome, warnings=problems(warnings)).wire()
+            return outcome
+
+        async with self._patient_lock(key):
+            try:
+                # a random pause, growing with each lost race, so two replicas that keep
+                # appending to one patient take turns instead of one starving
+                return await retried(
+                    attempt,
+                    retry_on=(LostRace, TimeoutError),
+                    attempts=self.max_retries,
+                    first_wait=0.002,
+                    longest_wait=0.05,
+                    jitter=True,
+                )
+            except (LostRace, TimeoutError):
+                return rejected(
+                    event_id, [FieldError("event", "the patient's history kept changing; retry")]
+                )
 
     def _version_rule(self, trial: PatientLog, event: ProtocolParametersSet) -> list[FieldError]:
         """Versions run 1, 2, 3... without gaps (DOMAIN.md: "versioned, so replay knows which
@@ -575,7 +590,7 @@ class Writer:
             # the stored form differs from the judged event only in the writer's fields
             stored_event = event.model_copy(
                 update={
-                    "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
+                    "recorded_at": parse_instant(recorded_at),
                     "prev_hash": stored["prev_hash"],
                     "hash": stored["hash"],
                 }

@@ -74,3 +74,18 @@ async def test_an_attempt_given_as_a_lambda_is_awaited() -> None:
     flaky = Flaky(1)
     answer = await retried(lambda: flaky(), first_wait=0)
     assert (answer, flaky.calls) == ("ok", 2)
+
+
+async def test_jittered_waits_lie_between_zero_and_their_doubling_bound() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    flaky = Flaky(40)
+    assert (
+        await retried(flaky, first_wait=0.002, longest_wait=0.05, jitter=True, sleep=sleep) == "ok"
+    )
+    bounds = [min(0.05, 0.002 * 2**n) for n in range(40)]
+    assert all(0 <= wait <= bound for wait, bound in zip(waits, bounds, strict=True))
+    assert len(set(waits)) > 1  # drawn, not fixed
