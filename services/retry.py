@@ -95,3 +95,22 @@ async def retried(
         return await attempt()
 
     return await retryer(call)
+
+
+class NotYet(Exception):
+    """What `waited_for` retries: the awaited condition does not hold yet."""
+
+
+async def waited_for(condition: Callable[[], Awaitable[bool]], within: float, every: float) -> bool:
+    """Ask `condition()` every `every` seconds until it holds (True) or `within` seconds have
+    passed (False): a wait on a condition with a deadline, through the same retry."""
+
+    async def holds() -> None:
+        if not await condition():
+            raise NotYet
+
+    try:
+        await retried(holds, retry_on=NotYet, within=within, first_wait=every, longest_wait=every)
+    except NotYet:
+        return False
+    return True

@@ -56,7 +56,7 @@ from services.ledger_io import ensure_streams, read_stream
 from services.logs import message_context
 from services.nats_conn import connect
 from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
-from services.retry import retried
+from services.retry import retried, waited_for
 from services.security.ledger_backwards import refuse_alerts_ahead
 from services.security.nats_auth import ALERTER_DURABLE
 from services.settings import Settings
@@ -378,12 +378,12 @@ class AlerterApp:
         info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
+    async def _caught_up(self) -> bool:
+        return await self.pending() == 0
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if await self.pending() == 0:
-                return
-            await asyncio.sleep(0.05)
+        if await waited_for(self._caught_up, timeout, 0.05):
+            return
         raise TimeoutError(
             f"alerter not caught up after {timeout}s: {await self.pending()} pending"
         )

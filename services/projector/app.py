@@ -22,6 +22,7 @@ from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHi
 from services.projector.partitions import PartitionSupervisor
 from services.projector.runner import Applier, LiveProjector, Projection
 from services.projector.safety_view import SafetyProjection
+from services.retry import waited_for
 from services.security.checkpoints import refuse_checkpoints_ahead
 from services.settings import Settings
 
@@ -110,12 +111,12 @@ class ProjectorApp:
             r.applier.position: head - await r.applier.checkpoint() for r in self.active_runners()
         }
 
+    async def _caught_up(self) -> bool:
+        return all(lag == 0 for lag in (await self.lag()).values())
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if all(v == 0 for v in (await self.lag()).values()):
-                return
-            await asyncio.sleep(0.05)
+        if await waited_for(self._caught_up, timeout, 0.05):
+            return
         raise TimeoutError(f"projections not caught up after {timeout}s: {await self.lag()}")
 
 
