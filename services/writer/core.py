@@ -205,7 +205,8 @@ class Writer:
         # a lock per patient being appended to, dropped when no append holds or awaits it
         self.locks: dict[PatientKey, tuple[asyncio.Lock, list[int]]] = {}
         self.counters = Counters()
-        self._trial_misses: dict[str, float] = {}
+        # when an unknown trial was last looked up (the most recent 10,000 trials)
+        self._trial_misses: Lru[str, float] = Lru(10_000)
         self._inflight: set[str] = set()
         self.on_append: list[Callable[[int, dict[str, Any]], None]] = []
         # Signs each appended event's hash (header SIGNATURE_HEADER): the writer's key, so an
@@ -227,11 +228,10 @@ class Writer:
     async def _refresh_trial(self, trial_id: str) -> None:
         """Re-read a trial's parameters; a burst of submissions for an unknown trial reads once."""
         now = time.monotonic()
-        if now - self._trial_misses.get(trial_id, -10.0) < 1.0:
+        last = self._trial_misses.peek(trial_id)
+        if last is not None and now - last < 1.0:
             return
-        self._trial_misses[trial_id] = now
-        if len(self._trial_misses) > 10_000:
-            self._trial_misses.clear()
+        self._trial_misses.put(trial_id, now)
         try:
             subject = ledger_subject(trial_id, SPONSOR_SITE, TRIAL_PATIENT, PARAMETERS_TYPE)
         except ValueError:
