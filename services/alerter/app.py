@@ -51,7 +51,7 @@ from services.alerter.decisions import (
     new_alerts,
 )
 from services.config.logs import message_context
-from services.config.retry import retried
+from services.config.retry import retried, waited_for
 from services.config.settings import Settings
 from services.ledger.backwards import refuse_alerts_ahead
 from services.ledger.connection import connect
@@ -373,12 +373,12 @@ class AlerterApp:
         info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
+    async def _caught_up(self) -> bool:
+        return await self.pending() == 0
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if await self.pending() == 0:
-                return
-            await asyncio.sleep(0.05)
+        if await waited_for(self._caught_up, timeout, 0.05):
+            return
         raise TimeoutError(
             f"alerter not caught up after {timeout}s: {await self.pending()} pending"
         )

@@ -23,6 +23,7 @@ from tenacity import (
     stop_never,
     stop_when_event_set,
     wait_exponential,
+    wait_random_exponential,
 )
 
 T = TypeVar("T")
@@ -39,6 +40,7 @@ async def retried(
     stop: asyncio.Event | None = None,
     first_wait: float = 0.2,
     longest_wait: float = 5.0,
+    jitter: bool = False,
     on_retry: Callable[[BaseException, int], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> T:
@@ -47,7 +49,8 @@ async def retried(
     the last failure is raised as it is). With no bound it retries for as long as it fails:
     only for services that must never drop their work (an unsent alert, a lost consumer).
     `on_retry(failure, attempt_number)` is told before each wait; `sleep` replaces the wait
-    (tests)."""
+    (tests). With `jitter` each wait is drawn between 0 and its doubling bound, so that
+    contenders that failed together do not retry together."""
     bounds: list[Any] = []
     if attempts is not None:
         bounds.append(stop_after_attempt(attempts))
@@ -78,7 +81,9 @@ async def retried(
     retryer = AsyncRetrying(
         retry=retry,
         stop=stop_any(*bounds) if bounds else stop_never,
-        wait=wait_exponential(multiplier=first_wait, max=longest_wait),
+        wait=(wait_random_exponential if jitter else wait_exponential)(
+            multiplier=first_wait, max=longest_wait
+        ),
         sleep=pause,
         before_sleep=told,
         reraise=True,
@@ -90,3 +95,22 @@ async def retried(
         return await attempt()
 
     return await retryer(call)
+
+
+class NotYet(Exception):
+    """What `waited_for` retries: the awaited condition does not hold yet."""
+
+
+async def waited_for(condition: Callable[[], Awaitable[bool]], within: float, every: float) -> bool:
+    """Ask `condition()` every `every` seconds until it holds (True) or `within` seconds have
+    passed (False): a wait on a condition with a deadline, through the same retry."""
+
+    async def holds() -> None:
+        if not await condition():
+            raise NotYet
+
+    try:
+        await retried(holds, retry_on=NotYet, within=within, first_wait=every, longest_wait=every)
+    except NotYet:
+        return False
+    return True

@@ -8,6 +8,7 @@ an alert is open, acknowledged or overdue depends on "now" and is computed when 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, Table, Text
@@ -25,6 +26,7 @@ from projections.safety.episodes import (
     TreatmentDates,
 )
 from projections.safety.sae_alerts import SaeAlert
+from services.db.row_mapping import AS_LIST, Codec, Col, Given, Part, RowMapping
 from services.db.tables import metadata
 
 safety_parameters = Table(
@@ -126,177 +128,158 @@ sae_clock = Table(
 SAFETY_TABLES = (safety_parameters, safety_patient, ae_episode, sae_clock)
 
 
+def _grades_to_json(grades: tuple[GradeRecord, ...]) -> list[dict[str, Any]]:
+    return [
+        {"seq": g.seq, "occurred_on": g.occurred_on.isoformat(), "grade": g.grade} for g in grades
+    ]
+
+
+def _grades_from_json(rows: list[dict[str, Any]]) -> tuple[GradeRecord, ...]:
+    return tuple(
+        GradeRecord(g["seq"], dt.date.fromisoformat(g["occurred_on"]), g["grade"]) for g in rows
+    )
+
+
+GRADES = Codec(_grades_to_json, _grades_from_json)
+ATTRIBUTION = Codec(lambda a: a.model_dump(mode="json"), Attribution.model_validate)
+# the same instant in UTC (as PostgreSQL keeps it), held at the calendar's ends
+IN_UTC = Codec(as_utc)
+KEY_COLUMNS = (Given("trial_id"), Given("site_id"), Given("patient_id"))
+
+
+def _key_given(key: tuple[str, str, str]) -> dict[str, str]:
+    return {"trial_id": key[0], "site_id": key[1], "patient_id": key[2]}
+
+
+PATIENT = RowMapping(
+    safety_patient,
+    PatientSafety,
+    [
+        Part(
+            "patient_key",
+            lambda *key: tuple(key),
+            (Col("trial_id", 0), Col("site_id", 1), Col("patient_id", 2)),
+        ),
+        Part("dates", TreatmentDates, (Col("startdt", "start_date"), Col("last_dose_on"))),
+        Part(
+            "death",
+            DeathRecord,
+            (Col("death_seq", "seq"), Col("death_on", "occurred_on"), Col("death_cause", "cause")),
+            present="death_seq",
+        ),
+        Given("parameters_version"),
+        Given("last_seq"),
+    ],
+)
+
+EPISODE = RowMapping(
+    ae_episode,
+    AeEpisode,
+    [
+        Col("ae_event_id"),
+        *KEY_COLUMNS,
+        Col("seq"),
+        Col("term"),
+        Col("verbatim"),
+        Col("soc"),
+        Col("onset"),
+        Col("grades", codec=GRADES),
+        Col("worst_grade"),
+        Col("current_grade", derived=True),
+        Col("serious"),
+        Col("seriousness", codec=AS_LIST),
+        # the onset's instants are not kept: what reads an episode back needs only these
+        Part(
+            "serious_onset",
+            functools.partial(SeriousOnset, recorded_at=None, site_aware_at=None),
+            (
+                Col("serious_trigger", "trigger"),
+                Col("serious_trigger_event_id", "event_id"),
+                Col("serious_trigger_seq", "seq"),
+            ),
+            present="serious_trigger_event_id",
+        ),
+        Col("fatal"),
+        Col("attribution", codec=ATTRIBUTION),
+        Col("related_agents", codec=AS_LIST),
+        Col("expected"),
+        Col("immune_related"),
+        Col("susar"),
+        Col("action_taken"),
+        Col("outcome"),
+        Col("resolved_on"),
+        Col("pre_existing"),
+        Col("treatment_emergent"),
+        Col("dose_modification_seqs", codec=AS_LIST),
+        Col("discontinuation_seqs", codec=AS_LIST),
+        Col("seqs", codec=AS_LIST),
+        Given("parameters_version"),
+    ],
+)
+
+# One alert of the case's history (initial or follow-up) as it said when raised, with the
+# acknowledgements recorded for it since; what the alert said of the AE is given alongside.
+CLOCK = RowMapping(
+    sae_clock,
+    SaeClock,
+    [
+        Col("alert_id"),
+        *KEY_COLUMNS,
+        Col("ae_event_id"),
+        Col("ae_seq"),
+        Given("term"),
+        Given("grade"),
+        Given("seriousness", codec=AS_LIST),
+        Col("trigger"),
+        Col("trigger_event_id"),
+        Col("trigger_seq"),
+        Col("awareness_at"),
+        Col("site_aware_at", codec=IN_UTC),
+        Col("late_entry"),
+        Col("susar"),
+        Col("fatal_or_life_threatening"),
+        Col("expedited_days"),
+        Col("acknowledgement_due"),
+        Col("report_due"),
+        Col("acknowledged_at"),
+        Col("acknowledgement_seqs", codec=AS_LIST),
+        Col("report_submitted_on"),
+        Col("kind"),
+        Col("follows"),
+        Col("reasons", codec=AS_LIST),
+        Col("data_quality", codec=AS_LIST),
+        Col("not_yet_assessed", codec=AS_LIST),
+    ],
+)
+
+
 def patient_row(
     safety: PatientSafety, last_seq: int, parameters_version: int | None
 ) -> dict[str, Any]:
-    trial_id, site_id, patient_id = safety.patient_key
-    death = safety.death
-    return {
-        "trial_id": trial_id,
-        "site_id": site_id,
-        "patient_id": patient_id,
-        "startdt": safety.dates.start_date,
-        "last_dose_on": safety.dates.last_dose_on,
-        "death_seq": death.seq if death else None,
-        "death_on": death.occurred_on if death else None,
-        "death_cause": death.cause if death else None,
-        "parameters_version": parameters_version,
-        "last_seq": last_seq,
-    }
+    return PATIENT.to_row(safety, last_seq=last_seq, parameters_version=parameters_version)
 
 
 def episode_row(
     key: tuple[str, str, str], episode: AeEpisode, parameters_version: int | None
 ) -> dict[str, Any]:
-    onset = episode.serious_onset
-    return {
-        "ae_event_id": episode.ae_event_id,
-        "trial_id": key[0],
-        "site_id": key[1],
-        "patient_id": key[2],
-        "seq": episode.seq,
-        "term": episode.term,
-        "verbatim": episode.verbatim,
-        "soc": episode.soc,
-        "onset": episode.onset,
-        "grades": [
-            {"seq": g.seq, "occurred_on": g.occurred_on.isoformat(), "grade": g.grade}
-            for g in episode.grades
-        ],
-        "worst_grade": episode.worst_grade,
-        "current_grade": episode.current_grade,
-        "serious": episode.serious,
-        "seriousness": list(episode.seriousness),
-        "serious_trigger": onset.trigger if onset else None,
-        "serious_trigger_event_id": onset.event_id if onset else None,
-        "serious_trigger_seq": onset.seq if onset else None,
-        "fatal": episode.fatal,
-        "attribution": episode.attribution.model_dump(mode="json"),
-        "related_agents": list(episode.related_agents),
-        "expected": episode.expected,
-        "immune_related": episode.immune_related,
-        "susar": episode.susar,
-        "action_taken": episode.action_taken,
-        "outcome": episode.outcome,
-        "resolved_on": episode.resolved_on,
-        "pre_existing": episode.pre_existing,
-        "treatment_emergent": episode.treatment_emergent,
-        "dose_modification_seqs": list(episode.dose_modification_seqs),
-        "discontinuation_seqs": list(episode.discontinuation_seqs),
-        "seqs": list(episode.seqs),
-        "parameters_version": parameters_version,
-    }
+    return EPISODE.to_row(episode, **_key_given(key), parameters_version=parameters_version)
 
 
 def clock_row(key: tuple[str, str, str], alert: SaeAlert, clock: SaeClock) -> dict[str, Any]:
-    """One alert of the case's history (initial or follow-up) as it said when raised, with
-    the acknowledgements recorded for it since."""
-    return {
-        "alert_id": clock.alert_id,
-        "trial_id": key[0],
-        "site_id": key[1],
-        "patient_id": key[2],
-        "ae_event_id": clock.ae_event_id,
-        "ae_seq": clock.ae_seq,
-        "term": alert.term,
-        "grade": alert.grade,
-        "seriousness": list(alert.seriousness),
-        "trigger": clock.trigger,
-        "trigger_event_id": clock.trigger_event_id,
-        "trigger_seq": clock.trigger_seq,
-        "awareness_at": clock.awareness_at,
-        # the same instant in UTC (as PostgreSQL keeps it), held at the calendar's ends
-        "site_aware_at": None if clock.site_aware_at is None else as_utc(clock.site_aware_at),
-        "late_entry": clock.late_entry,
-        "susar": clock.susar,
-        "fatal_or_life_threatening": clock.fatal_or_life_threatening,
-        "expedited_days": clock.expedited_days,
-        "acknowledgement_due": clock.acknowledgement_due,
-        "report_due": clock.report_due,
-        "acknowledged_at": clock.acknowledged_at,
-        "acknowledgement_seqs": list(clock.acknowledgement_seqs),
-        "report_submitted_on": clock.report_submitted_on,
-        "kind": clock.kind,
-        "follows": clock.follows,
-        "reasons": list(clock.reasons),
-        "data_quality": list(clock.data_quality),
-        "not_yet_assessed": list(clock.not_yet_assessed),
-    }
+    """One alert of the case's history as it said when raised (see CLOCK)."""
+    return CLOCK.to_row(
+        clock, **_key_given(key), term=alert.term, grade=alert.grade, seriousness=alert.seriousness
+    )
 
 
 def episode_from_row(row: Any) -> AeEpisode:
     """An episode back from its row: what the incidence tables and clocks read from it."""
-    onset = None
-    if row.serious_trigger_event_id is not None:
-        onset = SeriousOnset(
-            row.serious_trigger_event_id, row.serious_trigger_seq, row.serious_trigger, None, None
-        )
-    return AeEpisode(
-        ae_event_id=row.ae_event_id,
-        seq=row.seq,
-        term=row.term,
-        verbatim=row.verbatim,
-        soc=row.soc,
-        onset=row.onset,
-        grades=tuple(
-            GradeRecord(g["seq"], dt.date.fromisoformat(g["occurred_on"]), g["grade"])
-            for g in row.grades
-        ),
-        worst_grade=row.worst_grade,
-        serious=row.serious,
-        seriousness=tuple(row.seriousness),
-        serious_onset=onset,
-        fatal=row.fatal,
-        attribution=Attribution.model_validate(row.attribution),
-        related_agents=tuple(row.related_agents),
-        expected=row.expected,
-        immune_related=row.immune_related,
-        susar=row.susar,
-        action_taken=row.action_taken,
-        outcome=row.outcome,
-        resolved_on=row.resolved_on,
-        pre_existing=row.pre_existing,
-        treatment_emergent=row.treatment_emergent,
-        dose_modification_seqs=tuple(row.dose_modification_seqs),
-        discontinuation_seqs=tuple(row.discontinuation_seqs),
-        seqs=tuple(row.seqs),
-    )
+    return EPISODE.from_row(row)
 
 
 def patient_from_rows(row: Any, episodes: list[AeEpisode]) -> PatientSafety:
-    death = None
-    if row.death_seq is not None:
-        death = DeathRecord(row.death_seq, row.death_on, row.death_cause)
-    return PatientSafety(
-        (row.trial_id, row.site_id, row.patient_id),
-        TreatmentDates(row.startdt, row.last_dose_on),
-        tuple(sorted(episodes, key=lambda episode: episode.seq)),
-        death,
-    )
+    return PATIENT.from_row(row, episodes=tuple(sorted(episodes, key=lambda episode: episode.seq)))
 
 
 def clock_from_row(row: Any) -> SaeClock:
-    return SaeClock(
-        alert_id=row.alert_id,
-        ae_event_id=row.ae_event_id,
-        ae_seq=row.ae_seq,
-        trigger_event_id=row.trigger_event_id,
-        trigger_seq=row.trigger_seq,
-        trigger=row.trigger,
-        awareness_at=row.awareness_at,
-        site_aware_at=row.site_aware_at,
-        late_entry=row.late_entry,
-        susar=row.susar,
-        fatal_or_life_threatening=row.fatal_or_life_threatening,
-        expedited_days=row.expedited_days,
-        acknowledgement_due=row.acknowledgement_due,
-        report_due=row.report_due,
-        acknowledgement_seqs=tuple(row.acknowledgement_seqs),
-        acknowledged_at=row.acknowledged_at,
-        report_submitted_on=row.report_submitted_on,
-        kind=row.kind,
-        follows=row.follows,
-        reasons=tuple(row.reasons),
-        data_quality=tuple(row.data_quality),
-        not_yet_assessed=tuple(row.not_yet_assessed),
-    )
+    return CLOCK.from_row(row)

@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.common import memo
+from services.config.retry import waited_for
 from services.config.settings import Settings
 from services.db.migrate import active_build, make_engine, migrate
 from services.ledger.connection import connect
@@ -109,12 +110,12 @@ class ProjectorApp:
             r.applier.position: head - await r.applier.checkpoint() for r in self.active_runners()
         }
 
+    async def _caught_up(self) -> bool:
+        return all(lag == 0 for lag in (await self.lag()).values())
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if all(v == 0 for v in (await self.lag()).values()):
-                return
-            await asyncio.sleep(0.05)
+        if await waited_for(self._caught_up, timeout, 0.05):
+            return
         raise TimeoutError(f"projections not caught up after {timeout}s: {await self.lag()}")
 
 

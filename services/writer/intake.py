@@ -16,10 +16,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import random
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +47,9 @@ from events.subjects import (
     patient_wildcard,
     trial_level_wildcard,
 )
+from projections.common.calendar import parse_instant
 from projections.common.field_error import FieldError
+from projections.common.lru import Lru
 from projections.fold.history import Recorded
 from projections.intake.decision import (
     ID_IN_USE,
@@ -65,6 +65,7 @@ from projections.intake.decision import (
 )
 from projections.intake.rules import AeCheck, PatientFacts, extend_facts, patient_facts
 from services.config.logs import message_context
+from services.config.retry import retried
 from services.ledger.io import read_stream
 from services.security.seals import SIGNATURE_HEADER
 from services.writer.event_ids import EventIdIndex
@@ -178,6 +179,10 @@ def reply(event_id: str, decision: Duplicate | Rejected) -> dict[str, Any]:
     return rejected(event_id, list(decision.errors))
 
 
+class LostRace(Exception):
+    """Another writer appended to the patient first: read its tail and judge again."""
+
+
 class Writer:
     """Judge and append. `handle(subject, payload)` is the whole intake contract."""
 
@@ -196,17 +201,25 @@ class Writer:
         self.now = now
         self.cache_patients = cache_patients
         self.cache_events = cache_events
-        self._cached_events = 0
         self.max_retries = max_retries
         # Every event_id in the ledger → its seq: an id is stored at most once, whatever
         # patient a resubmission names (event_ids.py says why it is complete and compact).
         self.index = EventIdIndex()
         self.loaded_upto = 0
         self.trials: dict[str, ProtocolParametersSet] = {}
-        self.patients: OrderedDict[PatientKey, PatientLog] = OrderedDict()
-        self.locks: dict[PatientKey, asyncio.Lock] = {}
+        # the patients' histories most recently used: at most `cache_patients` of them and
+        # `cache_events` events in all, but always the one just read
+        self.patients: Lru[PatientKey, PatientLog] = Lru(
+            cache_patients,
+            max_weight=cache_events,
+            weight=lambda patient: len(patient.recorded),
+            min_keys=1,
+        )
+        # a lock per patient being appended to, dropped when no append holds or awaits it
+        self.locks: dict[PatientKey, tuple[asyncio.Lock, list[int]]] = {}
         self.counters = Counters()
-        self._trial_misses: dict[str, float] = {}
+        # when an unknown trial was last looked up (the most recent 10,000 trials)
+        self._trial_misses: Lru[str, float] = Lru(10_000)
         self._inflight: set[str] = set()
         self.on_append: list[Callable[[int, dict[str, Any]], None]] = []
         # Signs each appended event's hash (header SIGNATURE_HEADER): the writer's key, so an
@@ -228,11 +241,10 @@ class Writer:
     async def _refresh_trial(self, trial_id: str) -> None:
         """Re-read a trial's parameters; a burst of submissions for an unknown trial reads once."""
         now = time.monotonic()
-        if now - self._trial_misses.get(trial_id, -10.0) < 1.0:
+        last = self._trial_misses.peek(trial_id)
+        if last is not None and now - last < 1.0:
             return
-        self._trial_misses[trial_id] = now
-        if len(self._trial_misses) > 10_000:
-            self._trial_misses.clear()
+        self._trial_misses.put(trial_id, now)
         try:
             subject = ledger_subject(trial_id, SPONSOR_SITE, TRIAL_PATIENT, PARAMETERS_TYPE)
         except ValueError:
@@ -250,7 +262,7 @@ class Writer:
                 return  # already reflected in the cache
         with contextlib.suppress(ValueError):  # not a ledger subject: no patient of ours
             key = parse_ledger_subject(subject)[:3]
-            cached = self.patients.get(key)
+            cached = self.patients.peek(key)
             if cached is not None and seq > cached.last_seq:
                 cached.stale = True
 
@@ -395,39 +407,51 @@ class Writer:
     async def _append(self, event: LedgerEvent) -> dict[str, Any]:
         key: PatientKey = event.patient_key
         event_id = str(event.event_id)
-        lock = self.locks.setdefault(key, asyncio.Lock())
         unacknowledged = False
-        async with lock:
-            for attempt in range(self.max_retries):
-                patient = await self._patient(key)
-                decision = self._decide_on_history(patient, event)
-                if not isinstance(decision, Accepted):
-                    stored = patient.event(event_id)
-                    if unacknowledged and isinstance(decision, Duplicate) and stored is not None:
-                        # our append landed though its acknowledgement was lost
-                        return EventVerdict(
-                            event_id=event_id, status="accepted", seq=decision.seq, hash=stored.hash
-                        ).wire()
-                    return reply(event_id, decision)
-                warnings = list(decision.warnings)
-                try:
-                    outcome = await self._publish(key, patient, event)
-                except TimeoutError:
-                    # stored or not: the patient's tail (read next) tells, and a second
-                    # publish of an unstored event is deduplicated by JetStream if it lands
-                    unacknowledged = True
-                    continue
-                if outcome is not None:
-                    if warnings and outcome["status"] == "accepted":  # additive to the reply
-                        outcome = EventVerdict(**outcome, warnings=problems(warnings)).wire()
-                    return outcome
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal unacknowledged
+            patient = await self._patient(key)
+            decision = self._decide_on_history(patient, event)
+            if not isinstance(decision, Accepted):
+                stored = patient.event(event_id)
+                if unacknowledged and isinstance(decision, Duplicate) and stored is not None:
+                    # our append landed though its acknowledgement was lost
+                    return EventVerdict(
+                        event_id=event_id, status="accepted", seq=decision.seq, hash=stored.hash
+                    ).wire()
+                return reply(event_id, decision)
+            warnings = list(decision.warnings)
+            try:
+                outcome = await self._publish(key, patient, event)
+            except TimeoutError:
+                # stored or not: the patient's tail (read next) tells, and a second
+                # publish of an unstored event is deduplicated by JetStream if it lands
+                unacknowledged = True
+                raise
+            if outcome is None:
                 patient.stale = True  # another writer appended: read what it added
-                # a random pause, growing a little with each lost race, so two replicas that
-                # keep appending to one patient take turns instead of one starving
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
-        return rejected(
-            event_id, [FieldError("event", "the patient's history kept changing; retry")]
-        )
+                raise LostRace
+            if warnings and outcome["status"] == "accepted":  # additive to the reply
+                outcome = EventVerdict(**outcome, warnings=problems(warnings)).wire()
+            return outcome
+
+        async with self._patient_lock(key):
+            try:
+                # a random pause, growing with each lost race, so two replicas that keep
+                # appending to one patient take turns instead of one starving
+                return await retried(
+                    attempt,
+                    retry_on=(LostRace, TimeoutError),
+                    attempts=self.max_retries,
+                    first_wait=0.002,
+                    longest_wait=0.05,
+                    jitter=True,
+                )
+            except (LostRace, TimeoutError):
+                return rejected(
+                    event_id, [FieldError("event", "the patient's history kept changing; retry")]
+                )
 
     def _decide_on_history(self, patient: PatientLog, event: LedgerEvent) -> Decision:
         """The decider's second half on the history read for this very append, whose expected
@@ -467,7 +491,7 @@ class Writer:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     self.counters.conflicts += 1
                     return None
-                self.patients.pop(key, None)
+                self.patients.pop(key)
                 raise
             except Exception:
                 # a timeout may hide a stored append: read the patient's tail before judging
@@ -476,7 +500,7 @@ class Writer:
             if ack.duplicate:
                 # stored within JetStream's window, perhaps for another patient or site
                 self.index.add(event_id, ack.seq)
-                self.patients.pop(key, None)
+                self.patients.pop(key)
                 original = await self._stored_at(ack.seq)
                 if original is None:
                     return rejected(event_id, [FieldError("event_id", ID_IN_USE)])
@@ -484,7 +508,7 @@ class Writer:
             # the stored form differs from the judged event only in the writer's fields
             stored_event = event.model_copy(
                 update={
-                    "recorded_at": dt.datetime.fromisoformat(recorded_at.replace("Z", "+00:00")),
+                    "recorded_at": parse_instant(recorded_at),
                     "prev_hash": stored["prev_hash"],
                     "hash": stored["hash"],
                 }
@@ -508,7 +532,6 @@ class Writer:
         (callers hold the patient's lock)."""
         cached = self.patients.get(key)
         if cached is not None and not cached.stale:
-            self.patients.move_to_end(key)
             return cached
         patient = cached or PatientLog()
         patient.stale = False
@@ -518,14 +541,24 @@ class Writer:
         ):
             stored = msg.json()
             patient.add(Recorded(msg.seq, decode(stored)), str(stored.get("hash", ZERO_HASH)))
-        self.patients[key] = patient
-        self._cached_events = sum(len(p.recorded) for p in self.patients.values())
-        while len(self.patients) > 1 and (
-            len(self.patients) > self.cache_patients or self._cached_events > self.cache_events
-        ):
-            _, evicted = self.patients.popitem(last=False)
-            self._cached_events -= len(evicted.recorded)
+        self.patients.put(key, patient, evict=False)
+        self.patients.recount()  # histories grow as appends land
+        self.patients.evict()
         return patient
+
+    @contextlib.asynccontextmanager
+    async def _patient_lock(self, key: PatientKey) -> AsyncIterator[None]:
+        """One append at a time per patient; the lock lives only while someone holds or
+        awaits it, so the writer keeps no lock per patient it ever saw."""
+        lock, users = self.locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.locks[key]
 
     def stats(self) -> Mapping[str, int]:
         return {
