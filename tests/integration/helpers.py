@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -17,6 +20,26 @@ from services.ledger_io import read_stream
 # run. It is the simulator's horizon (2024-01-08 + 730 days): the same trial every run since,
 # and in the past (the writer refuses events dated after its own today).
 SIMULATED_TODAY = dt.date(2026, 1, 7)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
+    """Return once `check()` holds; fail naming `what` if it still does not after `timeout` s.
+
+    The deadline is a hang guard, not a speed claim: give it room for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(every)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1
+) -> None:
+    """`wait_until` for a coroutine check, yielding to the event loop between tries."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        await asyncio.sleep(every)
 
 
 def unique_trial(prefix: str = "T") -> str:
