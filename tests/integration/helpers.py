@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from events import event_hash
 from events.examples import EXAMPLES
@@ -40,6 +41,35 @@ async def eventually(
     while not await check():
         assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
         await asyncio.sleep(every)
+
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream: a Nats-Expected-Last-Subject-Sequence not met
+
+
+async def forgotten_by_jetstream(
+    js: JetStreamContext, stream: str, msg_id: str, seq: int, timeout: float = 60
+) -> None:
+    """Wait until `stream`'s duplicate window no longer holds `msg_id` (stored at `seq`).
+
+    The window ends on the server's own timer, late on a loaded machine: a fixed sleep may end
+    before it, and JetStream, not the code under test, then answers "duplicate". Each probe
+    re-sends the id on the stored message's subject, expecting a subject sequence that cannot
+    be, so nothing is ever stored: JetStream answers a duplicate while it still knows the id
+    (its duplicate check comes first) and refuses the expectation once it has forgotten it."""
+    subject = (await js.get_msg(stream, seq)).subject or ""
+    headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Subject-Sequence": str(2**62)}
+
+    async def forgotten() -> bool:
+        try:
+            ack = await js.publish(subject, b"{}", headers=headers, timeout=30)
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            return True
+        assert ack.duplicate and ack.seq == seq, ack
+        return False
+
+    await eventually(forgotten, timeout, f"{stream}'s duplicate window over for {msg_id}")
 
 
 def unique_trial(prefix: str = "T") -> str:

@@ -10,17 +10,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from nats.js.errors import APIError
 
 from services.client import SiteClient
-from services.ledger_io import LEDGER_STREAM, ledger_config
+from services.ledger_io import ledger_config
 from services.nats_conn import connect
 from services.settings import Settings
 from services.writer.app import WriterApp, create_app
-from services.writer.core import WRONG_LAST_SEQUENCE
-from tests.integration.helpers import event, eventually, ledger_of, parameters, unique_trial
+from tests.integration.helpers import (
+    event,
+    forgotten_by_jetstream,
+    ledger_of,
+    parameters,
+    unique_trial,
+)
 
 pytestmark = pytest.mark.integration
+LEDGER = ledger_config().name or ""
 
 IN_USE = "already used for other content"
 
@@ -48,31 +53,6 @@ async def _trial(nc: Any, patients: tuple[str, ...] = ("P0001",)) -> tuple[str, 
             "accepted"
         )
     return trial, site
-
-
-async def forgotten_by_jetstream(nc: Any, event_id: str, seq: int) -> None:
-    """Wait until JetStream's duplicate window no longer holds `event_id` (stored at `seq`).
-
-    The window ends on the server's own timer, late on a loaded machine: a fixed sleep could end
-    before it and let JetStream, not the writer, answer "duplicate". Each probe re-sends the id
-    on the stored event's subject, expecting a subject sequence that cannot be, so nothing is
-    ever stored: JetStream answers a duplicate while it still knows the id (its duplicate check
-    comes first), and refuses the expectation once it has forgotten it."""
-    js = nc.jetstream()
-    subject = (await js.get_msg(LEDGER_STREAM, seq)).subject
-    headers = {"Nats-Msg-Id": event_id, "Nats-Expected-Last-Subject-Sequence": str(2**62)}
-
-    async def forgotten() -> bool:
-        try:
-            ack = await js.publish(subject, b"{}", headers=headers, timeout=30)
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
-                raise
-            return True
-        assert ack.duplicate and ack.seq == seq, ack
-        return False
-
-    await eventually(forgotten, 60, f"JetStream's duplicate window over for {event_id}")
 
 
 def _in_use(reply: dict[str, Any]) -> bool:
@@ -150,7 +130,7 @@ async def test_an_upper_case_spelling_of_a_used_id_is_that_id_for_any_patient(
         trial, site = await _trial(nc, ("P0001", "P0002"))
         infusion = event("infusion_given", trial)
         original = await site.submit(copy.deepcopy(infusion))
-        await forgotten_by_jetstream(nc, infusion["event_id"], original["seq"])
+        await forgotten_by_jetstream(nc.jetstream(), LEDGER, infusion["event_id"], original["seq"])
         shouted = {**infusion, "event_id": infusion["event_id"].upper()}
         same = await site.submit(copy.deepcopy(shouted))
         elsewhere = await site.submit({**shouted, "patient_id": "P0002"})
@@ -175,7 +155,7 @@ async def test_the_verdict_holds_after_a_restart_beyond_every_cache_and_on_anoth
     infusion = event("infusion_given", trial)
     original = await site.submit(copy.deepcopy(infusion))
     await first.stop()
-    await forgotten_by_jetstream(nc, infusion["event_id"], original["seq"])
+    await forgotten_by_jetstream(nc.jetstream(), LEDGER, infusion["event_id"], original["seq"])
     replicas = [await _start(own_nats.url), await _start(own_nats.url)]
     try:
         for replica in replicas:
@@ -260,7 +240,7 @@ async def test_an_append_whose_acknowledgement_was_lost_is_never_stored_again(
         writer.writer.js.publish = publish_then_lose_the_ack  # type: ignore[method-assign]
         infusion = event("infusion_given", trial)
         first = await site.submit(copy.deepcopy(infusion))
-        await forgotten_by_jetstream(nc, infusion["event_id"], lost[0])
+        await forgotten_by_jetstream(nc.jetstream(), LEDGER, infusion["event_id"], lost[0])
         retry = await site.submit(copy.deepcopy(infusion))
         elsewhere = await site.submit({**infusion, "patient_id": "P0002"})
     finally:

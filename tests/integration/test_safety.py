@@ -50,7 +50,13 @@ from services.simulator import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
 from services.writer.core import SAFETY_INTAKE
-from tests.integration.helpers import SIMULATED_TODAY, event, parameters, unique_trial
+from tests.integration.helpers import (
+    SIMULATED_TODAY,
+    event,
+    forgotten_by_jetstream,
+    parameters,
+    unique_trial,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -303,7 +309,8 @@ async def test_an_alerter_rereading_the_ledger_after_the_duplicate_window_raises
         assert first.raised == 3
     finally:
         await first.stop()
-    await asyncio.sleep(1.5)
+    async for alert in read_stream(js, f"alerts.sae.{trial}.>", stream=ALERTS_STREAM):
+        await forgotten_by_jetstream(js, ALERTS_STREAM, alert.json()["alert_id"], alert.seq)
     second = await create_alerter(nats_only, durable="second_alerter")
     await second.start()
     try:
