@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from events.subjects import LEDGER_STREAM
 from services.client import SiteClient
 from services.ledger_io import ledger_head
 from services.nats_conn import connect
+from services.runtime import die_with_parent
 from services.security.verify import verify_ledger
 from services.settings import Settings
 from services.simulator import SimulatedTrial, generate_trial, submit_trial
@@ -193,6 +195,7 @@ def serve(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 

@@ -23,6 +23,7 @@ import pytest
 
 from services.client import SiteClient
 from services.nats_conn import connect
+from services.runtime import die_with_parent
 from tests.integration.helpers import event, parameters
 from tests.integration.test_cli import cli
 
@@ -42,6 +43,7 @@ def system(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
     try:
         runtime = data_dir / "runtime.json"

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.runtime import die_with_parent
 from tests.integration.helpers import event, parameters, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,6 +30,7 @@ def cli(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.Complete
         timeout=timeout,
         cwd=ROOT,
         env=env,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 
@@ -70,6 +72,7 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
     try:
         runtime = data_dir / "runtime.json"

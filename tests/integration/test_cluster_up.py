@@ -17,6 +17,7 @@ from events.subjects import ALERTS_STREAM, LEDGER_STREAM
 from services.client import SiteClient
 from services.cluster import cluster_block, stream_replicas
 from services.nats_conn import connect
+from services.runtime import die_with_parent
 from tests.integration.helpers import parameters
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,7 @@ def up_cluster(data_dir: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 

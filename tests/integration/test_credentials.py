@@ -23,6 +23,7 @@ import pytest
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
+from services.runtime import die_with_parent
 from services.system import System
 
 pytestmark = pytest.mark.integration
@@ -186,6 +187,7 @@ def started_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
         )
         try:
             deadline = time.monotonic() + 180

@@ -20,6 +20,7 @@ from services.migrate import make_engine, migrate
 from services.nats_conn import connect
 from services.projector.app import all_projections
 from services.projector.runner import Partition
+from services.runtime import die_with_parent
 from services.settings import Settings
 from tests.integration.faults import ledger_grows
 from tests.integration.test_projections import assert_live_equals_replay, ingest, servers, writer  # noqa: F401
@@ -57,6 +58,7 @@ def projector(settings: Settings, data_dir: Path, instance: int | None) -> subpr
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 

@@ -44,7 +44,7 @@ from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
 from services.projector.replay import digests, rebuild
 from services.projector.safety_view import SafetyProjection
-from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
+from services.runtime import EmbeddedNats, EmbeddedPostgres, die_with_parent, free_port
 from services.settings import Settings
 from services.simulator import generate_trial, submit_trial
 from services.writer.app import WriterApp
@@ -261,6 +261,7 @@ def _alerter_process(settings: Settings, data_dir: Path) -> subprocess.Popen[byt
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 
