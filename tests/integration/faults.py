@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from services.client.site import SiteClient
 from services.config.settings import Settings
 from services.ledger.connection import connect
 from services.ledger.io import ledger_head
+from services.runtime.embedded import die_with_parent
 from services.security.verify import verify_ledger
 from services.simulator.trial import SimulatedTrial, generate_trial, submit_trial
 from tests.integration.helpers import SIMULATED_TODAY, chains_intact, ledger_of
@@ -188,11 +190,12 @@ def serve(
         env["LEDGER_DATABASE_URL"] = settings.database_url
     log = open(data_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", role],
+        [sys.executable, "-m", "services.cli.commands", "serve", role],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 

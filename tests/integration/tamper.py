@@ -25,7 +25,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.runtime.embedded import free_port, nats_server_binary, stop_process, wait_for_port
+from services.runtime.embedded import (
+    die_with_parent,
+    free_port,
+    nats_server_binary,
+    stop_process,
+    wait_for_port,
+)
 from tests.integration.highwayhash import highwayhash64
 
 HEADERS_BIT = 1 << 31
@@ -228,6 +234,7 @@ class CopiedNats:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
         )
         wait_for_port(self.port, proc=self.proc)
         return self

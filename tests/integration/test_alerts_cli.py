@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from projections.safety.clocks import ACKNOWLEDGEMENT_DAYS
 from services.client.site import SiteClient
 from services.ledger.connection import connect
+from services.runtime.embedded import die_with_parent
 from tests.integration.helpers import event, parameters
 from tests.integration.test_cli import cli
 
@@ -37,11 +39,12 @@ def system(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     data_dir = tmp_path / "ledger"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     up = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "services.cli.commands", "up", "--data-dir", str(data_dir)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
     try:
         runtime = data_dir / "runtime.json"
@@ -158,20 +161,28 @@ def test_one_alert_is_acknowledged_at_a_time_and_its_report_date_recorded_throug
         pneumonitis["alert_id"],
     }  # one acknowledged only
 
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    reported = cli("alerts", "ack", initial["alert_id"], "--reported-on", today, data_dir=data_dir)
+    # the day the sponsor learnt of the case, as the ledger recorded it (its acknowledgement
+    # is due a fixed number of days later): the earliest report date the writer allows, and
+    # never the test's own clock, which may have passed midnight since
+    aware_on = dt.date.fromisoformat(str(initial["acknowledgement_due"])) - dt.timedelta(
+        days=ACKNOWLEDGEMENT_DAYS
+    )
+    reported_on = aware_on.isoformat()
+    reported = cli(
+        "alerts", "ack", initial["alert_id"], "--reported-on", reported_on, data_dir=data_dir
+    )
     assert reported.returncode == 0, reported.stdout + reported.stderr
     alerts = mine(
         until(
             data_dir,
             lambda alerts: any(
-                a["alert_id"] == initial["alert_id"] and a["report_submitted_on"] == today
+                a["alert_id"] == initial["alert_id"] and a["report_submitted_on"] == reported_on
                 for a in mine(alerts)
             ),
         )
     )
     [now_initial] = [a for a in alerts if a["alert_id"] == initial["alert_id"]]
-    assert now_initial["report_submitted_on"] == today and now_initial["acknowledged_at"]
+    assert now_initial["report_submitted_on"] == reported_on and now_initial["acknowledged_at"]
     assert mine(listed(data_dir, "--overdue")) == []
 
     never = cli("alerts", "ack", f"sae-{uuid.uuid4()}", data_dir=data_dir)

@@ -17,6 +17,7 @@ from events.subjects import ALERTS_STREAM, LEDGER_STREAM
 from services.client.site import SiteClient
 from services.ledger.connection import connect
 from services.runtime.cluster import cluster_block, stream_replicas
+from services.runtime.embedded import die_with_parent
 from tests.integration.helpers import parameters
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def up_cluster(data_dir: Path) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "services.cli.commands",
             "up",
             "--cluster",
             "3",
@@ -55,6 +56,7 @@ def up_cluster(data_dir: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 

@@ -23,6 +23,7 @@ import pytest
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
+from services.runtime.embedded import die_with_parent
 from services.runtime.system import System
 
 pytestmark = pytest.mark.integration
@@ -181,11 +182,12 @@ def started_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     env["LEDGER_SITES"] = ",".join(SITES)
     with output.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "services.cli.commands", "up", "--data-dir", str(data_dir)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
         )
         try:
             deadline = time.monotonic() + 180

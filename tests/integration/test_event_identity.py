@@ -16,9 +16,16 @@ from services.config.settings import Settings
 from services.ledger.connection import connect
 from services.ledger.io import ledger_config
 from services.writer.app import WriterApp, create_app
-from tests.integration.helpers import event, ledger_of, parameters, unique_trial
+from tests.integration.helpers import (
+    event,
+    forgotten_by_jetstream,
+    ledger_of,
+    parameters,
+    unique_trial,
+)
 
 pytestmark = pytest.mark.integration
+LEDGER = ledger_config().name or ""
 
 IN_USE = "already used for other content"
 
@@ -123,7 +130,7 @@ async def test_an_upper_case_spelling_of_a_used_id_is_that_id_for_any_patient(
         trial, site = await _trial(nc, ("P0001", "P0002"))
         infusion = event("infusion_given", trial)
         original = await site.submit(copy.deepcopy(infusion))
-        await asyncio.sleep(1.0)  # let JetStream's own window pass
+        await forgotten_by_jetstream(nc.jetstream(), LEDGER, infusion["event_id"], original["seq"])
         shouted = {**infusion, "event_id": infusion["event_id"].upper()}
         same = await site.submit(copy.deepcopy(shouted))
         elsewhere = await site.submit({**shouted, "patient_id": "P0002"})
@@ -148,7 +155,7 @@ async def test_the_verdict_holds_after_a_restart_beyond_every_cache_and_on_anoth
     infusion = event("infusion_given", trial)
     original = await site.submit(copy.deepcopy(infusion))
     await first.stop()
-    await asyncio.sleep(1.0)  # beyond JetStream's window too
+    await forgotten_by_jetstream(nc.jetstream(), LEDGER, infusion["event_id"], original["seq"])
     replicas = [await _start(own_nats.url), await _start(own_nats.url)]
     try:
         for replica in replicas:
@@ -233,7 +240,7 @@ async def test_an_append_whose_acknowledgement_was_lost_is_never_stored_again(
         writer.writer.js.publish = publish_then_lose_the_ack  # type: ignore[method-assign]
         infusion = event("infusion_given", trial)
         first = await site.submit(copy.deepcopy(infusion))
-        await asyncio.sleep(1.0)  # beyond JetStream's window
+        await forgotten_by_jetstream(nc.jetstream(), LEDGER, infusion["event_id"], lost[0])
         retry = await site.submit(copy.deepcopy(infusion))
         elsewhere = await site.submit({**infusion, "patient_id": "P0002"})
     finally:

@@ -22,6 +22,7 @@ from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import (
     chains_intact,
     event,
+    forgotten_by_jetstream,
     ledger_of,
     parameters,
     submitted_of,
@@ -300,7 +301,7 @@ async def test_duplicate_answers_the_original_seq_in_and_beyond_the_window(
     infusion = event("infusion_given", trial)
     original = await site.submit(dict(infusion))
     inside = await site.submit(dict(infusion))
-    await asyncio.sleep(1.0)
+    await forgotten_by_jetstream(js, config.name or "", infusion["event_id"], original["seq"])
     beyond = await site.submit(dict(infusion))
     await first.stop()
     fresh = await create_app(Settings(nats_url=own_nats.url))  # index rebuilt from the ledger

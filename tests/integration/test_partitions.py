@@ -21,6 +21,7 @@ from services.ledger.connection import connect
 from services.ledger.io import ledger_head
 from services.projector.app import all_projections
 from services.projector.runner import Partition
+from services.runtime.embedded import die_with_parent
 from tests.integration.faults import ledger_grows
 from tests.integration.test_projections import assert_live_equals_replay, ingest, servers, writer  # noqa: F401
 
@@ -52,11 +53,12 @@ def projector(settings: Settings, data_dir: Path, instance: int | None) -> subpr
         else ["--partitions", str(PARTITIONS), "--instance", str(instance), "--instances", "2"]
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "projector", *partitioned],
+        [sys.executable, "-m", "services.cli.commands", "serve", "projector", *partitioned],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 

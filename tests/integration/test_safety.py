@@ -45,12 +45,18 @@ from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
 from services.projector.rebuild import digests, rebuild
 from services.projector.safety_view import SafetyProjection
-from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, die_with_parent, free_port
 from services.simulator.trial import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
 from services.writer.intake import SAFETY_INTAKE
-from tests.integration.helpers import SIMULATED_TODAY, event, parameters, unique_trial
+from tests.integration.helpers import (
+    SIMULATED_TODAY,
+    event,
+    forgotten_by_jetstream,
+    parameters,
+    unique_trial,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -255,6 +261,7 @@ def _alerter_process(settings: Settings, data_dir: Path) -> subprocess.Popen[byt
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # no orphan if the run dies
     )
 
 
@@ -303,7 +310,8 @@ async def test_an_alerter_rereading_the_ledger_after_the_duplicate_window_raises
         assert first.raised == 3
     finally:
         await first.stop()
-    await asyncio.sleep(1.5)
+    async for alert in read_stream(js, f"alerts.sae.{trial}.>", stream=ALERTS_STREAM):
+        await forgotten_by_jetstream(js, ALERTS_STREAM, alert.json()["alert_id"], alert.seq)
     second = await create_alerter(nats_only, durable="second_alerter")
     await second.start()
     try:

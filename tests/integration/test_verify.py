@@ -4,7 +4,6 @@ reported with its seq."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -29,7 +28,7 @@ from services.security.nats_auth import embedded_authorization, ensure_identitie
 from services.security.seals import ensure_writer_key, public_key_b64, seal_data
 from services.security.verify import Report, run_verify, verify_ledger
 from services.writer.app import WriterApp, create_app
-from tests.integration.helpers import event, parameters, unique_trial
+from tests.integration.helpers import event, eventually, parameters, unique_trial
 
 pytestmark = pytest.mark.integration
 MARK = "site01.nurse-TAMPERMARK"
@@ -239,10 +238,12 @@ async def test_the_writer_seals_every_n_events_and_after_t_seconds(ledger: Ledge
     )
     await SiteClient(sponsor, ledger.trial, "_sponsor").submit(parameters(ledger.trial))
     await sponsor.close()
-    for _ in range(50):  # one event, then the timer
-        if writer.sealer.sealed:
-            break
-        await asyncio.sleep(0.1)
+    sealer = writer.sealer
+
+    async def sealed(at_least: int) -> bool:
+        return len(sealer.sealed) >= at_least
+
+    await eventually(lambda: sealed(1), 60, "a seal on the timer")  # one event, then the timer
     assert len(writer.sealer.sealed) == 1
     nc = await connect(ledger.settings.nats_url or "", ledger.settings.creds_for("site:site01"))
     client = SiteClient(nc, ledger.trial, "site01")
@@ -250,12 +251,7 @@ async def test_the_writer_seals_every_n_events_and_after_t_seconds(ledger: Ledge
     for _ in range(5):
         await client.submit(event("infusion_given", ledger.trial))
     await nc.close()
-    for _ in range(50):
-        if len(writer.sealer.sealed) >= 3:
-            break
-        await asyncio.sleep(0.1)
-    assert len(writer.sealer.sealed) >= 3
-    sealer = writer.sealer
+    await eventually(lambda: sealed(3), 60, "seals every 3 events")
     await ledger.stop_writer()
     report = await ledger.verify()
     assert report.ok, report.problems
@@ -283,10 +279,12 @@ async def test_a_writer_started_after_a_crash_seals_what_its_predecessor_left_un
     await successor.start()
     ledger.writer = successor
     assert successor.sealer is not None
-    for _ in range(600):  # its first round, within 30 s
-        if successor.sealer.sealed:
-            break
-        await asyncio.sleep(0.05)
+    first_round = successor.sealer
+
+    async def sealed_once() -> bool:
+        return bool(first_round.sealed)
+
+    await eventually(sealed_once, 60, "the successor's first seal")
     assert len(successor.sealer.sealed) == 1
     await ledger.stop_writer()
     report = await ledger.verify(unsealed_grace=0)
