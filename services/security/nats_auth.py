@@ -157,7 +157,8 @@ def permissions_for(role: str) -> Permissions:
         case "writer":
             return Permissions(
                 publish=(LEDGER_SUBJECTS, *ledger, *_info(ALERTS_STREAM)),
-                subscribe=(intake_wildcard(), own_inbox),
+                # LEDGER_SUBJECTS: other writers' appends wake its tail (writer/ledger_tail.py)
+                subscribe=(intake_wildcard(), LEDGER_SUBJECTS, own_inbox),
                 allow_responses=True,  # the verdict goes to the submitting site's inbox
                 deny=NO_CONSUMERS,
             )
