@@ -17,11 +17,11 @@ before it was turned on) is read through `STREAM.MSG.GET`, one message a request
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -69,44 +69,64 @@ async def _direct_batch(
     js: JetStreamContext, stream: str, seq: int, batch: int, filter_subject: str, timeout: float
 ) -> tuple[list[StoredMessage], int | None]:
     """One batched direct get: the messages and the matching count after them (None if the
-    batch was cut short without its end-of-batch reply)."""
+    batch was cut short without its end-of-batch reply).
+
+    The replies are taken by a callback, not by `next_msg`: nats-py's per-message timer there
+    costs more than the read itself."""
     nc = js._nc
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
     got: list[StoredMessage] = []
+    ended: list[int | None] = []
+    problem: list[BaseException] = []
+    done = asyncio.Event()
+
+    async def take(msg: Any) -> None:
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if not status:
+            got.append(
+                StoredMessage(
+                    int(headers["Nats-Sequence"]),
+                    headers["Nats-Subject"],
+                    msg.data,
+                    _publisher_headers(headers),
+                )
+            )
+            return
+        if status == "204":  # end of batch
+            ended.append(int(headers.get("Nats-Num-Pending") or 0))
+        elif status == "404":  # nothing at or after seq
+            ended.append(0)
+        elif status == "503":  # no responders: direct get is off for this stream
+            problem.append(DirectGetUnavailable(stream))
+        else:
+            problem.append(RuntimeError(f"direct get on {stream}: {status} {headers}"))
+        done.set()
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=take, pending_msgs_limit=0, pending_bytes_limit=0)
     try:
         await nc.publish(
             f"{JS_API}.DIRECT.GET.{stream}",
             _batch_request(seq, batch, filter_subject),
             reply=inbox,
         )
-        while True:
+        seen = -1
+        while not done.is_set():
             try:
-                msg = await sub.next_msg(timeout=timeout)
-            except NatsTimeoutError:
-                if got:
-                    return got, None
-                raise Stalled(f"{stream}: no reply for seq {seq}") from None
-            headers = msg.headers or {}
-            status = headers.get("Status")
-            if status == "204":  # end of batch
-                return got, int(headers.get("Nats-Num-Pending") or 0)
-            if status == "404":  # nothing at or after seq
-                return got, 0
-            if status == "503":  # no responders: direct get is off for this stream
-                raise DirectGetUnavailable(stream)
-            if status:
-                raise RuntimeError(f"direct get on {stream}: {status} {headers}")
-            got.append(
-                StoredMessage(
-                    int(headers["Nats-Sequence"]),
-                    headers["Nats-Subject"],
-                    msg.data,
-                    _publisher_headers(dict(headers)),
-                )
-            )
+                await asyncio.wait_for(done.wait(), timeout)
+            except TimeoutError:
+                if len(got) == seen:  # nothing arrived for `timeout`
+                    break
+                seen = len(got)
     finally:
         await sub.unsubscribe()
+    if problem:
+        raise problem[0]
+    if ended:
+        return got, ended[0]
+    if got:
+        return got, None
+    raise Stalled(f"{stream}: no reply for seq {seq}")
 
 
 async def _leader_next(
@@ -147,33 +167,47 @@ async def read_direct(
     stop = stop_seq if stop_seq is not None else await head_seq(js, stream)
     seq = max(1, start_seq)
     direct = True
-    while seq <= stop:
-        if direct:
-            try:
-                got, pending = await _direct_batch(
-                    js, stream, seq, min(batch, stop - seq + 1), filter_subject, timeout
-                )
-            except DirectGetUnavailable:
-                direct = False
-                continue
-            except Stalled:
-                if stop_when_stalled:
-                    return
-                raise
-        else:
-            one = await _leader_next(js, stream, seq, filter_subject)
-            got, pending = ([one], None) if one is not None else ([], 0)
-        within = [m for m in got if seq <= m.seq <= stop]
-        if within:
-            yield within
-            seq = within[-1].seq + 1
-        if len(within) < len(got) or seq > stop:
-            return
-        if pending == 0:
-            # The replica that answered has nothing more; the leader has the last word, and
-            # what a lagging replica has not got yet is taken from the leader.
-            confirmed = await _leader_next(js, stream, seq, filter_subject)
-            if confirmed is None or confirmed.seq > stop:
+
+    def ask(at: int) -> asyncio.Task[tuple[list[StoredMessage], int | None]]:
+        size = min(batch, stop - at + 1)
+        return asyncio.create_task(_direct_batch(js, stream, at, size, filter_subject, timeout))
+
+    # The next batch is asked for before this one is handed over: the server sends it while the
+    # caller works (what a push consumer's flow control did).
+    ahead: asyncio.Task[tuple[list[StoredMessage], int | None]] | None = None
+    try:
+        while seq <= stop:
+            if direct:
+                try:
+                    got, pending = await (ahead or ask(seq))
+                except DirectGetUnavailable:
+                    direct = False
+                    continue
+                except Stalled:
+                    if stop_when_stalled:
+                        return
+                    raise
+                finally:
+                    ahead = None
+            else:
+                one = await _leader_next(js, stream, seq, filter_subject)
+                got, pending = ([one], None) if one is not None else ([], 0)
+            within = [m for m in got if seq <= m.seq <= stop]
+            if within:
+                seq = within[-1].seq + 1
+                if direct and pending and len(within) == len(got) and seq <= stop:
+                    ahead = ask(seq)
+                yield within
+            if len(within) < len(got) or seq > stop:
                 return
-            yield [confirmed]
-            seq = confirmed.seq + 1
+            if pending == 0:
+                # The replica that answered has nothing more; the leader has the last word,
+                # and what a lagging replica has not got yet is taken from the leader.
+                confirmed = await _leader_next(js, stream, seq, filter_subject)
+                if confirmed is None or confirmed.seq > stop:
+                    return
+                yield [confirmed]
+                seq = confirmed.seq + 1
+    finally:
+        if ahead is not None:
+            ahead.cancel()

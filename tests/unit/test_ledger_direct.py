@@ -14,7 +14,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from services.ledger_direct import Stalled, read_direct
@@ -34,12 +33,10 @@ def _matches(subject: str, pattern: str) -> bool:
 
 @dataclass
 class FakeSub:
-    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    cb: Any
 
-    async def next_msg(self, timeout: float) -> Any:
-        if self.queue.empty():
-            raise NatsTimeoutError
-        return self.queue.get_nowait()
+    def put_nowait(self, msg: Any) -> None:
+        asyncio.get_running_loop().create_task(self.cb(msg))
 
     async def unsubscribe(self) -> None:
         return None
@@ -64,8 +61,8 @@ class FakeServer:
         self.inboxes += 1
         return f"_INBOX_t.{self.inboxes}"
 
-    async def subscribe(self, subject: str) -> FakeSub:
-        self.subs[subject] = FakeSub()
+    async def subscribe(self, subject: str, cb: Any, **_: Any) -> FakeSub:
+        self.subs[subject] = FakeSub(cb)
         return self.subs[subject]
 
     def _reply(self, data: bytes, headers: dict[str, str]) -> Any:
@@ -74,7 +71,7 @@ class FakeServer:
     async def publish(self, subject: str, payload: bytes, reply: str) -> None:
         sub = self.subs[reply]
         if not self.direct:
-            sub.queue.put_nowait(self._reply(b"", {"Status": "503"}))
+            sub.put_nowait(self._reply(b"", {"Status": "503"}))
             return
         request = json.loads(payload)
         self.requests.append(request)
@@ -90,7 +87,7 @@ class FakeServer:
         ]
         sent = found[: request["batch"]]
         if not sent:
-            sub.queue.put_nowait(self._reply(b"", {"Status": "404"}))
+            sub.put_nowait(self._reply(b"", {"Status": "404"}))
             return
         for seq in sent:
             headers = {
@@ -102,9 +99,9 @@ class FakeServer:
                 "Nats-Num-Pending": str(len(found) - found.index(seq) - 1),
                 "Nats-Last-Sequence": "0",
             }
-            sub.queue.put_nowait(self._reply(f"m{seq}".encode(), headers))
+            sub.put_nowait(self._reply(f"m{seq}".encode(), headers))
         eob = {"Status": "204", "Nats-Num-Pending": str(len(found) - len(sent))}
-        sub.queue.put_nowait(self._reply(b"", eob))
+        sub.put_nowait(self._reply(b"", eob))
 
     # -- the JetStream context ------------------------------------------------------------
     @property
@@ -160,6 +157,6 @@ async def test_a_stream_without_direct_gets_is_read_through_the_leader() -> None
 async def test_a_read_whose_reply_never_comes_raises_and_verify_ends_there() -> None:
     server = FakeServer(_ledger(10), silent_from=5)
     with pytest.raises(Stalled):
-        await _seqs(server, stream="T", batch=4)
-    audited = [m.seq async for m in verify.read_ledger(server, 10, batch=4)]  # type: ignore[arg-type]
+        await _seqs(server, stream="T", batch=4, timeout=0.05)
+    audited = [m.seq async for m in verify.read_ledger(server, 10, batch=4, idle=0.05)]  # type: ignore[arg-type]
     assert audited == [1, 2, 3, 4]
