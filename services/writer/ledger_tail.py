@@ -24,6 +24,8 @@ from services.ledger_direct import read_direct
 log = structlog.get_logger("writer")
 
 POLL_S = 1.0
+# At most one read this often however fast appends come (each wake-up is one append).
+MIN_ROUND_S = 0.05
 
 Observe = Callable[[int, str, str | None], None]
 
@@ -55,7 +57,9 @@ class LedgerTail:
                 self.upto = msg.seq
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
             self._wake.clear()
@@ -65,6 +69,7 @@ class LedgerTail:
                 raise
             except Exception as exc:  # a failover or a reconnect: the next round reads again
                 log.warning("writer_tail_read_failed", error=repr(exc), upto=self.upto)
+            await asyncio.sleep(max(0.0, began + MIN_ROUND_S - loop.time()))
 
     async def unsubscribe(self) -> None:
         if self._sub is not None:
