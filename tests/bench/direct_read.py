@@ -28,6 +28,7 @@ from typing import Any
 
 import nats
 
+from events.subjects import ledger_subject
 from services.ledger_io import ledger_config, read_ordered, read_stream
 from services.runtime import nats_server_binary
 
@@ -52,7 +53,7 @@ async def fill(js: Any, events: int) -> None:
     body = json.dumps({"event_type": "infusion_given", "data": {"note": "x" * 480}}).encode()
     pending = []
     for n in range(events):
-        subject = f"ledger.T-BENCH.site01.P{n % 200:04d}.infusion_given"
+        subject = ledger_subject("T-BENCH", "site01", f"P{n % 200:04d}", "infusion_given")
         headers = {"Nats-Msg-Id": str(uuid.uuid4())}
         pending.append(js.publish(subject, body, headers=headers))
         if len(pending) == 500:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from events.subjects import ledger_subject
 from services.client import SiteClient
 from services.ledger_io import ensure_streams, read_ordered, read_stream
 from services.nats_conn import connect
@@ -139,7 +140,7 @@ async def test_a_writer_sees_another_writers_appends_without_a_consumer(
         ids = [str(uuid.uuid4()) for _ in range(6)]
         seqs = []
         for n, event_id in enumerate(ids):
-            subject = f"ledger.{trial}.site01.P{n:04d}.enrolled"
+            subject = ledger_subject(trial, "site01", f"P{n:04d}", "enrolled")
             ack = await js.publish(subject, b"{}", headers={"Nats-Msg-Id": event_id})
             seqs.append(ack.seq)
         deadline = asyncio.get_running_loop().time() + 30
