@@ -99,6 +99,12 @@ async def read_all(events: int, rounds: int, rev: str) -> None:
         "read_stream  (direct get, batch 1024)", lambda: count_flat(read_stream(js)), events, rounds
     )
     await measure(
+        "read_stream  (direct get, batch 4096)",
+        lambda: count_flat(read_stream(js, batch=4096)),
+        events,
+        rounds,
+    )
+    await measure(
         "read_ordered (direct get, batch 1024)",
         lambda: count_batched(read_ordered(js)),
         events,
