@@ -1,7 +1,7 @@
 """The body of an ALERTS message on `alerts.sae.<trial>.<site>` (DESIGN.md, "Contracts").
 
-The alerter builds each message through `SaeAlertMessage` (`projections.sae_alerts`), and
-officers' clients read them through it (`services.alerter.follow`). The fields DESIGN.md
+The alerter builds each message through `SaeAlertMessage` (`projections.safety.sae_alerts`), and
+officers' clients read them through it (`services.client.follow`). The fields DESIGN.md
 names are required; the ones added later (follow-ups, clocks, data quality) have defaults,
 so a message published by an older alerter is still read.
 """

@@ -96,7 +96,7 @@ class SaeAcknowledgedData(Model):
 
     `alert_id` names an initial alert (`sae-<event_id>`) or a follow-up alert raised by an
     escalation (`sae-<ae_event_id>-fu-<ledger seq>`); the writer accepts it only if the
-    ledger called for that alert (`projections.sae_alerts`)."""
+    ledger called for that alert (`projections.safety.sae_alerts`)."""
 
     # lower-cased like the event_id it names, so one alert has one spelling
     alert_id: Annotated[

@@ -21,7 +21,7 @@ ALERTS_SUBJECTS = "alerts.sae.>"
 # Safety officers submit acknowledgements on intake.<trial>._safety (never a site's intake).
 SAFETY_SITE = "_safety"
 
-# The subjects' shapes, as the AsyncAPI document names them (services/docs_gen.py).
+# The subjects' shapes, as the AsyncAPI document names them (services/cli/docs.py).
 INTAKE_PATTERN = "intake.{trial_id}.{site_id}"
 SAFETY_INTAKE_PATTERN = "intake.{trial_id}." + SAFETY_SITE
 LEDGER_PATTERN = "ledger.{trial_id}.{site_id}.{patient_id}.{event_type}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime import EmbeddedNats, EmbeddedPostgres, stop_all_started
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, stop_all_started
 
 _own_basetemp: Path | None = None
 
@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """No server outlives the run, however its tests ended (the servers are also tied to
-    this process: they get a signal when it dies, see services/runtime.py)."""
+    this process: they get a signal when it dies, see services/runtime/embedded.py)."""
     stop_all_started()
 
 

@@ -7,8 +7,8 @@ import asyncio
 import signal
 
 from services.alerter.app import create_app
-from services.logs import configure_logging
-from services.settings import Settings
+from services.config.logs import configure_logging
+from services.config.settings import Settings
 
 
 async def main() -> None:

@@ -3,7 +3,7 @@ escalation of it) out.
 
 A durable JetStream consumer reads the AE-relevant ledger entries in seq order. For each one
 the patient's history as of that entry decides which alerts must exist
-(`services.alerter.core`); each missing alert is published with Nats-Msg-Id = alert_id and
+(`services.alerter.decisions`); each missing alert is published with Nats-Msg-Id = alert_id and
 its PubAck awaited BEFORE the ledger message is acked. A crash between the two re-delivers
 the entry, and the re-derived alert is recognised (index of ALERTS rebuilt at start, plus the
 stream's duplicate window), so an alert is never lost and never sent twice.
@@ -38,8 +38,7 @@ from events.subjects import (
     alert_subject,
     type_wildcard,
 )
-from projections.sae_fallback import fallback_alert
-from services.alerter.core import (
+from services.alerter.decisions import (
     AE_HEADER,
     ALERT_FILTER_SUBJECTS,
     KIND_HEADER,
@@ -47,19 +46,18 @@ from services.alerter.core import (
     Alert,
     KnownAlerts,
     TrialParameters,
-    alerts_due,
+    decide_entry,
     is_alert_input,
     new_alerts,
-    touched_aes,
 )
-from services.ledger_io import ensure_streams, read_stream
-from services.logs import message_context
-from services.nats_conn import connect
-from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
-from services.retry import retried
-from services.security.ledger_backwards import refuse_alerts_ahead
+from services.config.logs import message_context
+from services.config.retry import retried, waited_for
+from services.config.settings import Settings
+from services.ledger.backwards import refuse_alerts_ahead
+from services.ledger.connection import connect
+from services.ledger.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.ledger.io import ensure_streams, read_stream
 from services.security.nats_auth import ALERTER_DURABLE
-from services.settings import Settings
 
 log = structlog.get_logger("alerter")
 
@@ -312,13 +310,12 @@ class AlerterApp:
         await self._histories.ensure(decoded.key, seq - 1)
         self._histories.append(decoded)
         trial_id = decoded.key[0]
-        try:
-            due = alerts_due(
-                self._histories.get(decoded.key),
-                lambda at_seq: self.parameters.at(trial_id, at_seq),
-                touched_aes(decoded.recorded.event),
-            )
-        except Exception as exc:
+        decision = decide_entry(
+            self._histories.get(decoded.key),
+            decoded.recorded,
+            lambda at_seq: self.parameters.at(trial_id, at_seq),
+        )
+        if decision.failure is not None:
             # A history the rules cannot read fails the same way every time: report it loudly
             # (the projector parks the same entry) rather than stall every other patient. The
             # entry is in the history now, so a retry must not run this twice.
@@ -327,11 +324,9 @@ class AlerterApp:
                 seq=seq,
                 trial_id=trial_id,
                 patient_id=decoded.key[2],
-                error=str(exc)[:300],
+                error=decision.failure,
             )
-            # Never silent: a serious entry still alerts on its own facts, clock unknown.
-            fallback = fallback_alert(decoded.recorded.event, seq)
-            due = () if fallback is None else (fallback,)
+        due = decision.due
         return self._decide(seq, due)
 
     def _decide(self, seq: int, due: tuple[Alert, ...]) -> tuple[Alert, ...]:
@@ -378,12 +373,12 @@ class AlerterApp:
         info = await self.js.consumer_info(LEDGER_STREAM, self.durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
+    async def _caught_up(self) -> bool:
+        return await self.pending() == 0
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if await self.pending() == 0:
-                return
-            await asyncio.sleep(0.05)
+        if await waited_for(self._caught_up, timeout, 0.05):
+            return
         raise TimeoutError(
             f"alerter not caught up after {timeout}s: {await self.pending()} pending"
         )

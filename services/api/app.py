@@ -18,12 +18,12 @@ from services.api.errors import install as install_errors
 from services.api.patient_site import NOT_FOUND, patient_key, patient_site
 from services.api.patient_site import install as install_patient_site
 from services.api.reading import Builds, jsonable, reading
-from services.db import audit_trail, event_index, patient_state
-from services.ledger_io import ledger_head
-from services.migrate import make_engine, migrate
-from services.nats_conn import connect
-from services.projector.app import parked_events, projection_status
-from services.settings import Settings
+from services.config.settings import Settings
+from services.db.migrate import make_engine, migrate
+from services.db.projection_health import parked_events, projection_status
+from services.db.tables import audit_trail, event_index, patient_state
+from services.ledger.connection import connect
+from services.ledger.io import ledger_head
 
 # Modules that add their routes (and patient-page extras) with `install(app)`, in this order.
 # Imported by name: a route module that fails to import stops the start.

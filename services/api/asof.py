@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-from collections import OrderedDict
 
 from fastapi import HTTPException
 from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.calendar import parse_instant
-from services.projector.replay import drop_schema, rebuild
+from projections.common.calendar import parse_instant
+from projections.common.lru import Lru
+from services.projector.rebuild import drop_schema, rebuild
 
 
 def parse_as_of(value: str) -> dt.datetime:
@@ -32,15 +32,15 @@ class AsOfBuilds:
         self.engine = engine
         self.nc = nc
         self.keep = keep
-        self._built: OrderedDict[str, str] = OrderedDict()
+        self._built: Lru[str, str] = Lru(keep)  # instant → its schema, the newest kept
         self._lock = asyncio.Lock()
 
     async def schema_for(self, instant: dt.datetime) -> str:
         key = instant.isoformat()
         async with self._lock:
-            if key in self._built:
-                self._built.move_to_end(key)
-                return self._built[key]
+            built = self._built.get(key)
+            if built is not None:
+                return built
             if self.nc is None:
                 raise HTTPException(503, "as-of views need the ledger (no NATS connection)")
             from services.projector.app import all_projections
@@ -49,8 +49,6 @@ class AsOfBuilds:
             await rebuild(
                 self.nc.jetstream(), self.engine, schema, all_projections(), as_of=instant
             )
-            self._built[key] = schema
-            while len(self._built) > self.keep:
-                _, old = self._built.popitem(last=False)
+            for _, old in self._built.put(key, schema):
                 await drop_schema(self.engine, old)
             return schema

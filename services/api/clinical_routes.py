@@ -1,6 +1,6 @@
 """HTTP routes of the clinical endpoints (DESIGN.md "HTTP"): summaries, ADTTE, responses, exports.
 
-Routes decode, call one query of `services.clinical_queries`, encode. A site's token sees its
+Routes decode, call one query of `services.db.clinical_queries`, encode. A site's token sees its
 own patients only: rows are filtered by site and summaries computed over them.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
-from services import clinical_queries as queries
 from services.api.auth import CurrentPrincipal, Principal
 from services.api.reading import reading
+from services.db import clinical_queries as queries
 
 router = APIRouter(prefix="/api/trials/{trial}", tags=["clinical"])
 

@@ -14,10 +14,10 @@ from typing import Any, get_args
 
 import httpx
 
-from projections.calendar import parse_instant
-from projections.endpoints import PARAMCDS
-from projections.patient import Status
-from projections.response import CRITERIA, RECIST
+from projections.common.calendar import parse_instant
+from projections.criteria.response import CRITERIA, RECIST
+from projections.endpoints.patient_endpoints import PARAMCDS
+from projections.fold.patient import Status
 from services.api.plots import enrollment_svg, km_svg
 from services.api.plots_patients import (
     Bar,

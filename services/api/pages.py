@@ -22,8 +22,8 @@ from services.api.asof import parse_as_of
 from services.api.auth import CurrentPrincipal, principal_for
 from services.api.reading import reading
 from services.api.render import STATIC, render
-from services.db import checkpoints, event_index
-from services.projector.clinical_tables import clinical_trial
+from services.db.clinical_tables import clinical_trial
+from services.db.tables import checkpoints, event_index
 
 COOKIE = "ledger_token"
 api_router = APIRouter(prefix="/api/trials/{trial}", tags=["ledger"])

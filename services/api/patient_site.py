@@ -16,7 +16,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.auth import Principal
-from services.db import patient_state
+from services.db.tables import patient_state
 
 NOT_FOUND = "no such patient"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from projections.tte import DAYS_PER_MONTH
+from projections.endpoints.tte import DAYS_PER_MONTH
 
 WIDTH, HEIGHT = 640, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 40

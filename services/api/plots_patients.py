@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-from projections.tte import DAYS_PER_MONTH
+from projections.endpoints.tte import DAYS_PER_MONTH
 from services.api.plots import (
     BOTTOM,
     LEFT,

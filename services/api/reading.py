@@ -14,7 +14,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api.asof import parse_as_of
-from services.migrate import active_build
+from services.db.migrate import active_build
 
 
 class Builds:

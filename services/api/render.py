@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from projections.calendar import parse_instant
+from projections.common.calendar import parse_instant
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"

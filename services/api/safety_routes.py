@@ -21,13 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events import Attribution, ProtocolParameters
 from events.envelope import TOKEN_RE
 from events.subjects import alerts_wildcard
-from projections.clocks import SaeClock
-from projections.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
-from projections.safety import missing_assessments
+from projections.safety.clocks import SaeClock
+from projections.safety.episodes import missing_assessments
+from projections.statistics.incidence import Count, GradeCounts, IncidenceTables, incidence_tables
 from services.api.auth import CurrentPrincipal, Principal
 from services.api.reading import jsonable, reading
-from services.db import checkpoints
-from services.projector.safety_tables import (
+from services.db.safety_tables import (
     ae_episode,
     clock_from_row,
     episode_from_row,
@@ -36,6 +35,7 @@ from services.projector.safety_tables import (
     safety_parameters,
     safety_patient,
 )
+from services.db.tables import checkpoints
 
 router = APIRouter(prefix="/api/trials/{trial}", tags=["safety"])
 HISTORY_FIELDS = (

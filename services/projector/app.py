@@ -9,21 +9,21 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections import memo
-from services.ledger_io import ensure_streams, ledger_head
-from services.migrate import active_build, make_engine, migrate
-from services.nats_conn import connect
-from services.projector.clinical import ClinicalProjection
-from services.projector.core import CoreProjection
-from services.projector.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
+from projections.common import memo
+from services.config.retry import waited_for
+from services.config.settings import Settings
+from services.db.migrate import active_build, make_engine, migrate
+from services.ledger.connection import connect
+from services.ledger.histories import CACHE_EVENTS, CACHE_PATIENTS, PatientHistories
+from services.ledger.io import ensure_streams, ledger_head
+from services.projector.clinical_view import ClinicalProjection
 from services.projector.partitions import PartitionSupervisor
+from services.projector.patient_view import CoreProjection
 from services.projector.runner import Applier, LiveProjector, Projection
 from services.projector.safety_view import SafetyProjection
 from services.security.checkpoints import refuse_checkpoints_ahead
-from services.settings import Settings
 
 log = structlog.get_logger("projector")
 
@@ -110,65 +110,13 @@ class ProjectorApp:
             r.applier.position: head - await r.applier.checkpoint() for r in self.active_runners()
         }
 
+    async def _caught_up(self) -> bool:
+        return all(lag == 0 for lag in (await self.lag()).values())
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if all(v == 0 for v in (await self.lag()).values()):
-                return
-            await asyncio.sleep(0.05)
+        if await waited_for(self._caught_up, timeout, 0.05):
+            return
         raise TimeoutError(f"projections not caught up after {timeout}s: {await self.lag()}")
-
-
-async def projection_status(engine: AsyncEngine, js: Any, schema: str) -> list[dict[str, Any]]:
-    head = await ledger_head(js)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    f"SELECT p.projection, p.last_seq, p.applied, "
-                    f"(SELECT count(*) FROM \"{schema}\".parked_event x WHERE x.projection = split_part(p.projection, '#', 1)) "
-                    f'FROM "{schema}".projection_checkpoint p ORDER BY p.projection'
-                )
-            )
-        ).all()
-    return [
-        {
-            "projection": r[0],
-            "checkpoint_seq": int(r[1]),
-            "ledger_head": head,
-            "lag": max(0, head - int(r[1])),
-            "applied": int(r[2]),
-            "parked": int(r[3]),
-        }
-        for r in rows
-    ]
-
-
-async def parked_events(
-    engine: AsyncEngine, schema: str, trial_id: str, site_id: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
-    """The events of a trial (of one site, if given) that projections set aside, newest
-    first: what an operator looks into (the reason is the error, never the event's content)."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                f'SELECT projection, seq, event_id, reason, parked_at FROM "{schema}".parked_event '
-                "WHERE split_part(subject, '.', 2) = :t "
-                "AND (CAST(:s AS text) IS NULL OR split_part(subject, '.', 3) = :s) "
-                "ORDER BY seq DESC, projection LIMIT :n"
-            ),
-            {"t": trial_id, "s": site_id, "n": limit},
-        )
-        return [
-            {
-                "projection": r.projection,
-                "seq": int(r.seq),
-                "event_id": r.event_id,
-                "reason": r.reason,
-                "parked_at": r.parked_at.isoformat(),
-            }
-            for r in rows
-        ]
 
 
 async def create_app(

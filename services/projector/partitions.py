@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.projector.histories import PatientHistories
+from services.ledger.histories import PatientHistories
 from services.projector.runner import Applier, LiveProjector, Partition, Projection
 
 log = structlog.get_logger("projector")

@@ -15,14 +15,14 @@ import json
 import os
 import sys
 
-from projections.calendar import parse_instant
-from services.logs import configure_logging
-from services.migrate import make_engine
-from services.nats_conn import connect
+from projections.common.calendar import parse_instant
+from services.config.logs import configure_logging
+from services.config.service_gc import tune_gc_for_service
+from services.db.migrate import make_engine
+from services.ledger.connection import connect
 from services.projector.app import all_projections
-from services.projector.replay import fill
+from services.projector.rebuild import fill
 from services.projector.runner import Partition
-from services.runtime import tune_gc_for_service
 
 
 def parse_partition(value: str) -> Partition:

@@ -27,12 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events import SPONSOR_SITE
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS, parse_ledger_subject
-from services.db import parked_events
-from services.ledger_io import ack_position
-from services.projector.core import SEARCH_SCHEMA
+from services.config.logs import message_context
+from services.config.retry import retried
+from services.db.tables import parked_events
+from services.ledger.histories import Decoded, PatientHistories, Undecodable, decode_stored
+from services.ledger.io import ack_position
 from services.projector.failures import GaveUp, is_transient, reason, retrying, storable
-from services.projector.histories import Decoded, PatientHistories, Undecodable, decode_stored
-from services.retry import retried
+from services.projector.patient_view import SEARCH_SCHEMA
 
 log = structlog.get_logger("projector")
 # How often an idle projection makes sure its durable is still there and still its own.
@@ -102,6 +103,21 @@ class Partition:
         if keep_trial and site_id == SPONSOR_SITE:
             return True
         return self.owns((trial_id, site_id, patient_id))
+
+
+def bound_to(messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
+    """Work on one message: every log line written meanwhile names it (its seq, event_id,
+    trial, site and patient; STYLE.md rule 9). A batch of several names none of them."""
+    if len({message.seq for message in messages}) != 1:
+        return contextlib.nullcontext()
+    message = messages[0]
+    event: Any = None
+    if isinstance(message.decoded, Decoded):
+        event = message.decoded.stored
+    else:
+        with contextlib.suppress(ValueError, RecursionError):  # unreadable: parked, named by seq
+            event = json.loads(message.body)
+    return message_context(seq=message.seq, subject=message.subject, event=event)
 
 
 class Gap(RuntimeError):
@@ -300,6 +316,12 @@ class Applier:
         """Apply; transient failures are retried with bounded back-off (then `GaveUp`, for
         the caller to report: nothing is parked for them); a deterministic failure is traced
         to its event by halving the batch, and that event is parked."""
+        with bound_to(messages):
+            return await self._apply_resilient(messages, stop)
+
+    async def _apply_resilient(
+        self, messages: Sequence[Message], stop: asyncio.Event | None
+    ) -> int:
         try:
             return await self._apply_retrying(messages, stop)
         except (Gap, GaveUp):
@@ -327,12 +349,14 @@ class Applier:
         event at fault, which is parked. A few bad events among thousands cost a few dozen
         transactions, not one per event."""
         if len(messages) == 1:
-            return await self.park(messages[0], reason(failure))
+            with bound_to(messages):
+                return await self.park(messages[0], reason(failure))
         middle = len(messages) // 2
         checkpoint = 0
         for half in (messages[:middle], messages[middle:]):
             try:
-                checkpoint = await self._apply_retrying(half, stop)
+                with bound_to(half):
+                    checkpoint = await self._apply_retrying(half, stop)
             except (Gap, GaveUp):
                 raise
             except Exception as exc:

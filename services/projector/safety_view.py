@@ -1,8 +1,8 @@
 """The safety projection: AE episodes, SAE clocks and each patient's treatment dates.
 
 Each touched patient is re-derived from its whole effective history with
-`projections.safety.patient_safety`, and its SAE alert history (initial alerts and
-follow-ups, as the alerter raised them) with `projections.sae_alerts.alert_log`
+`projections.safety.episodes.patient_safety`, and its SAE alert history (initial alerts and
+follow-ups, as the alerter raised them) with `projections.safety.sae_alerts.alert_log`
 (corrections reach back in time). The protocol parameters used are the trial's version in force at the
 patient's last ledger entry, so the rows depend on the ledger alone, never on how the
 entries were batched: live and replayed builds agree byte for byte.
@@ -19,13 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import SPONSOR_SITE, ProtocolParameters, ProtocolParametersSet
-from projections.clocks import acknowledgements, with_acknowledgements
-from projections.history import effective_history
-from projections.sae_alerts import alert_log
-from projections.safety import patient_safety
-from services.projector.core import copy_rows, delete_patients
-from services.projector.histories import Decoded, PatientHistories, PatientKey
-from services.projector.safety_tables import (
+from projections.fold.history import effective_history
+from projections.safety.clocks import acknowledgements, with_acknowledgements
+from projections.safety.episodes import patient_safety
+from projections.safety.sae_alerts import alert_log
+from services.db.safety_tables import (
     ae_episode,
     clock_row,
     episode_row,
@@ -33,7 +31,9 @@ from services.projector.safety_tables import (
     safety_parameters,
     safety_patient,
 )
-from services.projector.safety_tables import sae_clock as sae_clock_table
+from services.db.safety_tables import sae_clock as sae_clock_table
+from services.ledger.histories import Decoded, PatientHistories, PatientKey
+from services.projector.patient_view import copy_rows, delete_patients
 
 Versions = list[tuple[int, int, ProtocolParameters]]
 

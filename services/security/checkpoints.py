@@ -1,5 +1,5 @@
 """The read models' checkpoints as evidence of how far the ledger went (PostgreSQL side of
-services.security.ledger_backwards, apart so that NATS-only services never import SQL)."""
+services.ledger.backwards, apart so that NATS-only services never import SQL)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ledger_io import ledger_head
-from services.migrate import check_schema_name
-from services.security.ledger_backwards import refuse_if_behind
+from services.db.migrate import check_schema_name
+from services.ledger.backwards import refuse_if_behind
+from services.ledger.io import ledger_head
 
 
 async def projection_checkpoints(engine: AsyncEngine, schema: str) -> dict[str, int]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from projections.calendar import parse_instant
+from projections.common.calendar import parse_instant
 from services.security.evidence import Mark
-from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS
+from services.security.seals import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS
 from services.security.verify_report import Problem, Report
 
 # A longer unsealed tail means seals were removed (or the writer is down and not caught up).

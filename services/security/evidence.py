@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from events import event_hash
-from services.migrate import active_build, make_engine
+from services.db.migrate import active_build, make_engine
+from services.ledger.high_water import mark_path, read_mark
 from services.security.checkpoints import projection_checkpoints
 from services.security.seals import seal_signature_valid
-from services.writer.high_water import mark_path, read_mark
 
 
 @dataclass(frozen=True)

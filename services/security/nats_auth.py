@@ -30,6 +30,7 @@ from events.subjects import (
     intake_wildcard,
     site_intake_wildcard,
 )
+from services.ledger.connection import inbox_prefix
 
 SEED_SUFFIX = ".nk"
 SERVICE_ROLES = ("admin", "writer", "projector", "alerter", "api", "auditor", "safety")
@@ -57,10 +58,6 @@ def user_name(role: str) -> str:
     return role.replace(":", "-")
 
 
-def inbox_prefix(user: str) -> str:
-    return f"_INBOX_{user}"
-
-
 @dataclass(frozen=True)
 class Permissions:
     publish: tuple[str, ...]
@@ -75,7 +72,7 @@ ALERTER_DURABLE = "safety_alerter"
 
 
 def read_stream_subjects(stream: str) -> tuple[str, ...]:
-    """Reading a stream without any consumer: direct gets (services/ledger_direct.py).
+    """Reading a stream without any consumer: direct gets (services/ledger/direct.py).
 
     No `$JS.API.CONSUMER.*` subject at all: the server's nameless (ephemeral) create names the
     consumer only inside the request body, so a role allowed it could rewrite any durable by
@@ -243,7 +240,7 @@ def credentials_dir(data_dir: Path) -> Path:
 
 def seed_file_name(role: str) -> str:
     """A role's seed file is named after its NATS user: the clients take their inbox prefix
-    from it (services/nats_conn.py)."""
+    from it (services/ledger/connection.py)."""
     return f"{user_name(role)}{SEED_SUFFIX}"
 
 

@@ -24,6 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from events import canonical_json
 
+# How often the writer seals each trial (services/writer/sealer.py); verify's completeness
+# check bounds an unsealed tail by the same numbers.
+SEAL_EVERY_EVENTS = 500
+SEAL_EVERY_SECONDS = 10.0
+
 SIGNATURE_HEADER = "Ledger-Signature"
 KEY_FILE = "writer_ed25519"
 # Where auditors find the public key to pin (`verify --public-key`): beside runtime.json.

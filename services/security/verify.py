@@ -31,9 +31,10 @@ from rich.console import Console
 
 from events import ZERO_HASH, event_hash
 from events.subjects import LEDGER_STREAM, parse_ledger_subject
-from services.ledger_direct import read_direct
-from services.ledger_io import Sleep, StoredMessage
-from services.nats_conn import connect
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.direct import read_direct
+from services.ledger.io import Sleep, StoredMessage
 from services.security.completeness import UNSEALED_GRACE_SECONDS, missing_beyond, unsealed_tails
 from services.security.evidence import Mark, checkpoint_marks, writer_marks
 from services.security.seals import (
@@ -46,7 +47,6 @@ from services.security.seals import (
     trusted_keys,
 )
 from services.security.verify_report import Problem, Report, print_report
-from services.settings import Settings
 
 SEAL_TYPE = "ledger_sealed"
 

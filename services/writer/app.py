@@ -11,15 +11,22 @@ from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
 
 from events.subjects import intake_wildcard
-from projections.ctcae import check_ae
-from services.ledger_io import ensure_streams
-from services.nats_conn import broker_options, connect, server_urls
-from services.security.sealer import SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS, Sealer
-from services.security.seals import ensure_writer_key, fingerprint, load_private_key, public_key_b64
-from services.settings import Settings
-from services.writer.core import Writer
-from services.writer.high_water import HighWaterRecorder
+from projections.safety.ctcae import check_ae
+from services.config.settings import Settings
+from services.ledger.connection import broker_options, connect, server_urls
+from services.ledger.high_water import HighWaterRecorder
+from services.ledger.io import ensure_streams
+from services.security.seals import (
+    SEAL_EVERY_EVENTS,
+    SEAL_EVERY_SECONDS,
+    ensure_writer_key,
+    fingerprint,
+    load_private_key,
+    public_key_b64,
+)
+from services.writer.intake import Writer
 from services.writer.ledger_tail import LedgerTail
+from services.writer.sealer import Sealer
 
 log = structlog.get_logger("writer")
 
@@ -81,7 +88,7 @@ async def create_app(
 
     Every event is signed and seals are appended: with the key `settings` names, else with
     the data dir's key (made at first start; issue 14, item 16). The highest acknowledged seq
-    is recorded in the data dir (services.writer.high_water).
+    is recorded in the data dir (services.ledger.high_water).
     """
     settings.require("writer")
     assert settings.nats_url  # for the type checker: require() checked it

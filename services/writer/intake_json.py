@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.envelope import text_problem
-from projections.intake_rules import FieldError
+from projections.common.field_error import FieldError
 
 # An event nests a few levels (data.lesions.0.longest_diameter_mm); 32 leaves ample room.
 MAX_DEPTH = 32

@@ -1,7 +1,7 @@
 """The writer's view of what other writers append, without a consumer (issue 14, item 13).
 
 Every append to LEDGER is also a plain NATS message on its ledger subject; the tail listens to
-those only as a wake-up, and then reads what is new by direct gets (services/ledger_direct.py),
+those only as a wake-up, and then reads what is new by direct gets (services/ledger/direct.py),
 which carry the stream seq the wake-up lacks. A wake-up that was missed (a reconnect) costs at
 most `POLL_S`: the tail also reads on a timer. No consumer, so the writer's credential needs no
 consumer rights at all.
@@ -19,7 +19,7 @@ import structlog
 from nats.aio.client import Client
 
 from events.subjects import LEDGER_STREAM, LEDGER_SUBJECTS
-from services.ledger_direct import read_direct
+from services.ledger.direct import read_direct
 
 log = structlog.get_logger("writer")
 

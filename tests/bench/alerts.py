@@ -25,10 +25,10 @@ from events.subjects import ALERTS_STREAM, LEDGER_STREAM, alerts_wildcard
 from services.alerter.app import DURABLE as SERVICE_DURABLE
 from services.alerter.app import consumer_config as alerter_consumer
 from services.alerter.app import create_app as create_alerter
-from services.client import SiteClient
-from services.ledger_io import ensure_streams, ledger_head
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams, ledger_head
 from services.writer.app import create_app as create_writer
 from tests.integration.helpers import event, parameters
 
@@ -297,8 +297,8 @@ if __name__ == "__main__":
     import tempfile
     from pathlib import Path
 
-    from services.logs import configure_logging
-    from services.runtime import EmbeddedNats
+    from services.config.logs import configure_logging
+    from services.runtime.embedded import EmbeddedNats
 
     async def _main() -> None:
         configure_logging("WARNING")

@@ -29,8 +29,8 @@ from typing import Any
 import nats
 
 from events.subjects import ledger_subject
-from services.ledger_io import ledger_config, read_ordered, read_stream
-from services.runtime import nats_server_binary
+from services.ledger.io import ledger_config, read_ordered, read_stream
+from services.runtime.embedded import nats_server_binary
 
 PORT = 14872
 

@@ -28,18 +28,19 @@ from typing import Any
 import psutil
 
 from events.subjects import intake_subject
-from services.client import SiteClient
-from services.db import event_index
-from services.ledger_io import ensure_streams, ledger_config, ledger_head, read_ordered, read_stream
-from services.logs import configure_logging
-from services.migrate import make_engine
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.config.logs import configure_logging
+from services.config.service_gc import tune_gc_for_service
+from services.config.settings import Settings
+from services.db.migrate import make_engine
+from services.db.tables import event_index
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams, ledger_config, ledger_head, read_ordered, read_stream
 from services.projector.app import all_projections
-from services.projector.core import copy_rows, index_row
-from services.projector.replay import Helpers, default_workers, rebuild
+from services.projector.patient_view import copy_rows, index_row
+from services.projector.rebuild import Helpers, default_workers, rebuild
 from services.projector.runner import Message, decode_message
-from services.runtime import EmbeddedNats, EmbeddedPostgres, tune_gc_for_service
-from services.settings import Settings
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from tests.bench.alerts import bench_alert_latency
 from tests.bench.cpu import CpuMeter, budget_us_per_event
 from tests.bench.peer import run_peer
@@ -231,7 +232,7 @@ async def bench_intake(
 
 async def bench_raw_read(nc: Any, meter: CpuMeter, runs: int = 3) -> dict[str, Any]:
     """The whole LEDGER read in order, nothing done with it: through the batched direct-get
-    reader a rebuild uses (services/ledger_direct.py, no consumer; issue 14 item 13), the
+    reader a rebuild uses (services/ledger/direct.py, no consumer; issue 14 item 13), the
     fastest of `runs` reads so that a server still busy with earlier work does not lower the
     reference; and, for comparison, through `read_stream`, the same reader one message at a
     time, as the services use it for short reads."""
@@ -631,7 +632,7 @@ SERVER_PIDS: dict[str, int] = {}
 
 
 async def migrate_all(settings: Settings) -> None:
-    from services.migrate import migrate
+    from services.db.migrate import migrate
 
     engine = make_engine(settings.database_url or "")
     await migrate(engine)

@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from rich.console import Console
 
-from services.logs import configure_logging
+from services.config.logs import configure_logging
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -90,8 +90,8 @@ async def browser() -> AsyncIterator[Any]:
 @pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     """Writer, projector, alerter and API on embedded servers, with a small simulated trial."""
-    from services.demo import simulate_into
-    from services.system import System
+    from services.cli.demo import simulate_into
+    from services.runtime.system import System
 
     configure_logging("WARNING")
     running = await System(tmp_path_factory.mktemp("e2e-system")).start()

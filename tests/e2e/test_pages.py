@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.client import SiteClient
-from services.nats_conn import connect
-from services.report import run_report
+from services.api.report import run_report
+from services.client.site import SiteClient
+from services.ledger.connection import connect
 from tests.e2e.conftest import Tab
 from tests.integration.helpers import event
 

@@ -17,12 +17,12 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from events.subjects import LEDGER_STREAM
-from services.client import SiteClient
-from services.ledger_io import ledger_head
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import ledger_head
 from services.security.verify import verify_ledger
-from services.settings import Settings
-from services.simulator import SimulatedTrial, generate_trial, submit_trial
+from services.simulator.trial import SimulatedTrial, generate_trial, submit_trial
 from tests.integration.helpers import SIMULATED_TODAY, chains_intact, ledger_of
 
 ROOT = Path(__file__).resolve().parents[2]

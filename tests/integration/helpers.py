@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 
 from events import event_hash
 from events.examples import EXAMPLES
-from services.ledger_io import read_stream
+from services.ledger.io import read_stream
 
 # The simulated trials' "today": a fixed day, so the data never depends on the day the tests
 # run. It is the simulator's horizon (2024-01-08 + 730 days): the same trial every run since,

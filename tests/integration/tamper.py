@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.runtime import free_port, nats_server_binary, stop_process, wait_for_port
+from services.runtime.embedded import free_port, nats_server_binary, stop_process, wait_for_port
 from tests.integration.highwayhash import highwayhash64
 
 HEADERS_BIT = 1 << 31

@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 
 from events.subjects import alert_subject
-from services.alerter.follow import Follower, follow_alerts
-from services.ledger_io import ensure_streams
-from services.nats_conn import connect
+from services.client.follow import Follower, follow_alerts
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams
 
 pytestmark = pytest.mark.integration
 

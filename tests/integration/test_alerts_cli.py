@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.client import SiteClient
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.ledger.connection import connect
 from tests.integration.helpers import event, parameters
 from tests.integration.test_cli import cli
 

@@ -89,7 +89,14 @@ def test_up_submit_replay_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
 
 def test_schema_writes_every_type(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "schema", "--out", str(tmp_path / "schema")],
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "schema",
+            "--out",
+            str(tmp_path / "schema"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.cli_exit import REFUSED, UNREACHABLE, USAGE
-from services.migrate import make_engine, migrate
-from services.runtime import free_port
+from services.cli.errors import REFUSED, UNREACHABLE, USAGE
+from services.db.migrate import make_engine, migrate
+from services.runtime.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from services.client import SiteClient
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
 from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import event, parameters, submitted_of, unique_trial
 

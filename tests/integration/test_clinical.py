@@ -15,17 +15,17 @@ import httpx
 import pytest
 from rich.console import Console
 
-from projections.adam import ADAE_COLUMNS, ADRS_COLUMNS, ADSL_COLUMNS, ADTTE_COLUMNS
-from projections.endpoints import PARAMCDS
-from projections.km import kaplan_meier, median
+from projections.endpoints.adam import ADAE_COLUMNS, ADRS_COLUMNS, ADSL_COLUMNS, ADTTE_COLUMNS
+from projections.endpoints.patient_endpoints import PARAMCDS
+from projections.statistics.km import kaplan_meier, median
 from services.api.app import create_app as create_api
-from services.client import SiteClient
-from services.exports_cli import run_export
-from services.nats_conn import connect
+from services.cli.exports import run_export
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
 from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
-from services.runtime import EmbeddedNats, EmbeddedPostgres
-from services.settings import Settings
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
 from tests.integration.helpers import event, parameters, unique_trial

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.client import SiteClient
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
 from services.projector.app import ProjectorApp
-from services.settings import Settings
 from tests.integration.helpers import event, unique_trial
 from tests.integration.test_clinical import (  # noqa: F401 — the fixtures
     api,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from events.subjects import ALERTS_STREAM, LEDGER_STREAM
-from services.client import SiteClient
-from services.cluster import cluster_block, stream_replicas
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.runtime.cluster import cluster_block, stream_replicas
 from tests.integration.helpers import parameters
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,16 @@ def test_each_node_routes_to_every_node_of_the_cluster() -> None:
 def up_cluster(data_dir: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up", "--cluster", "3", "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "up",
+            "--cluster",
+            "3",
+            "--data-dir",
+            str(data_dir),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -18,12 +18,12 @@ from nats.js import api as js_api
 from structlog.testing import capture_logs
 
 from events.subjects import ALERTS_STREAM, LEDGER_STREAM
-from services.alerter.follow import ensure_durable
-from services.client import SiteClient
-from services.ledger_io import read_stream
-from services.nats_conn import connect
+from services.client.follow import ensure_durable
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.ledger.io import read_stream
+from services.runtime.system import System
 from services.security.nats_auth import ALERTER_DURABLE
-from services.system import System
 from tests.integration.helpers import event, parameters, unique_trial
 from tests.integration.test_security import ALLOW, DENY, probe
 

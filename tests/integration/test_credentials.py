@@ -23,7 +23,7 @@ import pytest
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
-from services.system import System
+from services.runtime.system import System
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from rich.console import Console
 
-from services.client import SiteClient
-from services.exports_cli import run_export
-from services.ledger_io import read_stream
-from services.nats_conn import connect
-from services.system import System
+from services.cli.exports import run_export
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.ledger.io import read_stream
+from services.runtime.system import System
 from tests.integration.helpers import event, parameters
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.docs_gen import DOCS, dumps, writer_asyncapi
+from services.cli.docs import DOCS, dumps, writer_asyncapi
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ async def test_the_committed_asyncapi_document_is_the_one_the_writer_generates(
 ) -> None:
     committed = (DOCS / "asyncapi.json").read_text(encoding="utf-8")
     assert committed == dumps(await writer_asyncapi(nats_url)), (
-        "docs/asyncapi.json is stale: run python -m services.docs_gen"
+        "docs/asyncapi.json is stale: run python -m services.cli.docs"
     )
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from services.client import SiteClient
-from services.ledger_io import ledger_config
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import ledger_config
 from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import event, ledger_of, parameters, unique_trial
 

@@ -25,13 +25,13 @@ import psutil
 import pytest
 
 from events.subjects import LEDGER_STREAM
-from services.client import SiteClient
-from services.cluster import EmbeddedCluster, create_streams_when_ready
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
 from services.projector.app import create_app as create_projector
-from services.runtime import EmbeddedNats, EmbeddedPostgres
+from services.runtime.cluster import EmbeddedCluster, create_streams_when_ready
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from services.security.seals import ensure_writer_key, load_private_key, public_key_b64
-from services.settings import Settings
 from services.writer.app import create_app as create_writer
 from tests.integration.faults import (
     ACKNOWLEDGED,

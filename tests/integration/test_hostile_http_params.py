@@ -21,9 +21,9 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount
 
-from services.client import SiteClient
-from services.nats_conn import connect
-from services.system import System
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.runtime.system import System
 from tests.integration.helpers import event, parameters
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ class Param:
 def routes_and_params() -> list[Param]:
     """Every GET route and page of the app with each of its path and query parameters."""
     from services.api.app import create_app
-    from services.settings import Settings
+    from services.config.settings import Settings
 
     app = create_app(Settings(), tokens={"admin": "x"})
     found: list[Param] = []

@@ -18,9 +18,9 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from events import decode, hash_is_valid
-from services.client import SiteClient
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
 from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import chains_intact, event, ledger_of, parameters, unique_trial
 

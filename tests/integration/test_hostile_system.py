@@ -20,12 +20,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from rich.console import Console
 
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS
-from services.client import SiteClient
-from services.ledger_io import read_stream
-from services.nats_conn import connect
-from services.projector.rebuild_cli import run_replay
+from services.cli.replay import run_replay
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.ledger.io import read_stream
+from services.runtime.system import System
 from services.security.verify import verify_system
-from services.system import System
 from tests.integration.helpers import event, parameters
 from tests.integration.test_hostile_intake import Hostile, _dumps, _structured
 from tests.integration.test_safety import serious_ae

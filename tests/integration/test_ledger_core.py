@@ -14,10 +14,10 @@ import pytest
 from nats.js import api as js_api
 from nats.js.errors import APIError
 
-from services.client import SiteClient
-from services.ledger_io import ensure_streams, ledger_config
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams, ledger_config
 from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import (
     chains_intact,
@@ -351,6 +351,8 @@ async def test_two_writers_and_twenty_clients_lose_and_duplicate_nothing(
         await conn.close()
 
     await asyncio.gather(*(site_client(share) for share in shares))
+    # every append answered: no patient lock is kept (they lived while contended)
+    assert [app.writer.locks for app in writers] == [{}, {}]
     for app in writers:
         await app.stop()
     statuses = Counter(r["status"] for r in replies)

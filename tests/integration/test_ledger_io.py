@@ -12,10 +12,10 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from events.subjects import ledger_subject
-from services.client import SiteClient
-from services.ledger_io import ensure_streams, read_ordered, read_stream
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams, read_ordered, read_stream
 from services.writer.app import create_app
 from tests.integration.helpers import event, parameters, unique_trial
 

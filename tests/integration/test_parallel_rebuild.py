@@ -21,14 +21,14 @@ import pytest
 from sqlalchemy import text
 
 from events.subjects import ledger_subject
-from services.client import SiteClient
-from services.migrate import make_engine
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.db.migrate import make_engine
+from services.ledger.connection import connect
 from services.projector.app import all_projections
-from services.projector.replay import Helpers, compare, rebuild
+from services.projector.rebuild import Helpers, compare, rebuild
 from services.projector.safety_view import SafetyProjection
-from services.runtime import EmbeddedNats, EmbeddedPostgres
-from services.settings import Settings
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
 from tests.integration.helpers import event, parameters, unique_trial

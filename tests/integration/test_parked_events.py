@@ -25,18 +25,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events import seal_stored
 from events.subjects import ledger_subject
 from services.api.app import create_app as create_api
-from services.ledger_io import ensure_streams, ledger_head
-from services.migrate import make_engine, migrate
-from services.nats_conn import connect
-from services.projector.app import all_projections, parked_events, projection_status
+from services.config.settings import Settings
+from services.db.migrate import make_engine, migrate
+from services.db.projection_health import parked_events, projection_status
+from services.ledger.connection import connect
+from services.ledger.histories import Decoded, PatientHistories
+from services.ledger.io import ensure_streams, ledger_head
+from services.projector.app import all_projections
 from services.projector.app import create_app as create_projector
-from services.projector.core import CoreProjection
 from services.projector.failures import GaveUp
-from services.projector.histories import Decoded, PatientHistories
-from services.projector.replay import compare, rebuild
+from services.projector.patient_view import CoreProjection
+from services.projector.rebuild import compare, rebuild
 from services.projector.runner import Applier, Message
-from services.runtime import EmbeddedNats, EmbeddedPostgres
-from services.settings import Settings
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from tests.integration.helpers import event, parameters, unique_trial
 
 pytestmark = pytest.mark.integration

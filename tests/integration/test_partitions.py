@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ledger_io import ledger_head
-from services.migrate import make_engine, migrate
-from services.nats_conn import connect
+from services.config.settings import Settings
+from services.db.migrate import make_engine, migrate
+from services.ledger.connection import connect
+from services.ledger.io import ledger_head
 from services.projector.app import all_projections
 from services.projector.runner import Partition
-from services.settings import Settings
 from tests.integration.faults import ledger_grows
 from tests.integration.test_projections import assert_live_equals_replay, ingest, servers, writer  # noqa: F401
 

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.client import SiteClient
-from services.ledger_io import ledger_head
-from services.migrate import make_engine, migrate
-from services.nats_conn import connect
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.db.migrate import make_engine, migrate
+from services.ledger.connection import connect
+from services.ledger.io import ledger_head
 from services.projector.app import ProjectorApp, all_projections
 from services.projector.app import create_app as create_projector
-from services.projector.replay import compare, digests, rebuild
-from services.runtime import EmbeddedNats, EmbeddedPostgres
-from services.settings import Settings
-from services.simulator import generate_trial, submit_trial
+from services.projector.rebuild import compare, digests, rebuild
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
+from services.simulator.trial import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
 from tests.integration.faults import ACKNOWLEDGED, Answers, RecordingClient, ledger_grows

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from events import decode
-from projections.history import Recorded
+from projections.fold.history import Recorded
 from services.alerter.app import AlerterApp
 from services.alerter.app import create_app as create_alerter
-from services.client import SiteClient
-from services.ledger_io import read_stream
-from services.nats_conn import connect
-from services.settings import Settings
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import read_stream
 from services.writer.app import WriterApp
-from services.writer.core import SAFETY_INTAKE
+from services.writer.intake import SAFETY_INTAKE
 from tests.integration.helpers import event
 from tests.integration.test_safety import (  # the fixtures are shared with test_safety
     _alerter_process,
@@ -77,7 +77,7 @@ def unassessed_life_threatening(trial: str, patient: str) -> dict[str, Any]:
 
 async def expected_alert_ids(settings: Settings, trial: str) -> Counter[str]:
     """What the ledger calls for, derived independently of the alerter."""
-    from projections.sae_alerts import alert_log  # the shared rule, as the writer uses it
+    from projections.safety.sae_alerts import alert_log  # the shared rule, as the writer uses it
 
     nc = await connect(settings.nats_url or "")
     try:
@@ -259,7 +259,7 @@ async def test_an_sae_is_alerted_even_when_the_alert_rules_cannot_read_the_histo
     def broken_rules(*_: Any, **__: Any) -> tuple[()]:
         raise RuntimeError("a history no rule foresaw")
 
-    monkeypatch.setattr("services.alerter.app.alerts_due", broken_rules)
+    monkeypatch.setattr("projections.safety.alert_decision.alerts_due", broken_rules)
     nc = await connect(nats_only.nats_url or "")
     try:
         trial = await enrolled_trial(nc, ["P1"])

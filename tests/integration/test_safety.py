@@ -28,28 +28,28 @@ from sqlalchemy import text
 
 from events import ProtocolParametersSet, decode
 from events.subjects import ALERTS_STREAM, LEDGER_STREAM
-from projections.history import Recorded, effective_history
-from projections.sae_alerts import alert_log
-from projections.safety import patient_safety
+from projections.fold.history import Recorded, effective_history
+from projections.safety.episodes import patient_safety
+from projections.safety.sae_alerts import alert_log
 from services.alerter.app import DURABLE, AlerterApp
 from services.alerter.app import create_app as create_alerter
-from services.alerter.follow import Follower, follow_alerts, run_follow
 from services.api.app import create_app as create_api
 from services.api.reading import Builds
-from services.client import SiteClient
-from services.ledger_io import alerts_config, ensure_streams, ledger_head, read_stream
-from services.migrate import make_engine
-from services.nats_conn import connect
+from services.client.follow import Follower, follow_alerts, run_follow
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.db.migrate import make_engine
+from services.ledger.connection import connect
+from services.ledger.io import alerts_config, ensure_streams, ledger_head, read_stream
 from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
-from services.projector.replay import digests, rebuild
+from services.projector.rebuild import digests, rebuild
 from services.projector.safety_view import SafetyProjection
-from services.runtime import EmbeddedNats, EmbeddedPostgres, free_port
-from services.settings import Settings
-from services.simulator import generate_trial, submit_trial
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from services.simulator.trial import generate_trial, submit_trial
 from services.writer.app import WriterApp
 from services.writer.app import create_app as create_writer
-from services.writer.core import SAFETY_INTAKE
+from services.writer.intake import SAFETY_INTAKE
 from tests.integration.helpers import SIMULATED_TODAY, event, parameters, unique_trial
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,11 @@ from nats.aio.client import Client
 from nats.js import api as js_api
 from nats.js.errors import APIError
 
-from services.client import SiteClient
-from services.ledger_io import ledger_config, read_stream
-from services.nats_conn import connect
-from services.runtime import nats_server_binary
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.ledger.io import ledger_config, read_stream
+from services.runtime.embedded import nats_server_binary
+from services.runtime.system import System
 from services.security.nats_auth import (
     all_roles,
     env_nkey,
@@ -31,7 +32,6 @@ from services.security.nats_auth import (
     render_authorization,
     user_name,
 )
-from services.system import System
 from tests.integration.helpers import event, parameters
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ import pytest
 
 from events.catalogue import WRITER_ONLY_TYPES
 from events.subjects import trial_wildcard
-from services.cli_exit import OK, REFUSED
-from services.client import SiteClient
-from services.ledger_io import read_stream
-from services.nats_conn import connect
-from services.system import System
+from services.cli.errors import OK, REFUSED
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.ledger.io import read_stream
+from services.runtime.system import System
 from tests.integration.helpers import event
 from tests.integration.test_cli_fails_fast import clean_env, cli
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from services.client import SiteClient
-from services.nats_conn import connect
-from services.system import System
+from services.client.site import SiteClient
+from services.ledger.connection import connect
+from services.runtime.system import System
 from tests.integration.helpers import chains_intact, event, ledger_of, parameters
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.cli_exit import START_FAILED
-from services.runtime import PG_HBA
-from services.system import System
+from services.cli.errors import START_FAILED
+from services.runtime.embedded import PG_HBA
+from services.runtime.system import System
 from tests.integration.test_cli_fails_fast import ROOT, clean_env, cli
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_a_start_that_fails_at_postgresql_leaves_no_server_running(tmp_path: Pat
 OWNER = """
 import sys, time, warnings
 from pathlib import Path
-from services.runtime import EmbeddedNats, EmbeddedPostgres
+from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 base = Path(sys.argv[1])
 nats = EmbeddedNats(base / "nats").start()
 with warnings.catch_warnings():

@@ -26,14 +26,14 @@ import pytest
 from rich.console import Console
 
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS
-from services.demo import simulate_into
-from services.ledger_io import ensure_streams, read_stream
-from services.nats_conn import connect
-from services.runtime import EmbeddedPostgres
-from services.security.ledger_backwards import LedgerWentBackwards
+from services.cli.demo import simulate_into
+from services.config.settings import Settings, read_runtime, write_runtime
+from services.ledger.backwards import LedgerWentBackwards
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams, read_stream
+from services.runtime.embedded import EmbeddedPostgres
+from services.runtime.system import System
 from services.security.verify import Report, verify_system
-from services.settings import Settings, read_runtime, write_runtime
-from services.system import System
 from tests.integration import tamper
 from tests.integration.tamper import CopiedNats, Record
 
@@ -428,7 +428,15 @@ def test_serve_writer_on_a_ledger_that_went_backwards_exits_with_a_clear_error(
     copy.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve", "writer", "--data-dir", str(copy.data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            "writer",
+            "--data-dir",
+            str(copy.data_dir),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -19,15 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
 from events import seal_stored
-from services.client import SiteClient
-from services.ledger_io import ensure_streams, read_stream
-from services.nats_conn import connect
-from services.runtime import EmbeddedNats
+from services.client.site import SiteClient
+from services.config.settings import Settings
+from services.ledger.connection import connect
+from services.ledger.io import ensure_streams, read_stream
+from services.runtime.embedded import EmbeddedNats
 from services.security.completeness import UNSEALED_GRACE_SECONDS
 from services.security.nats_auth import embedded_authorization, ensure_identities
 from services.security.seals import ensure_writer_key, public_key_b64, seal_data
 from services.security.verify import Report, run_verify, verify_ledger
-from services.settings import Settings
 from services.writer.app import WriterApp, create_app
 from tests.integration.helpers import event, parameters, unique_trial
 

@@ -9,7 +9,7 @@ import io
 import pytest
 
 from events import AeReportedData, Attribution, EnrolledData
-from projections.adam import (
+from projections.endpoints.adam import (
     ADAE_COLUMNS,
     ADRS_COLUMNS,
     ADSL_COLUMNS,
@@ -25,7 +25,7 @@ from projections.adam import (
     render_csv,
     to_csv_rows,
 )
-from projections.tte import Cnsr, PatientCourse, TteRecord
+from projections.endpoints.tte import Cnsr, PatientCourse, TteRecord
 
 pytestmark = pytest.mark.unit
 

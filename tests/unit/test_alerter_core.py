@@ -13,9 +13,15 @@ from rich.console import Console
 
 from events import ProtocolParameters, decode
 from events.examples import EXAMPLES
-from projections.history import Recorded
-from services.alerter.core import KnownAlerts, TrialParameters, alerts_due, new_alerts, touched_aes
-from services.alerter.follow import Follower, acknowledgement
+from projections.fold.history import Recorded
+from services.alerter.decisions import (
+    KnownAlerts,
+    TrialParameters,
+    alerts_due,
+    new_alerts,
+    touched_aes,
+)
+from services.client.follow import Follower, acknowledgement
 
 pytestmark = pytest.mark.unit
 
@@ -199,7 +205,7 @@ def test_an_update_is_decided_on_its_own_ae_alone_and_a_correction_on_every_ae()
 
 
 def test_a_follow_up_is_shown_as_such_with_its_reasons_and_what_is_not_yet_assessed() -> None:
-    from services.alerter.follow import describe
+    from services.client.follow import describe
 
     line = describe(
         {

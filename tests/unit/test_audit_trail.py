@@ -9,8 +9,8 @@ import pytest
 from pydantic import JsonValue
 
 from events import LedgerEvent, decode
-from projections.audit import RETRACTED, AuditRow, FieldChange, audit_trail, json_diff
-from projections.history import Recorded, effective_history
+from projections.fold.audit import RETRACTED, AuditRow, FieldChange, audit_trail, json_diff
+from projections.fold.history import Recorded, effective_history
 
 pytestmark = pytest.mark.unit
 

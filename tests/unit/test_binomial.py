@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from scipy import stats
 
-from projections.binomial import clopper_pearson
+from projections.statistics.binomial import clopper_pearson
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ import datetime as dt
 import pytest
 
 from events import ProtocolParameters
-from projections.recist import CR, NE, NON_CR_NON_PD, PD, PR, SD
-from projections.response import (
+from projections.criteria.recist import CR, NE, NON_CR_NON_PD, PD, PR, SD
+from projections.criteria.response import (
     MISSING,
     RECIST,
     BestResponse,

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from events import ProtocolParameters
-from projections.baseline import describe, screening_window_opens
-from projections.ctcae import check_ae
-from projections.endpoints import TrialParameters
-from projections.endpoints_summary import ResponseOutcome, response_rates
-from projections.incidence import incidence_tables
-from projections.intake_rules import check_event, patient_facts
-from projections.intake_warnings import baseline_warnings
-from projections.recist import PD, PR, SD
-from projections.response import MRECIST, RECIST
+from projections.criteria.baseline import describe, screening_window_opens
+from projections.criteria.recist import PD, PR, SD
+from projections.criteria.response import MRECIST, RECIST
+from projections.endpoints.patient_endpoints import TrialParameters
+from projections.endpoints.summary import ResponseOutcome, response_rates
+from projections.intake.rules import check_event, patient_facts
+from projections.intake.warnings import baseline_warnings
+from projections.safety.ctcae import check_ae
+from projections.statistics.incidence import incidence_tables
 from tests.unit.test_endpoints import (
     BASELINE,
     START,

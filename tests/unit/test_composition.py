@@ -58,16 +58,17 @@ def test_every_route_module_is_included_by_name() -> None:
 
 
 def test_every_demo_section_is_declared() -> None:
-    from services.demo import SUMMARY_MODULES
+    import services.cli
+    from services.cli.demo import summary_sections
 
     sections = {
-        m.__name__ for m in _modules(services) if callable(getattr(m, "print_summary", None))
+        m.__name__ for m in _modules(services.cli) if callable(getattr(m, "print_summary", None))
     }
-    assert sections == set(SUMMARY_MODULES)
+    assert sections == {m.__name__ for m in summary_sections()}
 
 
 def test_up_starts_every_service() -> None:
-    from services.system import SERVICES, service_factories
+    from services.runtime.system import SERVICES, service_factories
 
     assert set(SERVICES) == {"writer", "projector", "alerter", "api"}
     assert set(service_factories()) | {"api"} == set(SERVICES)
@@ -81,21 +82,21 @@ BROKEN_STARTS = {
     ),
     "an API route module": (
         "services.api.safety_routes",
-        "from services.api.app import create_app; from services.settings import Settings;"
+        "from services.api.app import create_app; from services.config.settings import Settings;"
         " create_app(Settings(database_url='postgresql+asyncpg://x/y'), tokens={'admin': 't'})",
     ),
     "the alerter": (
         "services.alerter.app",
         # up's start of the services, on a bare System: it must fail on the import, before
         # it needs any server
-        "import asyncio; from services.system import System;"
+        "import asyncio; from services.runtime.system import System;"
         " asyncio.run(System._start_services(System.__new__(System), None))",
     ),
     # the demo itself, stopped before it starts any server
     "a demo section": (
-        "services.safety_summary",
+        "services.cli.demo_safety",
         "import asyncio; from pathlib import Path; from rich.console import Console;"
-        " from services.demo import run_demo; asyncio.run(run_demo(Path('/nonexistent'),"
+        " from services.cli.demo import run_demo; asyncio.run(run_demo(Path('/nonexistent'),"
         " sites=1, patients=1, seed=1, console=Console()))",
     ),
 }

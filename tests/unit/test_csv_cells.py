@@ -10,8 +10,8 @@ import io
 import pytest
 
 from events import AeReportedData, Attribution
-from projections.adam import AdaeRow, adae_row, render_csv
-from projections.csv_cells import csv_text, spreadsheet_safe
+from projections.common.csv_cells import csv_text, spreadsheet_safe
+from projections.endpoints.adam import AdaeRow, adae_row, render_csv
 
 pytestmark = pytest.mark.unit
 

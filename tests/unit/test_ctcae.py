@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from projections.ctcae import (
+from projections.safety.ctcae import (
     check_ae,
     ctcae_table,
     grade_aminotransferase_increased,

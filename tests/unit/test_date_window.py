@@ -16,9 +16,8 @@ from pydantic import BaseModel
 from events import EVENT_CLASSES, ProtocolParameters, decode
 from events.catalogue import TRIAL_LEVEL_TYPES
 from events.examples import EXAMPLES
-from projections.ctcae import check_ae
-from projections.history import Recorded
-from projections.intake_rules import (
+from projections.fold.history import Recorded
+from projections.intake.rules import (
     check_event,
     date_fields,
     date_window,
@@ -26,6 +25,7 @@ from projections.intake_rules import (
     patient_facts,
     trial_date_errors,
 )
+from projections.safety.ctcae import check_ae
 
 pytestmark = pytest.mark.unit
 TODAY = dt.date(2026, 1, 1)

@@ -3,7 +3,7 @@
 Docker and Kubernetes cannot run here: these tests parse the files and check what would have to
 hold for them to run — 3 routed JetStream nodes fsyncing every write, the same users as
 services/security/nats_auth.py, every service role started as `trial-ledger serve <role>` with
-LEDGER_* variables that services/settings.py actually reads, and more than one writer.
+LEDGER_* variables that services/config/settings.py actually reads, and more than one writer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.deploy_secrets import write_secrets
+from services.cli.deploy_secrets import write_secrets
+from services.config.settings import Settings
 from services.security.nats_auth import (
     SERVICE_ROLES,
     all_roles,
@@ -23,7 +24,6 @@ from services.security.nats_auth import (
     public_key,
     seed_file_name,
 )
-from services.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -82,7 +82,8 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def known_variables() -> set[str]:
     """Every LEDGER_* name the services read (settings.py and system.py), credentials included."""
     source = "".join(
-        (ROOT / "services" / name).read_text() for name in ("settings.py", "system.py")
+        (ROOT / "services" / name).read_text()
+        for name in ("config/settings.py", "runtime/system.py")
     )
     names = set(re.findall(r'"(LEDGER_[A-Z_]+)"', source)) - {"LEDGER_CREDS_"}
     return names | {"LEDGER_CREDS_" + role.upper() for role in SERVICE_ROLES}
@@ -174,8 +175,8 @@ def test_compose_runs_more_than_one_writer_with_its_signing_key() -> None:
 
 def test_compose_creates_the_streams_as_admin_before_any_service() -> None:
     provision = compose()["services"]["provision"]
-    assert provision["entrypoint"] == ["python", "-m", "services.provision"]
-    assert (ROOT / "services" / "provision.py").exists()
+    assert provision["entrypoint"] == ["python", "-m", "services.cli.provision"]
+    assert (ROOT / "services" / "cli" / "provision.py").exists()
     assert environment(provision)["LEDGER_CREDS_ADMIN"] == "/run/secrets/admin.nk"
     assert {f"nats-{n}" for n in (1, 2, 3)} <= set(provision["depends_on"])
 
@@ -281,7 +282,7 @@ def test_kubernetes_runs_every_role_as_trial_ledger_serve_with_its_credentials(r
 
 def test_kubernetes_creates_the_streams_as_admin_and_keeps_postgresql_fsync_on() -> None:
     _, provision = _container("Job", "ledger-provision")
-    assert provision["command"] == ["python", "-m", "services.provision"]
+    assert provision["command"] == ["python", "-m", "services.cli.provision"]
     assert {"name": "LEDGER_CREDS_ADMIN", "value": "/etc/ledger/admin.nk"} in provision["env"]
     _, postgres = _container("StatefulSet", "ledger-postgres")
     assert "fsync=on" in postgres["args"]

@@ -1,4 +1,4 @@
-"""The published interface documents match the code (regenerate: `python -m services.docs_gen`)."""
+"""The published interface documents match the code (regenerate: `python -m services.cli.docs`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 
 from events import ProtocolParameters, decode
 from events.examples import EXAMPLES
-from projections.history import Recorded
-from services.alerter.core import alerts_due
-from services.docs_gen import DOCS, SaeAlertMessage, dumps, openapi_document
+from projections.fold.history import Recorded
+from services.alerter.decisions import alerts_due
+from services.cli.docs import DOCS, SaeAlertMessage, dumps, openapi_document
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def recorded(seq: int, kind: str, **data: Any) -> Recorded:
 def test_the_committed_openapi_document_is_the_one_the_code_generates() -> None:
     committed = (DOCS / "openapi.json").read_text(encoding="utf-8")
     assert committed == dumps(openapi_document()), (
-        "docs/openapi.json is stale: run python -m services.docs_gen"
+        "docs/openapi.json is stale: run python -m services.cli.docs"
     )
 
 

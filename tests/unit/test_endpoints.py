@@ -1,4 +1,4 @@
-"""Clinical endpoints wired from ledger entries (projections.endpoints, endpoints_summary).
+"""Clinical endpoints wired from ledger entries (projections.endpoints.patient_endpoints, endpoints_summary).
 
 Given a patient's ledger entries → these ADTTE records, best responses and ADaM rows; given
 ADTTE values → these trial summaries. Calendar (2024 is a leap year): STARTDT is the first
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events import EVENT_ADAPTER, ProtocolParameters
-from projections.endpoints import (
+from projections.endpoints.patient_endpoints import (
     DEFAULT_PARAMETERS,
     PatientEndpoints,
     TrialParameters,
@@ -27,14 +27,14 @@ from projections.endpoints import (
     plan_batch,
     replay_trial,
 )
-from projections.endpoints_summary import (
+from projections.endpoints.summary import (
     ResponseOutcome,
     months_to_days,
     response_rates,
     summarize_endpoint,
 )
-from projections.history import Recorded
-from projections.tte import TteRecord
+from projections.endpoints.tte import TteRecord
+from projections.fold.history import Recorded
 
 pytestmark = pytest.mark.unit
 

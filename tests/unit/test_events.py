@@ -108,7 +108,7 @@ def test_pure_packages_import_only_the_standard_library_and_pydantic(package: st
 
 
 def test_schema_export_writes_a_schema_and_a_valid_example_per_type(tmp_path: Path) -> None:
-    from services.schema_export import write_schemas
+    from services.cli.schema import write_schemas
 
     written = write_schemas(tmp_path)
     assert len(written) == 2 * len(EVENT_TYPES)

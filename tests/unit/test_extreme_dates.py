@@ -13,12 +13,12 @@ import pytest
 
 from events import ProtocolParameters, decode
 from events.examples import EXAMPLES
-from projections.calendar import add_days, as_utc
-from projections.clocks import sae_clocks
-from projections.endpoints import DEFAULT_PARAMETERS, derive_patient
-from projections.history import Recorded, effective_history
-from projections.patient import fold_ledger
-from projections.safety import patient_safety
+from projections.common.calendar import add_days, as_utc
+from projections.endpoints.patient_endpoints import DEFAULT_PARAMETERS, derive_patient
+from projections.fold.history import Recorded, effective_history
+from projections.fold.patient import fold_ledger
+from projections.safety.clocks import sae_clocks
+from projections.safety.episodes import patient_safety
 
 pytestmark = pytest.mark.unit
 

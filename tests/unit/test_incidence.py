@@ -21,8 +21,8 @@ from __future__ import annotations
 import pytest
 
 from events import LedgerEvent, ProtocolParameters
-from projections.incidence import Count, IncidenceTables, incidence_tables
-from projections.safety import PatientSafety, patient_safety
+from projections.safety.episodes import PatientSafety, patient_safety
+from projections.statistics.incidence import Count, IncidenceTables, incidence_tables
 from tests.unit.test_safety import (
     death,
     discontinued,

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from fastapi import HTTPException
 
-from projections.calendar import parse_instant
+from projections.common.calendar import parse_instant
 from services.api.asof import parse_as_of
-from services.projector import rebuild_cli
+from services.cli import replay as rebuild_cli
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from events import decode, submission_digest
 from events.examples import EXAMPLES
-from services.writer.core import Writer
 from services.writer.event_ids import EventIdIndex
+from services.writer.intake import Writer
 
 pytestmark = pytest.mark.unit
 

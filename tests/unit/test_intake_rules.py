@@ -10,9 +10,9 @@ import pytest
 
 from events import ProtocolParameters, decode
 from events.examples import EXAMPLES
-from projections.ctcae import check_ae
-from projections.history import Recorded
-from projections.intake_rules import check_event, patient_facts
+from projections.fold.history import Recorded
+from projections.intake.rules import check_event, patient_facts
+from projections.safety.ctcae import check_ae
 
 pytestmark = pytest.mark.unit
 TODAY = dt.date(2026, 1, 1)
@@ -165,7 +165,7 @@ def test_new_lesions_may_not_reuse_a_baseline_lesion_id() -> None:
 
 
 def test_facts_kept_up_event_by_event_equal_the_facts_folded_from_scratch() -> None:
-    from projections.intake_rules import extend_facts
+    from projections.intake.rules import extend_facts
 
     ae = ev("ae_reported", occurred_on="2025-02-20")
     entries = history(

@@ -1,7 +1,7 @@
 """Kaplan–Meier estimates, checked against R (survival, MASS) output and hand-derived R rules.
 
 Reference numbers live in data/km_reference.json: the R prints with their source, the datasets,
-and full-precision values computed independently of projections/km.py (see its "_about").
+and full-precision values computed independently of projections/statistics/km.py (see its "_about").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from projections.km import (
+from projections.statistics.km import (
     Estimate,
     KMResult,
     kaplan_meier,

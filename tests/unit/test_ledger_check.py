@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events import seal_stored
-from services.ledger_io import StoredMessage
+from services.ledger.io import StoredMessage
 from services.security.evidence import Mark
 from services.security.seals import SIGNATURE_HEADER, public_key_b64, seal_data, sign_event_hash
 from services.security.verify import LedgerCheck, Report

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from nats.js.errors import NotFoundError
 
-from services.ledger_direct import Stalled, read_direct
-from services.ledger_io import read_stream
+from services.ledger.direct import Stalled, read_direct
+from services.ledger.io import read_stream
 from services.security import verify
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.lru import Lru
+from projections.common.lru import Lru
 
 pytestmark = pytest.mark.unit
 

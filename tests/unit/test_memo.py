@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 
 from events import ProtocolParameters
-from projections import memo
-from projections.endpoints import replay_trial
-from projections.history import _HISTORIES, Recorded, effective_history
-from projections.patient import _FOLDS, fold_ledger
-from projections.safety import patient_safety
+from projections.common import memo
+from projections.endpoints.patient_endpoints import replay_trial
+from projections.fold.history import _HISTORIES, Recorded, effective_history
+from projections.fold.patient import _FOLDS, fold_ledger
+from projections.safety.episodes import patient_safety
 from tests.unit.test_endpoints import batches_of, trial_ledger
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from events import ProtocolParameters
-from projections.recist import CR, NE, NON_CR_NON_PD, PD, PR, SD
-from projections.response import MRECIST, RECIST, assess_patient
+from projections.criteria.recist import CR, NE, NON_CR_NON_PD, PD, PR, SD
+from projections.criteria.response import MRECIST, RECIST, assess_patient
 from tests.unit.test_recist import (
     PARAMS,
     START,

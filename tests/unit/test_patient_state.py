@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events import LedgerEvent, decode
-from projections.history import Effective, Recorded, effective_history
-from projections.patient import PatientState, evolve, fold, fold_ledger
+from projections.fold.history import Effective, Recorded, effective_history
+from projections.fold.patient import PatientState, evolve, fold, fold_ledger
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from events import ProtocolParameters
-from projections.recist import CR, NE, PD, PR, SD
-from projections.response import PVTT, assess_patient
+from projections.criteria.recist import CR, NE, PD, PR, SD
+from projections.criteria.response import PVTT, assess_patient
 from tests.unit.test_recist import (
     PARAMS,
     START,

@@ -13,9 +13,9 @@ from uuid import UUID
 import pytest
 
 from events import ProtocolParameters, ScanRead
-from projections.history import Effective
-from projections.recist import CR, NE, NON_CR_NON_PD, PD, PR, SD, overall_response
-from projections.response import RECIST, TimepointResponse, assess_patient
+from projections.criteria.recist import CR, NE, NON_CR_NON_PD, PD, PR, SD, overall_response
+from projections.criteria.response import RECIST, TimepointResponse, assess_patient
+from projections.fold.history import Effective
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.retry import retried
+from services.config.retry import retried, waited_for
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +74,35 @@ async def test_an_attempt_given_as_a_lambda_is_awaited() -> None:
     flaky = Flaky(1)
     answer = await retried(lambda: flaky(), first_wait=0)
     assert (answer, flaky.calls) == ("ok", 2)
+
+
+async def test_jittered_waits_lie_between_zero_and_their_doubling_bound() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    flaky = Flaky(40)
+    assert (
+        await retried(flaky, first_wait=0.002, longest_wait=0.05, jitter=True, sleep=sleep) == "ok"
+    )
+    bounds = [min(0.05, 0.002 * 2**n) for n in range(40)]
+    assert all(0 <= wait <= bound for wait, bound in zip(waits, bounds, strict=True))
+    assert len(set(waits)) > 1  # drawn, not fixed
+
+
+async def test_a_wait_ends_when_the_condition_holds_or_at_its_deadline() -> None:
+    asked = 0
+
+    async def third_time() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked == 3
+
+    assert await waited_for(third_time, within=30, every=0.001) is True
+    assert asked == 3
+
+    async def never() -> bool:
+        return False
+
+    assert await waited_for(never, within=0.05, every=0.01) is False

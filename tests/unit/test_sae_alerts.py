@@ -1,5 +1,5 @@
 """A case's alert history: given a patient's stored AE entries, which alerts are raised, when,
-and which acknowledgements the writer may accept (projections.sae_alerts).
+and which acknowledgements the writer may accept (projections.safety.sae_alerts).
 
 Worked cases for DOMAIN.md "Serious AEs and clocks": the initial alert keeps the clock it
 was raised with; each escalation raises one follow-up counted from the day the sponsor
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from events import LedgerEvent, SaeAcknowledged
-from projections.clocks import acknowledgements, with_acknowledgements
-from projections.history import Recorded, effective_history
-from projections.sae_alerts import SaeAlert, acknowledgement_errors, alert_log
-from projections.safety import ae_episodes
+from projections.fold.history import Recorded, effective_history
+from projections.safety.clocks import acknowledgements, with_acknowledgements
+from projections.safety.episodes import ae_episodes
+from projections.safety.sae_alerts import SaeAlert, acknowledgement_errors, alert_log
 from tests.unit.test_safety import (
     ON_PD1,
     PARAMETERS,
@@ -281,8 +281,8 @@ def test_a_correction_that_escalates_the_case_raises_a_follow_up_from_the_correc
 
 
 def test_the_entry_by_entry_fold_and_the_whole_episode_agree_on_every_prefix() -> None:
-    from projections.sae_alerts import facts_of
-    from projections.safety import CaseFold
+    from projections.safety.episodes import CaseFold
+    from projections.safety.sae_alerts import facts_of
 
     entries = history(
         reported(1, "2025-02-01", grade=2, expected=False),

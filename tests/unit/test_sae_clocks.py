@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from events import LedgerEvent, ProtocolParameters
-from projections.clocks import SaeClock, sae_clock, sae_clocks
-from projections.safety import ae_episodes
+from projections.safety.clocks import SaeClock, sae_clock, sae_clocks
+from projections.safety.episodes import ae_episodes
 from tests.unit.test_safety import (
     ON_PD1,
     acknowledged,

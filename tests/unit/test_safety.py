@@ -24,8 +24,8 @@ from events import (
     SaeAcknowledged,
     TreatmentDiscontinued,
 )
-from projections.history import Effective, Recorded, effective_history
-from projections.safety import (
+from projections.fold.history import Effective, Recorded, effective_history
+from projections.safety.episodes import (
     AeEpisode,
     TreatmentDates,
     ae_episodes,

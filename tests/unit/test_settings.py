@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.api.app import create_app
-from services.settings import Settings, SettingsError, write_runtime
+from services.config.settings import Settings, SettingsError, write_runtime
 from services.writer.app import create_app as create_writer
 
 pytestmark = pytest.mark.unit

@@ -13,17 +13,19 @@ from typing import Any
 import pytest
 
 from events import decode
-from projections.ctcae import check_ae
-from projections.history import Recorded
-from projections.intake_rules import check_event, patient_facts
-from services.simulator import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
-from services.simulator_scans import overall_response, pvtt_response, target_response
+from events.scans import ScanReadData
+from projections.criteria.reader_calls import engine_calls
+from projections.fold.history import Recorded
+from projections.intake.rules import check_event, patient_facts
+from projections.safety.ctcae import check_ae
+from services.simulator.scans import WRONG_CALL
+from services.simulator.trial import SimulatedTrial, SubmissionReport, generate_trial, submit_trial
 
 pytestmark = pytest.mark.unit
 
 Event = dict[str, Any]
 
-CTCAE_CSV = Path(__file__).parents[2] / "projections" / "data" / "ctcae_v5_terms.csv"
+CTCAE_CSV = Path(__file__).parents[2] / "projections" / "safety" / "data" / "ctcae_v5_terms.csv"
 SCREENING_WINDOW_DAYS = 28
 SITE_TYPES = {
     "protocol_parameters_set", "enrolled", "infusion_given", "dose_modified", "scan_read",
@@ -375,38 +377,72 @@ def test_progression_ends_treatment_and_is_followed_up(trial: SimulatedTrial) ->
     assert trial.counts_by_type()["subsequent_therapy_started"] > 0
 
 
-# --- the simulated reader's calls (DOMAIN.md thresholds, hand-computed) ----------------------
+# --- the simulated reader's calls: the response engine's, wrong only on purpose --------------
+
+
+def read(on: str, *lesions: tuple[str, float, float], pvtt: tuple[str, float] | None = None) -> Any:
+    data: dict[str, Any] = {
+        "modality": "CT",
+        "timepoint": "baseline" if not lesions or on == "2025-01-01" else "follow_up",
+        "reader": "rad01",
+        "lesions": [
+            {"lesion_id": lesion_id, "location": "intrahepatic", "organ": "liver",
+             "role": "target", "longest_diameter_mm": ld, "viable_diameter_mm": viable}
+            for lesion_id, ld, viable in lesions
+        ],
+    }  # fmt: skip
+    if pvtt is not None:
+        grade, size = pvtt
+        data["pvtt"] = {"present": True, "vp_grade": grade, "thrombus_diameter_mm": size,
+                        "enhancing": True, "branch": "right_portal"}  # fmt: skip
+    return dt.date.fromisoformat(on), ScanReadData.model_validate(data)
 
 
 def test_target_sum_up_exactly_20_percent_and_5_mm_over_the_nadir_is_progression() -> None:
-    # nadir 60.0 mm, now 72.0 mm: +12.0 mm = 20 % of 60.0 and ≥ 5 mm
-    assert target_response(1000, 600, 720, min_abs=50, complete=False) == "PD"
-    assert target_response(1000, 600, 719, min_abs=50, complete=False) == "SD"
+    # nadir 60.0 mm, then 72.0 mm: +12.0 mm = 20 % of 60.0 and ≥ 5 mm
+    base, nadir = read("2025-01-01", ("T1", 100.0, 100.0)), read("2025-03-01", ("T1", 60.0, 60.0))
+    up = engine_calls([base, nadir, read("2025-05-01", ("T1", 72.0, 72.0))])
+    just_under = engine_calls([base, nadir, read("2025-05-01", ("T1", 71.9, 71.9))])
+    assert (up[1]["recist"], just_under[1]["recist"]) == ("PD", "SD")
 
 
 def test_recist_needs_5_mm_but_mrecist_does_not() -> None:
-    # nadir 10.0 mm, now 14.0 mm: +40 % but only 4.0 mm
-    assert target_response(300, 100, 140, min_abs=50, complete=False) == "PR"
-    assert target_response(300, 100, 140, min_abs=0, complete=False) == "PD"
+    # nadir 10.0 mm, then 14.0 mm: +40 % but only 4.0 mm
+    base = read("2025-01-01", ("T1", 30.0, 30.0))
+    calls = engine_calls([base, read("2025-03-01", ("T1", 10.0, 10.0)), read("2025-05-01", ("T1", 14.0, 14.0))])  # fmt: skip
+    assert (calls[1]["recist"], calls[1]["mrecist"]) == ("PR", "PD")
 
 
-def test_a_sum_at_exactly_70_percent_of_baseline_is_partial_response() -> None:
-    assert target_response(500, 350, 350, min_abs=50, complete=False) == "PR"
-    assert target_response(500, 351, 351, min_abs=50, complete=False) == "SD"
+def test_pvtt_is_called_only_when_the_baseline_shows_a_thrombus_and_progresses_on_a_higher_grade() -> None:  # fmt: skip
+    base = read("2025-01-01", ("T1", 50.0, 50.0), pvtt=("Vp2", 15.0))
+    calls = engine_calls([base, read("2025-03-01", ("T1", 50.0, 50.0), pvtt=("Vp3", 9.0))])
+    assert calls[0]["pvtt"] == "PD"
+    plain = engine_calls([read("2025-01-01", ("T1", 50.0, 50.0)), read("2025-03-01", ("T1", 50.0, 50.0))])  # fmt: skip
+    assert "pvtt" not in plain[0]
 
 
-def test_complete_target_response_with_persisting_non_targets_is_partial_overall() -> None:
-    assert overall_response("CR", "NON-CR/NON-PD", new=False) == "PR"
-    assert overall_response("CR", "CR", new=False) == "CR"
-    assert overall_response("SD", "NON-CR/NON-PD", new=True) == "PD"
-
-
-def test_pvtt_progresses_on_a_higher_vp_grade_even_when_thinner() -> None:
-    history = [(150, "Vp2"), (100, "Vp2")]
-    assert pvtt_response(history, (90, "Vp3")) == "PD"
-    assert pvtt_response(history, (105, "Vp2")) == "PR"  # 10.5 ≤ 70 % of 15.0
-    assert pvtt_response(history, (120, "Vp2")) == "PD"  # +20 % of the 10.0 mm nadir
-    assert pvtt_response(history, (0, None)) == "CR"
+def test_the_simulated_reader_disagrees_with_the_engine_only_where_it_errs_on_purpose(
+    any_trial: SimulatedTrial,
+) -> None:
+    disagreements = 0
+    for events in by_patient(any_trial).values():
+        scans = [e for e in events if e["type"] == "scan_read"]
+        if len(scans) < 2 or any(
+            e["type"] in ("event_corrected", "event_retracted") for e in events
+        ):
+            continue  # a mistyped read, corrected later, was called on the true measurements
+        dated = [
+            (dt.date.fromisoformat(e["occurred_on"]), ScanReadData.model_validate(
+                {k: v for k, v in e["data"].items() if k != "reader_calls"}))
+            for e in scans
+        ]  # fmt: skip
+        for scan, engine in zip(scans[1:], engine_calls(dated), strict=True):
+            reader = scan["data"]["reader_calls"]
+            assert reader.keys() == engine.keys()
+            wrong = [c for c in engine if reader[c] != engine[c]]
+            assert all(reader[c] == WRONG_CALL[engine[c]] for c in wrong)
+            disagreements += len(wrong)
+    assert disagreements > 0  # the engine has something to flag
 
 
 # --- submission through the intake ------------------------------------------------------

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from events import EVENT_ADAPTER, LedgerEvent, ProtocolParameters
-from projections.history import Recorded, effective_history
-from projections.tte import (
+from projections.endpoints.tte import (
     Assessment,
     Cnsr,
     PatientCourse,
@@ -26,6 +25,7 @@ from projections.tte import (
     months,
     study_day,
 )
+from projections.fold.history import Recorded, effective_history
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services.ledger_io import StoredMessage
+from services.ledger.backwards import LedgerWentBackwards, refuse_if_behind
+from services.ledger.high_water import HighWaterMark, read_mark, write_mark
+from services.ledger.io import StoredMessage
 from services.security.evidence import Mark, writer_marks
-from services.security.ledger_backwards import LedgerWentBackwards, refuse_if_behind
 from services.security.seals import (
     ensure_writer_key,
     fingerprint,
@@ -21,7 +22,6 @@ from services.security.seals import (
     public_pem_path,
     read_public_key_file,
 )
-from services.writer.high_water import HighWaterMark, read_mark, write_mark
 from tests.unit.test_ledger_check import KEY, RECORDED_AT, TRIAL, Builder
 
 pytestmark = pytest.mark.unit

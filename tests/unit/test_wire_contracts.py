@@ -18,12 +18,12 @@ from events.alert_message import NotAnAlert, SaeAlertMessage, read_alert
 from events.examples import EXAMPLES
 from events.intake_reply import BatchReply, EventVerdict, NotAReply, read_reply
 from events.subjects import ALERT_PATTERN, LEDGER_PATTERN, SAFETY_INTAKE_PATTERN
-from projections.ctcae import check_ae
-from projections.history import Recorded
-from services.alerter.core import alerts_due
-from services.client import SiteClient
-from services.docs_gen import DOCS
-from services.writer.core import Writer, rejected, same_event
+from projections.fold.history import Recorded
+from projections.safety.ctcae import check_ae
+from services.alerter.decisions import alerts_due
+from services.cli.docs import DOCS
+from services.client.site import SiteClient
+from services.writer.intake import Writer, rejected, same_event
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.writer.core import MAX_EVENT_BYTES, Writer, _may_be_large
+from services.writer.intake import MAX_EVENT_BYTES, Writer, _may_be_large
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +55,12 @@ async def test_an_oversized_event_is_refused_whether_sent_alone_or_in_a_batch() 
     batch = await writer.handle("intake.T1.site01", json.dumps({"events": [big]}).encode())
     assert batch["results"][0]["status"] == "rejected"
     assert "at most" in batch["results"][0]["errors"][0]["message"]
+
+
+async def test_the_unknown_trials_looked_up_are_remembered_boundedly() -> None:
+    writer = Writer(None, check_ae=lambda *_: [])  # type: ignore[arg-type]
+    for n in range(10_050):  # not trial ids at all: remembered, never read from the ledger
+        await writer._refresh_trial(f"not a trial {n}")
+    assert len(writer._trial_misses) == 10_000
+    assert "not a trial 10049" in writer._trial_misses
+    assert "not a trial 0" not in writer._trial_misses  # the oldest went first
