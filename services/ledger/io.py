@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from events.subjects import ALERTS_STREAM, ALERTS_SUBJECTS, LEDGER_STREAM, LEDGER_SUBJECTS
+
+# StoredMessage is defined beside the direct reader and read from here too
+from services.ledger.direct import StoredMessage as StoredMessage
+from services.ledger.direct import read_direct
 
 LEDGER_DUPLICATE_WINDOW_S = 120.0
 ALERTS_DUPLICATE_WINDOW_S = 7 * 24 * 3600.0
@@ -62,6 +62,7 @@ def alerts_config(replicas: int = 1) -> js_api.StreamConfig:
         deny_delete=True,
         deny_purge=True,
         allow_rollup_hdrs=False,
+        allow_direct=True,  # read without consumers (services/ledger/direct.py)
         num_replicas=replicas,
     )
 
@@ -74,20 +75,6 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
             await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    seq: int
-    subject: str
-    body: bytes
-    headers: dict[str, str] | None
-
-    def json(self) -> dict[str, Any]:
-        value = json.loads(self.body.decode())
-        if not isinstance(value, dict):
-            raise ValueError(f"ledger seq {self.seq} is not a JSON object")
-        return value
 
 
 def ack_position(reply: str) -> tuple[int, int]:
@@ -112,64 +99,19 @@ async def read_ordered(
     """Every stored message matching `filter_subject` from `start_seq` up to `stop_seq` (or up
     to the last one when it started), in seq order and in batches: the bulk read.
 
-    A push ordered consumer with a callback. nats-py hands each message to the callback
-    without the per-message timer that its pull `fetch` sets up, which makes this read about
-    2.5 times as fast as `read_stream`; the server's flow control bounds what waits in memory
-    while the caller is busy, and the client re-creates the consumer after a gap or a lost
-    heartbeat (a cluster failover), resuming after the last seq it delivered.
+    Batched direct gets (services/ledger/direct.py): no consumer is made, so the reading role
+    needs no consumer rights at all (issue 14, item 13). `idle_timeout` bounds the wait for
+    each reply from the server.
     """
-    buffer: list[StoredMessage] = []
-    arrived = asyncio.Event()
-    pending = [-1]  # matching messages after the newest one delivered
-
-    async def collect(msg: Any) -> None:
-        seq, pending[0] = ack_position(msg.reply)
-        buffer.append(StoredMessage(seq, msg.subject, msg.data, msg.headers or None))
-        arrived.set()
-
-    config = js_api.ConsumerConfig(
-        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=max(1, start_seq),
-        inactive_threshold=60.0,
-    )
-    sub = await js.subscribe(
+    async for batch in read_direct(
+        js,
         filter_subject,
         stream=stream,
-        cb=collect,
-        ordered_consumer=True,
-        config=config,
-        pending_msgs_limit=0,
-        pending_bytes_limit=0,
-    )
-    try:
-        if not buffer:
-            info = await sub.consumer_info()
-            if int(info.num_pending or 0) == 0 and not (
-                info.delivered and info.delivered.consumer_seq
-            ):
-                return  # nothing to read (what was delivered may still be on its way to us)
-        last_seq = 0
-        while True:
-            if not buffer:
-                arrived.clear()
-                await asyncio.wait_for(arrived.wait(), idle_timeout)
-            batch = buffer[:]
-            buffer.clear()
-            if stop_seq is not None and batch[-1].seq > stop_seq:
-                batch = [m for m in batch if m.seq <= stop_seq]
-                if batch:
-                    yield batch
-                return
-            if batch[0].seq <= last_seq:  # never yield a seq twice, whatever a reset re-sends
-                batch = [m for m in batch if m.seq > last_seq]
-            if batch:
-                last_seq = batch[-1].seq
-                yield batch
-            if (stop_seq is not None and last_seq >= stop_seq) or (pending[0] == 0 and not buffer):
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        start_seq=start_seq,
+        stop_seq=stop_seq,
+        timeout=idle_timeout,
+    ):
+        yield batch
 
 
 async def ledger_head(js: JetStreamContext, stream: str = LEDGER_STREAM) -> int:
@@ -205,73 +147,15 @@ async def read_stream(
     headers_only: bool = False,
     batch: int = 1024,
 ) -> AsyncIterator[StoredMessage]:
-    """Every stored message matching `filter_subject` from `start_seq`, in seq order.
+    """Every stored message matching `filter_subject` from `start_seq`, in seq order, up to
+    what was in the stream when it started (or `stop_seq`).
 
-    An ephemeral, unacknowledged pull consumer: cheap, leaves nothing behind, and reads
-    what was in the stream when it started (it stops at the then-pending count).
+    Batched direct gets, no consumer (services/ledger/direct.py). `headers_only` is kept for
+    its callers: a direct get always carries the body too, which they ignore.
     """
-    config = js_api.ConsumerConfig(
-        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=max(1, start_seq),
-        ack_policy=js_api.AckPolicy.NONE,
-        filter_subject=filter_subject,
-        headers_only=headers_only or None,
-        mem_storage=True,
-        inactive_threshold=60.0,
-        max_waiting=1,
-    )
-    info = await js.add_consumer(stream, config)
-    remaining = int(info.num_pending or 0)
-    if remaining == 0:
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(stream, info.name)
-        return
-    sub = await js.pull_subscribe_bind(info.name, stream=stream)
-    stalls = restarts = 0
-    last_seq = 0
-    try:
-        while remaining > 0:
-            try:
-                msgs = await fetch_available(sub, min(batch, remaining), timeout=5)
-            except NatsTimeoutError:
-                # A message the server counts but can no longer deliver (a damaged block)
-                # would stall us forever: trust the consumer's own view of what is left.
-                try:
-                    state = await js.consumer_info(stream, info.name)
-                    if int(state.num_pending) == 0:
-                        return
-                    stalls += 1
-                except NotFoundError:
-                    stalls = STALLS_BEFORE_RESTART  # lost with a failed node
-                if stalls % STALLS_BEFORE_RESTART == 0:
-                    # A consumer that a cluster failover left pending but silent: start a
-                    # fresh one after the last yielded seq, a bounded number of times.
-                    restarts += 1
-                    if restarts > MAX_CONSUMER_RESTARTS:
-                        raise
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                    with contextlib.suppress(Exception):
-                        await js.delete_consumer(stream, info.name)
-                    config.opt_start_seq = max(1, start_seq, last_seq + 1)
-                    info = await js.add_consumer(stream, config)
-                    sub = await js.pull_subscribe_bind(info.name, stream=stream)
-                    stalls = 0
-                continue
-            for msg in msgs:
-                meta = msg.metadata
-                seq = int(meta.sequence.stream)
-                if seq <= last_seq:
-                    # A consumer re-placed by a cluster failover starts over from its first seq:
-                    # what was already yielded is never yielded twice.
-                    continue
-                if stop_seq is not None and seq > stop_seq:
-                    return
-                remaining = int(meta.num_pending)
-                last_seq = seq
-                yield StoredMessage(seq, msg.subject, msg.data, dict(msg.headers or {}) or None)
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(stream, info.name)
+    del headers_only
+    async for messages in read_direct(
+        js, filter_subject, stream=stream, start_seq=start_seq, stop_seq=stop_seq, batch=batch
+    ):
+        for msg in messages:
+            yield msg

@@ -72,44 +72,46 @@ ALERTER_DURABLE = "safety_alerter"
 
 
 def read_stream_subjects(stream: str) -> tuple[str, ...]:
-    """Reading a stream through ephemeral, unacknowledged consumers, and direct gets.
+    """Reading a stream without any consumer: direct gets (services/ledger/direct.py).
 
-    `CONSUMER.CREATE.<stream>` is the ephemeral form (no name in the subject) that nats-py's
-    ephemeral and ordered consumers use; the server refuses a durable name there. Ephemeral
-    consumers get server-chosen names, so deleting and pulling from them needs a wildcard:
-    the durables other roles depend on are excluded by name (`protected_consumer`).
-    No `$JS.ACK`: a reader never acknowledges anything, so it cannot ack another's messages.
-    """
+    No `$JS.API.CONSUMER.*` subject at all: the server's nameless (ephemeral) create names the
+    consumer only inside the request body, so a role allowed it could rewrite any durable by
+    naming it there; and a wildcard delete reaches every durable. No `$JS.ACK` either: a
+    reader never acknowledges anything, so it cannot ack another's messages."""
     return (
         f"{JS_API}.STREAM.INFO.{stream}",
         f"{JS_API}.STREAM.MSG.GET.{stream}",
         f"{JS_API}.DIRECT.GET.{stream}",
         f"{JS_API}.DIRECT.GET.{stream}.>",
-        f"{JS_API}.CONSUMER.CREATE.{stream}",
-        f"{JS_API}.CONSUMER.INFO.{stream}.*",
-        f"{JS_API}.CONSUMER.DELETE.{stream}.*",
-        f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.*",
-        f"$JS.FC.{stream}.>",
     )
 
 
 def own_durable_subjects(stream: str, durable: str) -> tuple[str, ...]:
-    """Creating, updating and acknowledging one named durable consumer."""
+    """Creating, updating, reading, pulling from, acknowledging and deleting one named durable
+    consumer. Only the named forms: the nameless create is never granted (see above)."""
     return (
         f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}",
         f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.>",
         f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.DELETE.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
     )
 
 
 def any_durable_subjects(stream: str) -> tuple[str, ...]:
-    """Durables of any name on `stream`: for the role that owns every durable there but the
-    protected ones (the projector's are named per build and partition; officers name theirs)."""
+    """Named durables of any name on `stream`: for the one role that owns every durable there
+    but the protected ones (the projector's are named per build and partition; officers name
+    theirs). Subject permissions match whole tokens only, so a name prefix cannot be granted:
+    ownership is by stream, and no other role holds any consumer right on that stream."""
     return (
         f"{JS_API}.CONSUMER.CREATE.{stream}.*",
         f"{JS_API}.CONSUMER.CREATE.{stream}.*.>",
         f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.*",
+        f"{JS_API}.CONSUMER.INFO.{stream}.*",
+        f"{JS_API}.CONSUMER.DELETE.{stream}.*",
+        f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.*",
         f"$JS.ACK.{stream}.>",
     )
 
@@ -124,6 +126,11 @@ def protected_consumer(stream: str, durable: str) -> tuple[str, ...]:
         f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
     )
+
+
+# Roles that read without consumers are denied every consumer request and every ack, so that a
+# widened allow-list can never hand them one by accident.
+NO_CONSUMERS = (f"{JS_API}.CONSUMER.>", "$JS.ACK.>")
 
 
 def _info(*streams: str) -> tuple[str, ...]:
@@ -147,11 +154,14 @@ def permissions_for(role: str) -> Permissions:
         case "writer":
             return Permissions(
                 publish=(LEDGER_SUBJECTS, *ledger, *_info(ALERTS_STREAM)),
-                subscribe=(intake_wildcard(), own_inbox),
+                # LEDGER_SUBJECTS: other writers' appends wake its tail (writer/ledger_tail.py)
+                subscribe=(intake_wildcard(), LEDGER_SUBJECTS, own_inbox),
                 allow_responses=True,  # the verdict goes to the submitting site's inbox
-                deny=not_alerters,
+                deny=NO_CONSUMERS,
             )
         case "projector":
+            # Every LEDGER durable but the alerter's is a projection's (no other role holds
+            # any LEDGER consumer right); nothing on ALERTS.
             return Permissions(
                 publish=(*ledger, *any_durable_subjects(LEDGER_STREAM), *_info(ALERTS_STREAM)),
                 subscribe=(own_inbox,),
@@ -172,11 +182,11 @@ def permissions_for(role: str) -> Permissions:
             return Permissions(
                 publish=(*ledger, *alerts),
                 subscribe=(own_inbox, ALERTS_SUBJECTS),
-                deny=not_alerters,
+                deny=NO_CONSUMERS,
             )
         case "auditor":
             return Permissions(
-                publish=(*ledger, *_info(ALERTS_STREAM)), subscribe=(own_inbox,), deny=not_alerters
+                publish=(*ledger, *_info(ALERTS_STREAM)), subscribe=(own_inbox,), deny=NO_CONSUMERS
             )
         case "safety":
             # Officers' durables on ALERTS (`alerts follow --durable NAME`) are this role's.

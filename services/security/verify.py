@@ -19,16 +19,13 @@ And what a replay alone cannot see (issue 14, items 15-16):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from rich.console import Console
 
@@ -36,7 +33,8 @@ from events import ZERO_HASH, event_hash
 from events.subjects import LEDGER_STREAM, parse_ledger_subject
 from services.config.settings import Settings
 from services.ledger.connection import connect
-from services.ledger.io import Sleep, StoredMessage, fetch_available
+from services.ledger.direct import read_direct
+from services.ledger.io import Sleep, StoredMessage
 from services.security.completeness import UNSEALED_GRACE_SECONDS, missing_beyond, unsealed_tails
 from services.security.evidence import Mark, checkpoint_marks, writer_marks
 from services.security.seals import (
@@ -258,34 +256,17 @@ async def read_ledger(
     message the server cannot deliver (a corrupt one): it stops after `idle` seconds."""
     if head_seq == 0:
         return
-    info = await js.add_consumer(
-        LEDGER_STREAM,
-        js_api.ConsumerConfig(
-            deliver_policy=js_api.DeliverPolicy.ALL,
-            ack_policy=js_api.AckPolicy.NONE,
-            mem_storage=True,
-            inactive_threshold=60.0,
-        ),
-    )
-    sub = await js.pull_subscribe_bind(info.name, stream=LEDGER_STREAM)
-    try:
-        while True:
-            try:
-                msgs = await fetch_available(sub, batch, timeout=idle, sleep=sleep)
-            except (NatsTimeoutError, TimeoutError):  # nats-py raises either on an idle fetch
-                return
-            for msg in msgs:
-                seq = int(msg.metadata.sequence.stream)
-                if seq > head_seq:
-                    return
-                yield StoredMessage(seq, msg.subject, msg.data, dict(msg.headers or {}) or None)
-                if seq == head_seq:
-                    return
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(LEDGER_STREAM, info.name)
+    del sleep  # kept for callers; the direct read waits on replies, not on a consumer leader
+    async for messages in read_direct(
+        js,
+        stream=LEDGER_STREAM,
+        stop_seq=head_seq,
+        batch=batch,
+        timeout=idle,
+        stop_when_stalled=True,
+    ):
+        for msg in messages:
+            yield msg
 
 
 async def verify_ledger(

@@ -9,9 +9,8 @@ from typing import Any
 import structlog
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
-from nats.js import api as js_api
 
-from events.subjects import LEDGER_SUBJECTS, intake_wildcard
+from events.subjects import intake_wildcard
 from projections.safety.ctcae import check_ae
 from services.config.settings import Settings
 from services.ledger.connection import broker_options, connect, server_urls
@@ -26,6 +25,7 @@ from services.security.seals import (
     public_key_b64,
 )
 from services.writer.intake import Writer
+from services.writer.ledger_tail import LedgerTail
 from services.writer.sealer import Sealer
 
 log = structlog.get_logger("writer")
@@ -59,24 +59,9 @@ class WriterApp:
         log.info("writer_started", indexed=len(self.writer.index), sealing=self.sealer is not None)
 
     async def _follow_other_writers(self) -> None:
-        js = self.nc.jetstream()
         # from just after what `load` indexed: an append in between is never missed
-        head = self.writer.loaded_upto
-
-        async def seen(msg: Any) -> None:
-            meta = msg.metadata
-            self.writer.observe(
-                int(meta.sequence.stream), msg.subject, (msg.headers or {}).get("Nats-Msg-Id")
-            )
-
-        self.tail = await js.subscribe(
-            LEDGER_SUBJECTS,
-            cb=seen,
-            ordered_consumer=True,
-            headers_only=True,
-            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-            config=js_api.ConsumerConfig(opt_start_seq=head + 1),
-        )
+        self.tail = LedgerTail(self.nc, self.writer.observe, self.writer.loaded_upto)
+        await self.tail.start()
 
     async def stop(self) -> None:
         await self.broker.stop()

@@ -231,10 +231,11 @@ async def bench_intake(
 
 
 async def bench_raw_read(nc: Any, meter: CpuMeter, runs: int = 3) -> dict[str, Any]:
-    """The whole LEDGER read in order, nothing done with it: through a push ordered consumer
-    (the issue's reference, and the read a rebuild uses), the fastest of `runs` reads so that
-    a server still busy with earlier work does not lower the reference; and, for comparison,
-    through the pull reader the services use for short reads."""
+    """The whole LEDGER read in order, nothing done with it: through the batched direct-get
+    reader a rebuild uses (services/ledger/direct.py, no consumer; issue 14 item 13), the
+    fastest of `runs` reads so that a server still busy with earlier work does not lower the
+    reference; and, for comparison, through `read_stream`, the same reader one message at a
+    time, as the services use it for short reads."""
     js = nc.jetstream()
     spans = []
     for _ in range(runs):
@@ -658,9 +659,9 @@ def table(results: dict[str, Any]) -> str:
             f"ledger batch intake = {results['intake_batch_vs_peer']:.1f}× the peer (goal ≥ 5×)",
         ),
         (
-            "raw ordered-consumer read of LEDGER",
+            "raw direct-get read of LEDGER",
             f"{results['raw_read_per_s']:.0f} msgs/s",
-            f"pull reader: {results['rebuild']['pull_read_per_s']:.0f} msgs/s",
+            f"read_stream: {results['rebuild']['pull_read_per_s']:.0f} msgs/s",
         ),
         (
             f"full rebuild (all projections), `trial-ledger replay`: "

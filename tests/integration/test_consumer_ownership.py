@@ -18,18 +18,18 @@ from nats.js import api as js_api
 from structlog.testing import capture_logs
 
 from events.subjects import ALERTS_STREAM, LEDGER_STREAM
+from services.client.follow import ensure_durable
 from services.client.site import SiteClient
 from services.ledger.connection import connect
 from services.ledger.io import read_stream
 from services.runtime.system import System
 from services.security.nats_auth import ALERTER_DURABLE
 from tests.integration.helpers import event, parameters, unique_trial
-from tests.integration.test_security import DENY, probe
+from tests.integration.test_security import ALLOW, DENY, probe
 
 pytestmark = pytest.mark.integration
 
 SITES = ("site01",)
-READERS = ("auditor", "api", "writer", "projector")
 
 
 @pytest.fixture(scope="module")
@@ -109,39 +109,122 @@ async def wait_for_alert(system: System, ae_event_id: str, timeout: float = 60) 
 
 # -- what other credentials may not do ---------------------------------------------------------
 
-
-@pytest.mark.parametrize("role", READERS)
-async def test_no_other_role_can_delete_the_alerters_consumer(system: System, role: str) -> None:
-    before = await alerter_consumer(system)
-
-    async def delete(nc: Client) -> None:
-        await nc.jetstream(timeout=3).delete_consumer(LEDGER_STREAM, ALERTER_DURABLE)
-
-    assert await probe(system.settings.nats_url or "", system.settings.creds_for(role), delete) == (
-        DENY
-    )
-    assert (await alerter_consumer(system)).created == before.created
+OFFICER_DURABLE = "officer_owned"
+# Every role but admin; the site stands for all sites (no JetStream API at all).
+ROLES = ("writer", "projector", "alerter", "api", "auditor", "safety", "site:site01")
+# Whose each durable is: the alerter's and the officers' by name, the projections' by stream.
+TARGETS = {"alerter": "alerter", "projection": "projector", "officer": "safety"}
 
 
-@pytest.mark.parametrize("role", READERS)
-@pytest.mark.parametrize("form", ["durable", "name"])
-async def test_no_other_role_can_rewrite_the_alerters_consumer_by_its_name(
-    system: System, role: str, form: str
+async def target_consumer(system: System, target: str) -> tuple[str, str]:
+    """(stream, durable) of one of the system's durables, made first if need be (an officer's
+    durable exists once `alerts follow --durable` has run)."""
+    if target == "alerter":
+        return LEDGER_STREAM, ALERTER_DURABLE
+    if target == "projection":
+        return LEDGER_STREAM, system.services["projector"].active_runners()[0].durable
+    safety = await as_role(system, "safety")
+    try:
+        await ensure_durable(safety.jetstream(), OFFICER_DURABLE)
+    finally:
+        await safety.close()
+    return ALERTS_STREAM, OFFICER_DURABLE
+
+
+async def consumer_state(system: System, stream: str, durable: str) -> tuple[Any, Any, Any]:
+    admin = await as_role(system, "admin")
+    try:
+        info = await admin.jetstream().consumer_info(stream, durable)
+        return info.created, info.config.filter_subject, info.config.filter_subjects
+    finally:
+        await admin.close()
+
+
+def takeover(stream: str, durable: str, how: str) -> Any:
+    """One way of deleting, or creating over, the consumer `durable` on `stream`."""
+    body = {
+        "stream_name": stream,
+        "config": {
+            "filter_subject": "nothing.here.>",
+            "ack_policy": "explicit",
+            "deliver_policy": "new",
+        },
+    }
+
+    async def act(nc: Client) -> None:
+        js_request = nc.jetstream(timeout=3)
+        if how == "delete":
+            await js_request.delete_consumer(stream, durable)
+            return
+        if how == "durable form":  # $JS.API.CONSUMER.DURABLE.CREATE.<stream>.<durable>
+            body["config"]["durable_name"] = durable
+            subject = f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}"
+        elif how == "named form":  # $JS.API.CONSUMER.CREATE.<stream>.<name>
+            body["config"].update(name=durable, durable_name=durable)
+            body["config"].pop("filter_subject")
+            subject = f"$JS.API.CONSUMER.CREATE.{stream}.{durable}"
+        elif how == "named form with filter":  # ….CREATE.<stream>.<name>.<filter>
+            body["config"].update(name=durable, durable_name=durable)
+            subject = f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.nothing.here.>"
+        else:  # the nameless (ephemeral) form: the name only in the body
+            body["config"].update(name=durable, durable_name=durable)
+            subject = f"$JS.API.CONSUMER.CREATE.{stream}"
+        reply = await nc.request(subject, json.dumps(body).encode(), timeout=3)
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            raise AssertionError(f"refused by the stream, not by permissions: {answer}")
+
+    return act
+
+
+HOWS = ("delete", "durable form", "named form", "named form with filter", "nameless form")
+FOREIGN = [
+    (role, target, how)
+    for role in ROLES
+    for target, owner in TARGETS.items()
+    if role != owner
+    for how in HOWS
+]
+
+
+@pytest.mark.parametrize(("role", "target", "how"), FOREIGN)
+async def test_no_role_can_delete_or_rewrite_another_roles_consumer(
+    system: System, role: str, target: str, how: str
 ) -> None:
-    async def rewrite(nc: Client) -> None:
-        config = js_api.ConsumerConfig(
-            filter_subject="ledger.nothing.>", ack_policy=js_api.AckPolicy.EXPLICIT
-        )
-        if form == "durable":
-            config.durable_name = ALERTER_DURABLE
-        else:
-            config.name = ALERTER_DURABLE
-        await nc.jetstream(timeout=3).add_consumer(LEDGER_STREAM, config)
+    stream, durable = await target_consumer(system, target)
+    before = await consumer_state(system, stream, durable)
+    creds = system.settings.creds_for(role)
+    result = await probe(system.settings.nats_url or "", creds, takeover(stream, durable, how))
+    assert result == DENY
+    assert await consumer_state(system, stream, durable) == before
 
-    assert await probe(
-        system.settings.nats_url or "", system.settings.creds_for(role), rewrite
-    ) == (DENY)
-    assert (await alerter_consumer(system)).config.filter_subjects
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("stream", [LEDGER_STREAM, ALERTS_STREAM])
+async def test_no_role_can_make_a_consumer_outside_its_own(
+    system: System, role: str, stream: str
+) -> None:
+    """A new name: only the projector makes durables on LEDGER (its names are per build and
+    partition) and only officers (`safety`) on ALERTS; nobody uses the nameless form."""
+    name = f"intruder_{role.replace(':', '_')}"
+    owner = {LEDGER_STREAM: "projector", ALERTS_STREAM: "safety"}[stream]
+    url, creds = system.settings.nats_url or "", system.settings.creds_for(role)
+    nameless = await probe(url, creds, takeover(stream, f"{name}_eph", "nameless form"))
+    named = await probe(url, creds, takeover(stream, name, "named form with filter"))
+    assert nameless == DENY
+    assert named == (ALLOW if role == owner else DENY)
+    if named == ALLOW:
+        admin = await as_role(system, "admin")
+        await admin.jetstream().delete_consumer(stream, name)
+        await admin.close()
+
+
+async def test_the_owners_still_work_after_every_attempt(system: System) -> None:
+    """After the attempts above (the module's system is shared): the next SAE is alerted and
+    the projections catch up with it."""
+    ae_event_id = await submit_sae(system)
+    await wait_for_alert(system, ae_event_id)
+    await system.services["projector"].wait_caught_up(60)
 
 
 # -- what the services do when their consumer is gone or rewritten anyway -------------------------
@@ -168,24 +251,24 @@ async def test_an_alerter_consumer_rewritten_through_the_ephemeral_form_is_made_
     system: System,
 ) -> None:
     """The server's ephemeral create names the consumer only inside the request body, where no
-    subject permission can see it; the auditor may use that form (its replays need ephemeral
-    consumers) and so could narrow the alerter's filter. The alerter notices and re-reads."""
+    subject permission can see it; no role but admin may use that form any more (the tests
+    above), and if admin narrows the alerter's filter that way, the alerter notices."""
     alerter = system.services["alerter"]
     before = alerter.consumer_recreations
-    auditor = await as_role(system, "auditor")
+    admin = await as_role(system, "admin")
     # As an attacker would: the consumer's own settings (INFO is allowed), a narrower filter.
-    config = (await auditor.jetstream().consumer_info(LEDGER_STREAM, ALERTER_DURABLE)).config
+    config = (await admin.jetstream().consumer_info(LEDGER_STREAM, ALERTER_DURABLE)).config
     rewritten = config.as_dict()
     rewritten.pop("durable_name", None)
     rewritten.pop("filter_subjects", None)
     rewritten.update(name=ALERTER_DURABLE, filter_subject="ledger.nothing.>")
     request = {"stream_name": LEDGER_STREAM, "config": rewritten}
     with capture_logs() as logs:
-        reply = await auditor.request(
+        reply = await admin.request(
             f"$JS.API.CONSUMER.CREATE.{LEDGER_STREAM}", json.dumps(request).encode(), timeout=5
         )
         assert "error" not in json.loads(reply.data), reply.data  # the server let it through
-        await auditor.close()
+        await admin.close()
         ae_event_id = await submit_sae(system)
         await wait_for_alert(system, ae_event_id)
     assert alerter.consumer_recreations > before
@@ -199,12 +282,11 @@ async def test_a_projection_whose_consumer_vanished_makes_it_again_and_keeps_pro
     projector = system.services["projector"]
     runner = projector.active_runners()[0]
     before = runner.consumer_recreations
-    api = await as_role(system, "api")
-    # The api may delete consumers it cannot tell from its own ephemeral ones (server-chosen
-    # names); what it deletes here costs nothing: the position lives in PostgreSQL.
+    admin = await as_role(system, "admin")
+    # Only admin can now; what it deletes costs nothing: the position lives in PostgreSQL.
     with capture_logs() as logs:
-        await api.jetstream().delete_consumer(LEDGER_STREAM, runner.durable)
-        await api.close()
+        await admin.jetstream().delete_consumer(LEDGER_STREAM, runner.durable)
+        await admin.close()
         await submit_sae(system)
         await projector.wait_caught_up(60)
     assert runner.consumer_recreations > before

@@ -3,11 +3,15 @@ message, for the whole stream, one patient, a seq range and an empty subject."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 
+from events.subjects import ledger_subject
 from services.client.site import SiteClient
 from services.config.settings import Settings
 from services.ledger.connection import connect
@@ -85,3 +89,64 @@ async def test_the_ordered_read_yields_what_the_pull_read_yields(nc: Any) -> Non
     assert await _ordered(js, one, start_seq=of_trial[-1][0]) == await _pulled(
         js, one, start_seq=of_trial[-1][0]
     )
+
+
+async def _through_a_consumer(js: Any, filter_subject: str) -> list[tuple[int, str, bytes, Any]]:
+    """The same read the way it was done before direct gets: an ephemeral pull consumer."""
+    sub = await js.pull_subscribe(filter_subject, stream="LEDGER")
+    got: list[tuple[int, str, bytes, Any]] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=1)
+            except NatsTimeoutError:
+                return got
+            got += [
+                (m.metadata.sequence.stream, m.subject, m.data, dict(m.headers or {}) or None)
+                for m in msgs
+            ]
+            if msgs[-1].metadata.num_pending == 0:
+                return got
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_the_direct_read_yields_what_a_consumer_yields_headers_and_all(nc: Any) -> None:
+    """Issue 14 item 13: readers read without consumers; nothing read changes with it."""
+    trial = unique_trial()
+    assert (await SiteClient(nc, trial, "_sponsor").submit(parameters(trial)))[
+        "status"
+    ] == "accepted"
+    site = SiteClient(nc, trial, "site01")
+    batch = [event("enrolled", trial, patient_id=f"P{n:04d}") for n in range(40)]
+    assert all(r["status"] == "accepted" for r in await site.submit_batch(batch))
+    js = nc.jetstream()
+    mine = f"ledger.{trial}.>"
+    direct = [(m.seq, m.subject, m.body, m.headers) async for m in read_stream(js, mine, batch=7)]
+    assert direct == await _through_a_consumer(js, mine)
+    assert len(direct) == 41 and all(h and "Nats-Msg-Id" in h for *_, h in direct)
+
+
+async def test_a_writer_sees_another_writers_appends_without_a_consumer(
+    nats_url: str, nc: Any
+) -> None:
+    """The writer's tail (services/writer/ledger_tail.py) indexes what another writer appended:
+    here appends made straight to the stream, as another writer makes them."""
+    app = await create_app(Settings(nats_url=nats_url))
+    await app.start()
+    try:
+        js = nc.jetstream()
+        trial = unique_trial()
+        ids = [str(uuid.uuid4()) for _ in range(6)]
+        seqs = []
+        for n, event_id in enumerate(ids):
+            subject = ledger_subject(trial, "site01", f"P{n:04d}", "enrolled")
+            ack = await js.publish(subject, b"{}", headers={"Nats-Msg-Id": event_id})
+            seqs.append(ack.seq)
+        deadline = asyncio.get_running_loop().time() + 30
+        while [app.writer.index.get(i) for i in ids] != seqs:
+            assert asyncio.get_running_loop().time() < deadline, "appends never observed"
+            await asyncio.sleep(0.05)
+        assert app.tail.reads > 0
+    finally:
+        await app.stop()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,18 @@ async def _create_consumer(nc: Client, stream: str = "LEDGER") -> None:
     await js.delete_consumer(stream, info.name)
 
 
+async def _create_named_consumer(nc: Client, stream: str = "LEDGER") -> None:
+    js = nc.jetstream(timeout=3)
+    name = f"matrix_{uuid.uuid4().hex[:8]}"
+    await js.add_consumer(
+        stream,
+        js_api.ConsumerConfig(
+            name=name, durable_name=name, ack_policy=js_api.AckPolicy.EXPLICIT, mem_storage=True
+        ),
+    )
+    await js.delete_consumer(stream, name)
+
+
 async def _update_ledger(nc: Client) -> None:
     config = ledger_config()
     config.description = "renamed by the matrix test"
@@ -137,6 +150,8 @@ ACTIONS: dict[str, Action] = {
     "purge the ledger": lambda nc: nc.jetstream(timeout=3).purge_stream("LEDGER"),
     "update the ledger stream": _update_ledger,
     "consume alerts": lambda nc: _create_consumer(nc, "ALERTS"),
+    "create a named consumer on the ledger": _create_named_consumer,
+    "create a named consumer on alerts": lambda nc: _create_named_consumer(nc, "ALERTS"),
     "subscribe to live alerts": lambda nc: _subscribe(nc, "alerts.sae.>"),
     "publish an alert": lambda nc: nc.jetstream(timeout=3).publish(
         f"alerts.sae.{TRIAL}.site01", b"{}", headers={"Nats-Msg-Id": "sae-forged"}
@@ -152,11 +167,16 @@ EXPECTED_ALLOWED: dict[str, tuple[str, ...]] = {
     "submit to the safety intake": ("safety officer", "admin"),
     "publish to the ledger directly": ("writer", "admin"),
     "read the ledger": ("writer", "projector", "alerter", "auditor", "admin"),
-    "create a consumer on the ledger": ("writer", "projector", "alerter", "auditor", "admin"),
+    # Nameless (ephemeral) creates name the consumer only in the body: admin's alone (item 13).
+    "create a consumer on the ledger": ("admin",),
     "delete a stream": ("admin",),
     "purge the ledger": (),
     "update the ledger stream": ("admin",),
-    "consume alerts": ("alerter", "safety officer", "admin"),
+    "consume alerts": ("admin",),
+    # Named durables: LEDGER's are the projections' (the alerter's own name aside), ALERTS' the
+    # officers'.
+    "create a named consumer on the ledger": ("projector", "admin"),
+    "create a named consumer on alerts": ("safety officer", "admin"),
     "subscribe to live alerts": ("safety officer", "admin"),
     "publish an alert": ("alerter", "admin"),
     "read site A's replies": ("site A", "admin"),
