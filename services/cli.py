@@ -302,9 +302,12 @@ def serve_api(
     import uvicorn
 
     from services.api.app import create_app
+    from services.read_models import refuse_unless_migrated
 
+    settings = _settings(data_dir, nats=True, db=True)
+    refuse_unless_migrated(settings)  # one line and exit code 6, before uvicorn starts
     uvicorn.run(
-        create_app(_settings(data_dir, nats=True, db=True)),
+        create_app(settings),
         host=host,
         port=port,
         log_level="warning",

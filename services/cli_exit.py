@@ -33,12 +33,14 @@ USAGE = 2  # a bad option or argument value
 LEDGER_WENT_BACKWARDS = 3  # the ledger is behind the writer's high-water mark
 UNREACHABLE = 4  # a server the command needs is not running or does not answer
 START_FAILED = 5  # `up`/`demo` could not start the embedded servers
+NOT_MIGRATED = 6  # a reader (the API) found no read models, or old ones: migrate first
 INTERNAL = 70  # a defect: a one-line summary, the traceback only with LEDGER_DEBUG=1
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 refused (events rejected, a check failed, nothing by that name); "
     "2 bad option or argument; 3 the ledger went backwards; 4 a server it needs is not running "
-    "(start it with `trial-ledger up`); 5 the system could not start; 70 internal error."
+    "(start it with `trial-ledger up`); 5 the system could not start; 6 the read models are missing or old (run "
+    "`python -m services.migrate`); 70 internal error."
 )
 
 PROBE_TIMEOUT_S = 2.0
@@ -133,6 +135,7 @@ def explain(exc: BaseException) -> CommandFailed | None:
     from nats.errors import NoServersError
 
     from services.nats_conn import NatsUnreachable
+    from services.read_models import ReadModelsMissing
     from services.runtime import StartFailed
     from services.settings import SettingsError
 
@@ -142,6 +145,8 @@ def explain(exc: BaseException) -> CommandFailed | None:
     for link in _chain(exc):
         if isinstance(link, SettingsError):  # a setting missing or malformed: nothing started
             return CommandFailed(f"not configured: {link}", START_FAILED)
+        if isinstance(link, ReadModelsMissing):
+            return CommandFailed(f"the API cannot start: {link}", NOT_MIGRATED)
         if isinstance(link, StartFailed):
             return CommandFailed(f"the system could not start: {link}", START_FAILED)
         if isinstance(link, NatsUnreachable):
