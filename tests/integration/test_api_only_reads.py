@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ async def test_the_api_refuses_to_start_on_an_empty_database_and_creates_nothing
 ) -> None:
     before = await schemas(own_postgres.url)
     app = create_api(Settings(database_url=own_postgres.url), tokens=TOKENS)
-    with pytest.raises(ReadModelsMissing, match="python -m services.migrate"):
+    with pytest.raises(ReadModelsMissing, match=r"python -m services\.migrate"):
         async with app.router.lifespan_context(app):
             pass
     assert await schemas(own_postgres.url) == before  # not a schema, not a table
@@ -136,11 +136,13 @@ async def ledger(servers: Settings, projector: ProjectorApp) -> Settings:
 @pytest.fixture
 async def api(ledger: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     app = create_api(ledger, tokens=TOKENS)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=60
-        ) as client:
-            yield app, client
+        ) as client,
+    ):
+        yield app, client
 
 
 async def trial_of(client: httpx.AsyncClient) -> str:
@@ -156,6 +158,13 @@ async def until_served(client: httpx.AsyncClient, url: str, **headers: str) -> h
         if answer.status_code != 202 or time.monotonic() > deadline:
             return answer
         await asyncio.sleep(0.1)
+
+
+async def until(condition: Callable[[], bool], within: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.02)
 
 
 def instant(moment: dt.datetime) -> str:
@@ -222,9 +231,7 @@ async def test_evicted_views_are_dropped_and_a_failed_build_is_a_json_status(
     (old,) = [view.schema for view in app.state.asof.ready.values()]
     assert old in await schemas(ledger.database_url or "")
     assert (await until_served(client, second)).status_code == 200
-    deadline = time.monotonic() + DEADLINE_S
-    while old in await schemas(ledger.database_url or "") and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await until(lambda: app.state.asof.dropped == [old])  # dropped by its own process
     assert old not in await schemas(ledger.database_url or "")
     assert len(app.state.asof.ready) == 1
     # a builder that fails: the caller hears why, as JSON, not a 500
@@ -293,10 +300,7 @@ async def test_at_most_two_builds_at_once_and_the_oldest_view_is_dropped(tmp_pat
         assert busy.status_code == 503 and busy.body["status"] == "busy"
         assert busy.retry_after >= 1
         # progress as the builder reports it
-        deadline = time.monotonic() + 30
-        while (await pending(builds, moments[0])).body["progress"]["done"] != 3:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await until(lambda: builds.building[moments[0].isoformat()].done == 3, 30)
         assert (await pending(builds, moments[0])).body["progress"] == {"done": 3, "total": 10}
         gate.touch()
         first = await ready_schema(builds, moments[0])
@@ -304,10 +308,7 @@ async def test_at_most_two_builds_at_once_and_the_oldest_view_is_dropped(tmp_pat
         await ready_schema(builds, moments[0])  # now the most recently used
         third = await ready_schema(builds, moments[2])  # a build slot is free again
         assert first != third
-        deadline = time.monotonic() + 30
-        while not (drops.exists() and drops.read_text().split()):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await until(lambda: drops.exists() and bool(drops.read_text().split()), 30)
         evicted = drops.read_text().split()
         # the least recently used (day 2) went, and only it
         assert evicted == [builds_schema(moments[1])]
