@@ -1,0 +1,145 @@
+"""How long the API's event loop stalls while an as-of view is built (issue 15 item 7).
+
+`python -m tests.bench.asof_stall --patients 250` (about 10,000 ledger events) starts its own
+nats-server and PostgreSQL (loopback, in a temporary directory), records a simulated trial
+through a writer, then builds the view as of now twice while a probe measures the loop's
+stalls (how late a 5 ms sleep wakes up):
+
+- in the API's process, as the API did before (the rebuild awaited inside the request);
+- through `services.api.asof.AsOfBuilds` (the build in a process of its own, polled).
+
+It prints one JSON line: events, and per way the build's seconds and the loop's worst and
+99th-percentile stall in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+TICK_S = 0.005
+
+
+@contextlib.asynccontextmanager
+async def probe() -> AsyncIterator[list[float]]:
+    """The loop's stalls while the block runs: how late each 5 ms sleep woke, in seconds."""
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        while not stop.is_set():
+            began = time.perf_counter()
+            await asyncio.sleep(TICK_S)
+            lags.append(time.perf_counter() - began - TICK_S)
+
+    task = asyncio.create_task(tick())
+    try:
+        yield lags
+    finally:
+        stop.set()
+        await task
+
+
+def summary(lags: list[float], seconds: float) -> dict[str, Any]:
+    ordered = sorted(lags) or [0.0]
+    return {
+        "build_s": round(seconds, 2),
+        "max_stall_ms": round(1000 * ordered[-1], 1),
+        "p99_stall_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 1),
+        "median_stall_ms": round(1000 * statistics.median(ordered), 2),
+        "ticks": len(lags),
+    }
+
+
+async def measured(build: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    async with probe() as lags:
+        began = time.perf_counter()
+        await build()
+        seconds = time.perf_counter() - began
+    return summary(lags, seconds)
+
+
+async def main(patients: int) -> dict[str, Any]:
+    from services.api.asof import AsOfBuilds, AsOfPending
+    from services.ledger_io import ledger_head
+    from services.migrate import make_engine
+    from services.nats_conn import connect
+    from services.projector.app import all_projections
+    from services.projector.app import create_app as create_projector
+    from services.projector.replay import rebuild
+    from services.runtime import EmbeddedNats, EmbeddedPostgres
+    from services.settings import Settings
+    from services.writer.app import create_app as create_writer
+    from tests.integration.test_projections import ingest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nats = EmbeddedNats(Path(tmp) / "nats").start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            postgres = EmbeddedPostgres(Path(tmp) / "pg").start()
+        try:
+            settings = Settings(nats_url=nats.url, database_url=postgres.url)
+            writer = await create_writer(settings, seal_every_events=10**9)
+            await writer.start()
+            projector = await create_projector(settings)  # migrates the read models
+            await projector.start()
+            await ingest(settings, patients=patients)
+            await projector.wait_caught_up(600)
+            await projector.stop()
+            await writer.stop()
+            as_of = dt.datetime.now(dt.UTC)
+            nc = await connect(nats.url)
+            engine = make_engine(postgres.url)
+            try:
+                events = await ledger_head(nc.jetstream())
+
+                async def in_process() -> None:  # what the request did before
+                    await rebuild(
+                        nc.jetstream(), engine, "asof_inline", all_projections(), as_of=as_of
+                    )
+
+                builds = AsOfBuilds(
+                    {"LEDGER_NATS_URL": nats.url, "LEDGER_DATABASE_URL": postgres.url}
+                )
+
+                async def aside() -> None:  # what the request does now: ask, answer 202, poll
+                    deadline = time.monotonic() + 600
+                    while time.monotonic() < deadline:
+                        try:
+                            await builds.schema_for(as_of)
+                            return
+                        except AsOfPending as pending:
+                            if pending.status_code != 202:
+                                raise RuntimeError(pending.body) from None
+                        await asyncio.sleep(0.1)
+                    raise TimeoutError("the view was not built in 600 s")
+
+                before = await measured(in_process)
+                after = await measured(aside)
+                await builds.close()
+            finally:
+                await engine.dispose()
+                await nc.close()
+            return {"events": events, "in_request": before, "in_own_process": after}
+        finally:
+            postgres.stop()
+            nats.stop()
+
+
+if __name__ == "__main__":
+    from services.logs import configure_logging
+
+    configure_logging("WARNING")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=250)
+    print(json.dumps(asyncio.run(main(parser.parse_args().patients))))
