@@ -38,7 +38,7 @@ from services.api.app import create_app as create_api
 from services.api.reading import Builds
 from services.client import SiteClient
 from services.ledger_io import alerts_config, ensure_streams, ledger_head, read_stream
-from services.migrate import make_engine
+from services.migrate import make_engine, migrate_all
 from services.nats_conn import connect
 from services.projector.app import ProjectorApp
 from services.projector.app import create_app as create_projector
@@ -527,6 +527,7 @@ async def test_the_alert_stream_pushes_a_new_sae_to_a_connected_dashboard_live(
     alerter: AlerterApp,
 ) -> None:
     port = free_port()
+    await migrate_all(servers.database_url or "")  # the API only reads: migrated beforehand
     api = create_api(servers, tokens={"safety": "safety-token"})
     server = uvicorn.Server(
         uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
