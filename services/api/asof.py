@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 from collections import deque
@@ -41,8 +42,10 @@ def parse_as_of(value: str) -> dt.datetime:
         raise HTTPException(400, f"as_of is not an ISO 8601 instant: {value!r}") from exc
 
 
-def schema_name(instant: dt.datetime) -> str:
-    return "asof_" + hashlib.sha256(instant.isoformat().encode()).hexdigest()[:16]
+def schema_name(instant: dt.datetime, owner: str) -> str:
+    """The view's schema: the instant's hash and the building API process's own token, so
+    that API replicas sharing a database never build into, or drop, each other's views."""
+    return f"asof_{hashlib.sha256(instant.isoformat().encode()).hexdigest()[:16]}_{owner}"
 
 
 @dataclass
@@ -99,6 +102,7 @@ class AsOfBuilds:
         self.builds = builds
         self.retry_after = retry_after
         self.command = command
+        self.owner = secrets.token_hex(4)
         self.ready: Lru[str, View] = Lru(keep)
         self.building: dict[str, View] = {}
         self.failed: dict[str, View] = {}
@@ -132,7 +136,7 @@ class AsOfBuilds:
                 },
                 retry_after=int(self.retry_after) or 1,
             )
-        view = View(key, schema_name(instant))
+        view = View(key, schema_name(instant, self.owner))
         self.building[key] = view
         view.task = asyncio.create_task(self._build(view), name=f"asof {key}")
         raise AsOfPending(202, view.body())
@@ -190,10 +194,14 @@ class AsOfBuilds:
         task.add_done_callback(self.dropping.discard)
 
     async def close(self) -> None:
-        """Stop the builds under way (their processes end with them) and finish the drops."""
+        """Stop the builds under way (their processes end with them) and drop every view of
+        this process (nobody else reads them)."""
         tasks = [view.task for view in self.building.values() if view.task is not None]
         for task in tasks:
             task.cancel()
+        for view in [*self.building.values(), *self.ready.values()]:
+            self._drop(view.schema)
+        self.ready.clear()
         for task in [*tasks, *self.dropping]:
             with contextlib.suppress(BaseException):
                 await task

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -83,6 +84,8 @@ async def main(patients: int) -> dict[str, Any]:
     from tests.integration.test_projections import ingest
 
     with tempfile.TemporaryDirectory() as tmp:
+        # the writer's high-water mark and key in a data dir of this run, not ./.ledger
+        os.environ["LEDGER_DATA_DIR"] = str(Path(tmp) / "data")
         nats = EmbeddedNats(Path(tmp) / "nats").start()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

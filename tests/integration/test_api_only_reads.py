@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from services.api.app import create_app as create_api
-from services.api.asof import AsOfBuilds, AsOfPending
+from services.api.asof import AsOfBuilds, AsOfPending, schema_name
 from services.migrate import make_engine, migrate_all
 from services.nats_conn import connect
 from services.projector.app import ProjectorApp, all_projections
@@ -311,13 +311,7 @@ async def test_at_most_two_builds_at_once_and_the_oldest_view_is_dropped(tmp_pat
         await until(lambda: drops.exists() and bool(drops.read_text().split()), 30)
         evicted = drops.read_text().split()
         # the least recently used (day 2) went, and only it
-        assert evicted == [builds_schema(moments[1])]
+        assert evicted == [schema_name(moments[1], builds.owner)]
         assert len(builds.ready) == 2
     finally:
         await builds.close()
-
-
-def builds_schema(moment: dt.datetime) -> str:
-    from services.api.asof import schema_name
-
-    return schema_name(moment)
