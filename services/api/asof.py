@@ -153,7 +153,6 @@ class AsOfBuilds:
             await reading_errors
             code = await process.wait()
             if code != 0 or view.status != "ready":
-                view.status = "building"
                 raise RuntimeError(errors[-1] if errors else f"the builder exited with {code}")
         except asyncio.CancelledError:
             if process is not None and process.returncode is None:
