@@ -1,7 +1,7 @@
 """How long the API's event loop stalls while an as-of view is built (issue 15 item 7).
 
-`python -m tests.bench.asof_stall --patients 250` (about 10,000 ledger events) starts its own
-nats-server and PostgreSQL (loopback, in a temporary directory), records a simulated trial
+`python -m tests.bench.asof_stall --trials 12 --patients 20` (about 10,000 ledger events) starts its own
+nats-server and PostgreSQL (loopback, in a temporary directory), records simulated trials
 through a writer, then builds the view as of now twice while a probe measures the loop's
 stalls (how late a 5 ms sleep wakes up):
 
@@ -70,7 +70,26 @@ async def measured(build: Callable[[], Awaitable[None]]) -> dict[str, Any]:
     return summary(lags, seconds)
 
 
-async def main(patients: int) -> dict[str, Any]:
+async def ingest_trial(settings: Any, trial_id: str, patients: int) -> None:
+    from services.client import SiteClient
+    from services.nats_conn import connect
+    from services.simulator import generate_trial, submit_trial
+    from tests.integration.helpers import SIMULATED_TODAY
+
+    trial = generate_trial(
+        seed=3, sites=6, patients=patients, today=SIMULATED_TODAY, trial_id=trial_id
+    )
+    conns = {site: await connect(settings.nats_url) for site in ["_sponsor", *trial.site_events]}
+    try:
+        await submit_trial(
+            trial, lambda site: SiteClient(conns[site], trial_id, site), batch_size=50
+        )
+    finally:
+        for nc in conns.values():
+            await nc.close()
+
+
+async def main(trials: int, patients: int) -> dict[str, Any]:
     from services.api.asof import AsOfBuilds, AsOfPending
     from services.ledger_io import ledger_head
     from services.migrate import make_engine
@@ -81,7 +100,6 @@ async def main(patients: int) -> dict[str, Any]:
     from services.runtime import EmbeddedNats, EmbeddedPostgres
     from services.settings import Settings
     from services.writer.app import create_app as create_writer
-    from tests.integration.test_projections import ingest
 
     with tempfile.TemporaryDirectory() as tmp:
         # the writer's high-water mark and key in a data dir of this run, not ./.ledger
@@ -96,7 +114,10 @@ async def main(patients: int) -> dict[str, Any]:
             await writer.start()
             projector = await create_projector(settings)  # migrates the read models
             await projector.start()
-            await ingest(settings, patients=patients)
+            # several small trials: the simulator's submissions of one large trial stalled here
+            # on a loaded machine (see the report of issue 15 item 7)
+            for number in range(trials):
+                await ingest_trial(settings, f"BENCH-{number}", patients)
             await projector.wait_caught_up(600)
             await projector.stop()
             await writer.stop()
@@ -143,6 +164,12 @@ if __name__ == "__main__":
     from services.logs import configure_logging
 
     configure_logging("WARNING")
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>`: where it is, on stderr
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--patients", type=int, default=250)
-    print(json.dumps(asyncio.run(main(parser.parse_args().patients))))
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--patients", type=int, default=20, help="per trial")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.trials, args.patients))))
