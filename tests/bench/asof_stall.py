@@ -70,14 +70,14 @@ async def measured(build: Callable[[], Awaitable[None]]) -> dict[str, Any]:
     return summary(lags, seconds)
 
 
-async def ingest_trial(settings: Any, trial_id: str, patients: int) -> None:
+async def ingest_trial(settings: Any, trial_id: str, patients: int, seed: int) -> None:
     from services.client import SiteClient
     from services.nats_conn import connect
     from services.simulator import generate_trial, submit_trial
     from tests.integration.helpers import SIMULATED_TODAY
 
     trial = generate_trial(
-        seed=3, sites=6, patients=patients, today=SIMULATED_TODAY, trial_id=trial_id
+        seed=seed, sites=6, patients=patients, today=SIMULATED_TODAY, trial_id=trial_id
     )
     conns = {site: await connect(settings.nats_url) for site in ["_sponsor", *trial.site_events]}
     try:
@@ -114,10 +114,10 @@ async def main(trials: int, patients: int) -> dict[str, Any]:
             await writer.start()
             projector = await create_projector(settings)  # migrates the read models
             await projector.start()
-            # several small trials: the simulator's submissions of one large trial stalled here
+            # several small trials (their own seeds, so their own event ids): the simulator's submissions of one large trial stalled here
             # on a loaded machine (see the report of issue 15 item 7)
             for number in range(trials):
-                await ingest_trial(settings, f"BENCH-{number}", patients)
+                await ingest_trial(settings, f"BENCH-{number}", patients, seed=100 + number)
             await projector.wait_caught_up(600)
             await projector.stop()
             await writer.stop()
