@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -117,8 +118,15 @@ async def main(trials: int, patients: int) -> dict[str, Any]:
             # several small trials (their own seeds, so their own event ids): the simulator's submissions of one large trial stalled here
             # on a loaded machine (see the report of issue 15 item 7)
             for number in range(trials):
-                await ingest_trial(settings, f"BENCH-{number}", patients, seed=100 + number)
-            await projector.wait_caught_up(600)
+                try:
+                    await asyncio.wait_for(
+                        ingest_trial(settings, f"BENCH-{number}", patients, seed=100 + number),
+                        120,
+                    )
+                except TimeoutError:  # measured on what the ledger holds by then
+                    print(f"ingest stalled in trial {number}", file=sys.stderr, flush=True)
+                    break
+            await projector.wait_caught_up(120)
             await projector.stop()
             await writer.stop()
             as_of = dt.datetime.now(dt.UTC)
