@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, true
 
 from services.api import clinical_routes, pages, safety_routes
-from services.api.asof import AsOfBuilds
+from services.api.asof import AsOfBuilds, AsOfPending
 from services.api.auth import CurrentPrincipal
 from services.api.errors import checked_parameters, error_page, is_page
 from services.api.errors import install as install_errors
@@ -19,8 +19,9 @@ from services.api.patient_site import NOT_FOUND, patient_key, patient_site
 from services.api.patient_site import install as install_patient_site
 from services.api.reading import Builds, jsonable, reading
 from services.config.settings import Settings
-from services.db.migrate import make_engine, migrate
+from services.db.migrate import make_engine
 from services.db.projection_health import parked_events, projection_status
+from services.db.read_models import check_read_models
 from services.db.tables import audit_trail, event_index, patient_state
 from services.ledger.connection import connect
 from services.ledger.io import ledger_head
@@ -43,7 +44,12 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         settings.require("api")
         assert settings.database_url  # for the type checker: require() checked it
         engine = make_engine(settings.database_url)
-        await migrate(engine)
+        try:
+            # the API only reads: tables are made by `python -m services.db.migrate` beforehand
+            await check_read_models(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         app.state.engine = engine
         app.state.builds = Builds(engine)
         app.state.nc = (
@@ -51,8 +57,18 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
             if settings.nats_url
             else None
         )
-        app.state.asof = AsOfBuilds(engine, app.state.nc)
+        # as-of views are built by processes of their own, with the API's ledger identity
+        app.state.asof = AsOfBuilds(
+            {
+                "LEDGER_NATS_URL": settings.nats_url,
+                "LEDGER_DATABASE_URL": settings.database_url,
+                "LEDGER_REBUILD_CREDS": settings.creds_for("api") or "",
+            }
+            if settings.nats_url
+            else None
+        )
         yield
+        await app.state.asof.close()
         if app.state.nc is not None:
             await app.state.nc.close()
         await engine.dispose()
@@ -198,6 +214,13 @@ def create_app(settings: Settings, *, tokens: dict[str, str] | None = None) -> F
         if is_page(request):
             return error_page(request, 400, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(AsOfPending)
+    async def as_of_pending(request: Request, exc: AsOfPending) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if is_page(request):
+            return pages.preparing_page(request, exc.status_code, exc.body, headers)
+        return JSONResponse(exc.body, status_code=exc.status_code, headers=headers)
 
     install_errors(app)
     install_patient_site(app)

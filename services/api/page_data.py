@@ -18,6 +18,7 @@ from projections.common.calendar import parse_instant
 from projections.criteria.response import CRITERIA, RECIST
 from projections.endpoints.patient_endpoints import PARAMCDS
 from projections.fold.patient import Status
+from services.api.asof import AsOfPending
 from services.api.plots import enrollment_svg, km_svg
 from services.api.plots_patients import (
     Bar,
@@ -69,6 +70,13 @@ class Api:
         if self.as_of:
             query["as_of"] = self.as_of
         response = await self.client.get(path, params=query)
+        if self.as_of and response.status_code in (202, 503) and "status" in response.json():
+            # the as-of view is being built (or could not be): the page says so and refreshes
+            raise AsOfPending(
+                response.status_code,
+                response.json(),
+                int(response.headers.get("retry-after", "1") or 1),
+            )
         if response.status_code == 401:
             raise Unauthorized(response.json().get("detail", "unauthorized"))
         if response.status_code == 404:

@@ -153,6 +153,31 @@ async def _page(
     return HTMLResponse(render(template, **context))
 
 
+def preparing_page(
+    request: Request, status_code: int, body: dict[str, Any], headers: dict[str, str]
+) -> HTMLResponse:
+    """A past view not ready yet: its build's progress, on a page that reloads itself (or,
+    when the build failed or too many are under way, why, and when it will try again)."""
+    as_of = body.get("as_of")
+    progress = body.get("progress") or {}
+    return HTMLResponse(
+        render(
+            "preparing.html",
+            status=body.get("status"),
+            done=progress.get("done"),
+            total=progress.get("total"),
+            error=body.get("error") or body.get("detail"),
+            refresh=headers.get("Retry-After", "2"),
+            as_of=as_of,
+            trial=request.path_params.get("trial"),
+            href=_href(request, as_of),
+            path=request.url.path,
+        ),
+        status_code=status_code,
+        headers=headers,
+    )
+
+
 def error_page(
     request: Request, trial: str | None, as_of: str | None, message: str, status_code: int
 ) -> HTMLResponse:

@@ -24,33 +24,27 @@ import typer
 # exceptions; a Typer without it fails here, at import, rather than mapping no usage errors.
 from typer._click import exceptions as click_errors
 
+from services.config.exit_codes import INTERNAL as INTERNAL
+from services.config.exit_codes import LEDGER_WENT_BACKWARDS as LEDGER_WENT_BACKWARDS
+from services.config.exit_codes import NOT_MIGRATED as NOT_MIGRATED
+from services.config.exit_codes import OK as OK
+from services.config.exit_codes import REFUSED as REFUSED
+from services.config.exit_codes import START_FAILED as START_FAILED
+from services.config.exit_codes import UNREACHABLE as UNREACHABLE
+from services.config.exit_codes import USAGE as USAGE
+from services.config.exit_codes import CommandFailed as CommandFailed
 from services.config.settings import Settings, redacted_url
 from services.ledger.connection import server_urls
-
-OK = 0
-REFUSED = 1  # the command ran and its answer is no: events rejected, a check failed, not found
-USAGE = 2  # a bad option or argument value
-LEDGER_WENT_BACKWARDS = 3  # the ledger is behind the writer's high-water mark
-UNREACHABLE = 4  # a server the command needs is not running or does not answer
-START_FAILED = 5  # `up`/`demo` could not start the embedded servers
-INTERNAL = 70  # a defect: a one-line summary, the traceback only with LEDGER_DEBUG=1
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 refused (events rejected, a check failed, nothing by that name); "
     "2 bad option or argument; 3 the ledger went backwards; 4 a server it needs is not running "
-    "(start it with `trial-ledger up`); 5 the system could not start; 70 internal error."
+    "(start it with `trial-ledger up`); 5 the system could not start; 6 the read models are missing or old (run "
+    "`python -m services.db.migrate`); 70 internal error."
 )
 
 PROBE_TIMEOUT_S = 2.0
 START_HINT = "start the system with `trial-ledger up` (same --data-dir) or set {env}"
-
-
-class CommandFailed(Exception):
-    """A failure explained in one line, with its exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -133,6 +127,7 @@ def explain(exc: BaseException) -> CommandFailed | None:
     from nats.errors import NoServersError
 
     from services.config.settings import SettingsError
+    from services.db.read_models import ReadModelsMissing
     from services.ledger.connection import NatsUnreachable
     from services.runtime.embedded import StartFailed
 
@@ -142,6 +137,8 @@ def explain(exc: BaseException) -> CommandFailed | None:
     for link in _chain(exc):
         if isinstance(link, SettingsError):  # a setting missing or malformed: nothing started
             return CommandFailed(f"not configured: {link}", START_FAILED)
+        if isinstance(link, ReadModelsMissing):
+            return CommandFailed(f"the API cannot start: {link}", NOT_MIGRATED)
         if isinstance(link, StartFailed):
             return CommandFailed(f"the system could not start: {link}", START_FAILED)
         if isinstance(link, NatsUnreachable):

@@ -85,9 +85,12 @@ def serve_api(
     import uvicorn
 
     from services.api.app import create_app
+    from services.db.read_models import refuse_unless_migrated
 
+    settings = running_settings(data_dir, nats=True, db=True)
+    refuse_unless_migrated(settings)  # one line and exit code 6, before uvicorn starts
     uvicorn.run(
-        create_app(running_settings(data_dir, nats=True, db=True)),
+        create_app(settings),
         host=host,
         port=port,
         log_level="warning",

@@ -74,3 +74,43 @@ async def switch_build(engine: AsyncEngine, schema: str) -> None:
         await conn.execute(
             text(f"UPDATE {META_SCHEMA}.active_build SET schema_name = :s"), {"s": schema}
         )
+
+
+async def migrate_all(database_url: str) -> str:
+    """What `python -m services.db.migrate` does: the default build and the active one, at the
+    newest revision. Returns the active build's name."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        await migrate(engine)
+        build = await active_build(engine)
+        await migrate(engine, build)
+        return build
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    """`python -m services.db.migrate`: create or upgrade the read models (LEDGER_DATABASE_URL,
+    else the running system's runtime.json in LEDGER_DATA_DIR), before any reader starts."""
+    import asyncio
+    import sys
+
+    from services.config.exit_codes import UNREACHABLE, USAGE
+    from services.config.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env().require("migrate", "database_url")
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(USAGE) from None
+    assert settings.database_url  # for the type checker: require() checked it
+    try:
+        build = asyncio.run(migrate_all(settings.database_url))
+    except OSError as exc:  # PostgreSQL not running or not answering
+        print(f"error: the database does not answer: {exc}", file=sys.stderr)
+        raise SystemExit(UNREACHABLE) from None
+    print(f"read models up to date (active build {build!r})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

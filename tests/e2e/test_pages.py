@@ -260,6 +260,8 @@ async def test_the_as_of_selector_brings_a_corrected_scan_date_back_to_its_old_v
     await tab.page.fill("#as-of", before_correction)
     async with tab.page.expect_navigation(timeout=90_000):
         await tab.page.click("#as-of-apply")
+    # the past view is built aside: a "being prepared" page refreshes itself until it is ready
+    await tab.page.wait_for_selector('td[data-field="last_scan_on"]', timeout=90_000)
     shown = await tab.page.get_attribute("#as-of-banner", "data-as-of") or ""
     assert dt.datetime.fromisoformat(shown.replace("Z", "+00:00")) == dt.datetime.fromisoformat(
         before_correction.replace("Z", "+00:00")

@@ -38,7 +38,7 @@ from services.api.reading import Builds
 from services.client.follow import Follower, follow_alerts, run_follow
 from services.client.site import SiteClient
 from services.config.settings import Settings
-from services.db.migrate import make_engine
+from services.db.migrate import make_engine, migrate_all
 from services.ledger.connection import connect
 from services.ledger.io import alerts_config, ensure_streams, ledger_head, read_stream
 from services.projector.app import ProjectorApp
@@ -535,6 +535,7 @@ async def test_the_alert_stream_pushes_a_new_sae_to_a_connected_dashboard_live(
     alerter: AlerterApp,
 ) -> None:
     port = free_port()
+    await migrate_all(servers.database_url or "")  # the API only reads: migrated beforehand
     api = create_api(servers, tokens={"safety": "safety-token"})
     server = uvicorn.Server(
         uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -71,7 +71,7 @@ def test_a_start_that_fails_at_postgresql_leaves_no_server_running(tmp_path: Pat
     (pgdata / "PG_VERSION").write_text("not a version\n")
     (pgdata / "pg_hba.conf").write_text(PG_HBA)
     (data_dir / "postgres" / "password").write_text("secret\n")
-    code, out, err, _ = cli(["up", "--data-dir", str(data_dir)], clean_env(data_dir))
+    code, out, err = cli(["up", "--data-dir", str(data_dir)], clean_env(data_dir))
     assert code == START_FAILED, (code, out[-2000:], err[-2000:])
     said = [line for line in err.splitlines() if line.startswith("trial-ledger:")]
     assert len(said) == 1 and "PostgreSQL" in said[0], err  # beside `up`'s JSON log lines

@@ -181,6 +181,23 @@ def test_compose_creates_the_streams_as_admin_before_any_service() -> None:
     assert {f"nats-{n}" for n in (1, 2, 3)} <= set(provision["depends_on"])
 
 
+def test_the_read_models_are_migrated_before_the_api_which_only_reads() -> None:
+    services = compose()["services"]
+    migrate = services["migrate"]
+    assert migrate["entrypoint"] == ["python", "-m", "services.db.migrate"]
+    assert migrate["restart"] == "no" and "LEDGER_DATABASE_URL" in environment(migrate)
+    assert services["api"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    spec = k8s_object("Deployment", "ledger-api")["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    assert init["command"] == ["python", "-m", "services.db.migrate"]
+    assert (
+        "@ledger-postgres:5432/"
+        in {e["name"]: e for e in init["env"]}["LEDGER_DATABASE_URL"]["value"]
+    )
+
+
 def test_compose_postgresql_keeps_fsync_on() -> None:
     postgres = compose()["services"]["postgres"]
     assert postgres["image"].startswith("postgres:16")
