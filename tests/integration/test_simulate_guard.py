@@ -50,10 +50,7 @@ async def trial_event_ids(system: System) -> set[str]:
 
 async def simulate(system: System) -> tuple[int, str, str]:
     env = clean_env(system.data_dir)
-    code, out, err, _ = await asyncio.to_thread(
-        cli, [*SIMULATE, "--data-dir", str(system.data_dir)], env
-    )
-    return code, out, err
+    return await asyncio.to_thread(cli, [*SIMULATE, "--data-dir", str(system.data_dir)], env)
 
 
 async def test_the_same_simulation_twice_is_accepted_then_only_duplicates(system: System) -> None:
