@@ -24,6 +24,8 @@ from services.ledger.direct import read_direct
 log = structlog.get_logger("writer")
 
 POLL_S = 1.0
+# How long a stop waits for the tail's task to end after cancelling it.
+STOP_WAIT_S = 5.0
 # At most one read this often however fast appends come (each wake-up is one append).
 MIN_ROUND_S = 0.05
 
@@ -39,6 +41,7 @@ class LedgerTail:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _sub: Any = None
+    _stopping: bool = False
 
     async def start(self) -> None:
         async def wake(_: Any) -> None:
@@ -58,7 +61,9 @@ class LedgerTail:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        # The flag, not only the cancellation, ends the loop: Python 3.11's wait_for can lose a
+        # cancellation that arrives as the wake-up completes, and a stop must still stop.
+        while not self._stopping:
             began = loop.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
@@ -72,10 +77,12 @@ class LedgerTail:
             await asyncio.sleep(max(0.0, began + MIN_ROUND_S - loop.time()))
 
     async def unsubscribe(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # bounded: a stop never waits on a read that lost its cancellation
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
