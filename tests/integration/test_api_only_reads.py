@@ -27,11 +27,8 @@ from services.db.migrate import make_engine, migrate_all
 from services.db.read_models import ReadModelsMissing, check_read_models
 from services.ledger.connection import connect
 from services.projector.app import ProjectorApp, all_projections
-from services.projector.app import create_app as create_projector
 from services.projector.rebuild import digests, rebuild
 from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
-from services.writer.app import WriterApp
-from services.writer.app import create_app as create_writer
 from tests.integration.test_projections import ingest
 
 pytestmark = pytest.mark.integration
@@ -103,27 +100,6 @@ def test_serve_api_on_an_empty_database_says_so_on_one_line_with_exit_code_6(
 
 
 # -- as-of views, built aside -------------------------------------------------------------
-
-
-@pytest.fixture
-async def servers(own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres) -> Settings:
-    return Settings(nats_url=own_nats.url, database_url=own_postgres.url)
-
-
-@pytest.fixture
-async def writer(servers: Settings) -> AsyncIterator[WriterApp]:
-    app = await create_writer(servers, seal_every_events=10**9, seal_every_seconds=3600)
-    await app.start()
-    yield app
-    await app.stop()
-
-
-@pytest.fixture
-async def projector(servers: Settings, writer: WriterApp) -> AsyncIterator[ProjectorApp]:
-    app = await create_projector(servers)
-    await app.start()
-    yield app
-    await app.stop()
 
 
 @pytest.fixture

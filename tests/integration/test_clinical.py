@@ -24,10 +24,6 @@ from services.client.site import SiteClient
 from services.config.settings import Settings
 from services.ledger.connection import connect
 from services.projector.app import ProjectorApp
-from services.projector.app import create_app as create_projector
-from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
-from services.writer.app import WriterApp
-from services.writer.app import create_app as create_writer
 from tests.integration.helpers import event, parameters, unique_trial
 from tests.integration.test_projections import assert_live_equals_replay, ingest
 
@@ -35,28 +31,6 @@ pytestmark = pytest.mark.integration
 
 TOKENS = {"admin": "admin-token", "site:site01": "site01-token"}
 SIMULATED = "HAIC-PD1-LEN"
-
-
-@pytest.fixture
-async def servers(own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres) -> Settings:
-    return Settings(nats_url=own_nats.url, database_url=own_postgres.url)
-
-
-@pytest.fixture
-async def writer(servers: Settings) -> AsyncIterator[WriterApp]:
-    # seals only at stop: one appended mid-test would race the live-vs-replay comparisons
-    app = await create_writer(servers, seal_every_events=10**9, seal_every_seconds=3600)
-    await app.start()
-    yield app
-    await app.stop()
-
-
-@pytest.fixture
-async def projector(servers: Settings, writer: WriterApp) -> AsyncIterator[ProjectorApp]:
-    app = await create_projector(servers)
-    await app.start()
-    yield app
-    await app.stop()
 
 
 @pytest.fixture

@@ -15,12 +15,9 @@ from services.config.settings import Settings
 from services.ledger.connection import connect
 from services.projector.app import ProjectorApp
 from tests.integration.helpers import event, unique_trial
-from tests.integration.test_clinical import (  # noqa: F401 — the fixtures
+from tests.integration.test_clinical import (  # noqa: F401 — api is a fixture
     api,
     parse_csv,
-    projector,
-    servers,
-    writer,
 )
 
 pytestmark = pytest.mark.integration
